@@ -1,0 +1,40 @@
+# The README's two commands: `make demo` and `make test`. Each does its own setup.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export PREFECT_HOME := $(CURDIR)/.prefect
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-all lint bench-smoke clean
+
+setup: $(STAMP)
+
+# pip itself is upgraded first: the venv's stock pip (23.2) never resolves this dependency set.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo ">> installing progattr and its pinned dependencies into $(VENV) (a few minutes the first time)"
+	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
+	@set -o pipefail; $(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v -e "is ignored: it is neither" -e "^ *$$" || true
+	@$(PY) -c "import progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
+		|| { echo "!! install failed: see the pip output above"; exit 1; }
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/progattr demo
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf data/cache .pytest_cache

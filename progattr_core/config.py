@@ -1,0 +1,278 @@
+"""params.yaml -> frozen dataclasses. The one source of values: no second set of defaults in code.
+
+Every key must be present and known; a wrong type or value raises ConfigError naming the key and file.
+Overrides (`--set train.lr=0.01`) are applied to the raw mapping before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+ARCHS = ("resnet18", "resnet34", "resnet50")
+SPLIT_POINTS = ("layer2", "layer3", "layer4.1")
+METHODS = ("individual", "multilabel", "multilabel_masked")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    salt: str
+    val_fraction: float
+    test_fraction: float
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class DataParams:
+    root: str
+    raw: str
+    manifest: str
+    cache: str
+    slices: str
+    rejects: str
+    split: SplitParams
+    image: ImageParams
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    articles: tuple[str, ...]
+    n_images: int
+    image_size: int
+    full_label_fraction: float
+    label_rate: float
+    label_noise: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    arch: str
+    split_point: str
+    init: str
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    hflip: bool
+    crop_padding: int
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    article: str
+    attribute_order: tuple[str, ...]
+    epochs_first: int
+    epochs_add: int
+    epochs_finetune: int
+    epochs_final: int
+    batch_size: int
+    optimizer: Literal["sgd", "adamw"]
+    lr: float
+    lr_base_ratio: float
+    finetune_factor: float
+    final_factor: float
+    weight_decay: float
+    momentum: float
+    augment: AugmentParams
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    methods: tuple[str, ...]
+    epochs: int
+
+
+@dataclass(frozen=True)
+class EvaluationParams:
+    top_k: int
+    pr_points: int
+
+
+@dataclass(frozen=True)
+class Params:
+    seed: int
+    device: str
+    data: DataParams
+    synth: SynthParams
+    taxonomy: dict[str, dict[str, tuple[str, ...]]]
+    model: ModelParams
+    train: TrainParams
+    baselines: BaselineParams
+    evaluation: EvaluationParams
+
+    def attributes(self, article: str) -> dict[str, tuple[str, ...]]:
+        """The ordered attribute -> class-vocabulary mapping of one article."""
+        if article not in self.taxonomy:
+            raise ConfigError(f"unknown article {article!r}; taxonomy has {sorted(self.taxonomy)}")
+        return self.taxonomy[article]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def digest(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none): the params part of cache keys."""
+        plain = self.to_dict()
+        chosen = {k: plain[k] for k in (sections or plain)}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, source)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{source}: {where} = {value!r}; allowed: {list(typing.get_args(tp))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {where} must be a list, got {type(value).__name__} {value!r}")
+        inner = typing.get_args(tp)[0]
+        return tuple(_convert(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {where} must be a mapping, got {type(value).__name__}")
+        kt, vt = typing.get_args(tp)
+        return {_convert(k, kt, where, source): _convert(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"{where}: union types are not supported in params")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{source}: {where} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _build(cls: type, raw: Any, where: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {where or 'top level'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    missing = [n for n in names if n not in raw]
+    prefix = f"{where}." if where else ""
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {[prefix + k for k in unknown]}; known: {names}")
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {[prefix + k for k in missing]}")
+    return cls(**{n: _convert(raw[n], hints[n], prefix + n, source) for n in names})
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw params mapping, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, text = item.split("=", 1)
+        node = raw
+        keys = dotted.split(".")
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {item!r}: {key!r} is not a section of params")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
+        node[keys[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read, override and validate params; every problem is a ConfigError naming key and file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"params file {path} not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return params_from_dict(apply_overrides(raw, overrides), source=str(path))
+
+
+def params_from_dict(raw: dict[str, Any], source: str = "<params>") -> Params:
+    params = _build(Params, raw, "", source)
+    _check_values(params, source)
+    return params
+
+
+def _check_values(p: Params, source: str) -> None:
+    def bad(key: str, value: Any, allowed: str) -> ConfigError:
+        return ConfigError(f"{source}: {key} = {value!r}; {allowed}")
+
+    if p.device not in ("auto", "cpu", "cuda", "mps") and not p.device.startswith("cuda:"):
+        raise bad("device", p.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+    if p.model.arch not in ARCHS:
+        raise bad("model.arch", p.model.arch, f"allowed: {list(ARCHS)}")
+    if p.model.split_point not in SPLIT_POINTS:
+        raise bad("model.split_point", p.model.split_point, f"allowed: {list(SPLIT_POINTS)}")
+    if p.model.image_size < 32:
+        raise bad("model.image_size", p.model.image_size, "must be >= 32")
+    if len(p.model.mean) != 3 or len(p.model.std) != 3 or min(p.model.std) <= 0:
+        raise bad("model.mean/std", (p.model.mean, p.model.std), "need 3 values each, std > 0")
+    for key in ("lr", "lr_base_ratio", "finetune_factor", "final_factor"):
+        if getattr(p.train, key) <= 0:
+            raise bad(f"train.{key}", getattr(p.train, key), "must be > 0")
+    if p.train.weight_decay < 0:
+        raise bad("train.weight_decay", p.train.weight_decay, "must be >= 0")
+    for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):
+        if getattr(p.train, key) < 0 or (key == "batch_size" and p.train.batch_size < 1):
+            raise bad(f"train.{key}", getattr(p.train, key), "must be a non-negative count (batch_size >= 1)")
+    for m in p.baselines.methods:
+        if m not in METHODS:
+            raise bad("baselines.methods", m, f"allowed: {list(METHODS)}")
+    s = p.data.split
+    if not (0 <= s.val_fraction < 1 and 0 < s.test_fraction < 1 and s.val_fraction + s.test_fraction < 1):
+        raise bad("data.split", (s.val_fraction, s.test_fraction), "fractions in [0, 1) summing below 1")
+    for article, attrs in p.taxonomy.items():
+        if not attrs:
+            raise bad(f"taxonomy.{article}", attrs, "an article needs at least one attribute")
+        for attr, classes in attrs.items():
+            if len(classes) < 2:
+                raise bad(f"taxonomy.{article}.{attr}", list(classes), "an attribute needs at least 2 classes")
+            if len(set(classes)) != len(classes):
+                raise bad(f"taxonomy.{article}.{attr}", list(classes), "class names must be unique")
+    attrs = p.attributes(p.train.article)
+    order = p.train.attribute_order
+    if order and sorted(order) != sorted(attrs):
+        raise bad("train.attribute_order", list(order), f"must be a permutation of {list(attrs)} (or empty)")
+    for a in p.synth.articles:
+        p.attributes(a)
+
+
+def attribute_order(params: Params, article: str | None = None) -> list[str]:
+    """Attributes of an article in training order: `train.attribute_order` if set, else taxonomy order."""
+    article = article or params.train.article
+    attrs = list(params.attributes(article))
+    if params.train.attribute_order and article == params.train.article:
+        return list(params.train.attribute_order)
+    return attrs
