@@ -61,6 +61,18 @@ class SynthParams:
 
 
 @dataclass(frozen=True)
+class KaggleArticleParams:
+    article_types: tuple[str, ...]
+    columns: dict[str, str]
+    keywords: dict[str, dict[str, tuple[str, ...]]]
+
+
+@dataclass(frozen=True)
+class ImportParams:
+    kaggle: dict[str, KaggleArticleParams]
+
+
+@dataclass(frozen=True)
 class ModelParams:
     arch: str
     split_point: str
@@ -92,6 +104,8 @@ class TrainParams:
     final_factor: float
     weight_decay: float
     momentum: float
+    lr_schedule: Literal["cosine", "constant"]
+    select_best_epoch: bool
     augment: AugmentParams
 
 
@@ -108,16 +122,49 @@ class EvaluationParams:
 
 
 @dataclass(frozen=True)
+class ValidationParams:
+    min_label_coverage: float
+    min_class_count: int
+    min_full_label_fraction: float
+
+
+@dataclass(frozen=True)
+class MlflowParams:
+    tracking_uri: str
+    artifact_root: str
+    experiment: str
+    retries: int
+    retry_delay_s: float
+
+
+@dataclass(frozen=True)
+class RegistryParams:
+    max_gap_to_best_baseline: float
+    max_regression_vs_champion: float
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    outputs: str
+    max_workers: int
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
     data: DataParams
     synth: SynthParams
     taxonomy: dict[str, dict[str, tuple[str, ...]]]
+    imports: ImportParams
     model: ModelParams
     train: TrainParams
     baselines: BaselineParams
     evaluation: EvaluationParams
+    validation: ValidationParams
+    mlflow: MlflowParams
+    registry: RegistryParams
+    pipeline: PipelineParams
 
     def attributes(self, article: str) -> dict[str, tuple[str, ...]]:
         """The ordered attribute -> class-vocabulary mapping of one article."""
@@ -267,6 +314,20 @@ def _check_values(p: Params, source: str) -> None:
         raise bad("train.attribute_order", list(order), f"must be a permutation of {list(attrs)} (or empty)")
     for a in p.synth.articles:
         p.attributes(a)
+    _check_imports(p, source)
+
+
+def _check_imports(p: Params, source: str) -> None:
+    for article, spec in p.imports.kaggle.items():
+        where = f"{source}: imports.kaggle.{article}"
+        attrs = p.attributes(article)
+        for attr in (*spec.columns, *spec.keywords):
+            if attr not in attrs:
+                raise ConfigError(f"{where}: attribute {attr!r} is not in taxonomy.{article} {list(attrs)}")
+        for attr, classes in spec.keywords.items():
+            unknown = sorted(set(classes) - set(attrs[attr]))
+            if unknown:
+                raise ConfigError(f"{where}.keywords.{attr}: classes {unknown} not in {list(attrs[attr])}")
 
 
 def attribute_order(params: Params, article: str | None = None) -> list[str]:
