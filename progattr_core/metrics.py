@@ -1,0 +1,138 @@
+"""Evaluation (paper section 4.0.1): per-attribute accuracy on the test images labelled for it, and
+what users need beside it: macro-F1, per-class precision/recall, confusion matrices, one-vs-rest
+precision-recall curves averaged over the attribute's values (the paper's Figure 5), the majority-class
+rate (a model below it is broken, not a baseline), and Overall = mean of per-attribute accuracies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class AttributeMetrics:
+    attribute: str
+    classes: list[str]
+    n: int
+    accuracy: float
+    macro_f1: float
+    majority_rate: float
+    per_class: pd.DataFrame          # class, precision, recall, f1, support
+    confusion: np.ndarray            # rows: true class, columns: predicted class
+    pr_recall: np.ndarray            # the averaged precision-recall curve, one point per threshold
+    pr_precision: np.ndarray
+    average_precision: float         # mean over classes with support of one-vs-rest AP
+
+    def summary(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "majority_rate": self.majority_rate,
+                "average_precision": self.average_precision, "n": self.n}
+
+
+@dataclass
+class EvaluationReport:
+    method: str
+    per_attribute: dict[str, AttributeMetrics] = field(default_factory=dict)
+
+    @property
+    def overall(self) -> float:
+        """The paper's Overall column: the mean of per-attribute accuracies."""
+        accs = [m.accuracy for m in self.per_attribute.values() if not np.isnan(m.accuracy)]
+        return float(np.mean(accs)) if accs else float("nan")
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = [{"attribute": a, **m.summary()} for a, m in self.per_attribute.items()]
+        return pd.DataFrame(rows).set_index("attribute")
+
+    def flat_metrics(self) -> dict[str, float]:
+        """`<attr>.accuracy`-style keys, ready for a metrics logger."""
+        out = {f"{a}.{k}": float(v) for a, m in self.per_attribute.items() for k, v in m.summary().items()}
+        out["overall.accuracy"] = self.overall
+        return out
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def _per_class(conf: np.ndarray, classes: Sequence[str]) -> pd.DataFrame:
+    tp = np.diag(conf).astype(float)
+    support, predicted = conf.sum(1).astype(float), conf.sum(0).astype(float)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return pd.DataFrame({"class": list(classes), "precision": precision, "recall": recall, "f1": f1,
+                         "support": support.astype(int)})
+
+
+def pr_curve(probs: np.ndarray, y_true: np.ndarray, points: int = 101) -> tuple[np.ndarray, np.ndarray, float]:
+    """One-vs-rest precision/recall at fixed thresholds, macro-averaged over classes with support."""
+    thresholds = np.linspace(0.0, 1.0, points)
+    precisions, recalls, aps = [], [], []
+    for c in range(probs.shape[1]):
+        positive = y_true == c
+        if not positive.any():
+            continue
+        above = probs[:, c][None, :] >= thresholds[:, None]
+        tp = (above & positive[None, :]).sum(1).astype(float)
+        called = above.sum(1).astype(float)
+        precision = np.divide(tp, called, out=np.ones_like(tp), where=called > 0)
+        recall = tp / positive.sum()
+        precisions.append(precision)
+        recalls.append(recall)
+        aps.append(_average_precision(probs[:, c], positive))
+    if not precisions:
+        return np.zeros(points), np.zeros(points), float("nan")
+    return np.mean(recalls, 0), np.mean(precisions, 0), float(np.mean(aps))
+
+
+def _average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    hits = positive[order]
+    precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((precision_at * hits).sum() / hits.sum())
+
+
+def evaluate_attribute(attribute: str, classes: Sequence[str], probs: np.ndarray, labels: np.ndarray,
+                       pr_points: int = 101) -> AttributeMetrics:
+    """Metrics over the images labelled for the attribute (labels == -1 are ignored)."""
+    keep = labels >= 0
+    y, p = labels[keep].astype(int), probs[keep]
+    k = len(classes)
+    if len(y) == 0:
+        nan = float("nan")
+        return AttributeMetrics(attribute, list(classes), 0, nan, nan, nan, _per_class(np.zeros((k, k), int), classes),
+                                np.zeros((k, k), int), np.zeros(pr_points), np.zeros(pr_points), nan)
+    pred = p.argmax(1)
+    conf = confusion_matrix(y, pred, k)
+    table = _per_class(conf, classes)
+    rec, prec, ap = pr_curve(p, y, pr_points)
+    return AttributeMetrics(attribute, list(classes), int(len(y)), float((pred == y).mean()),
+                            float(table.loc[table.support > 0, "f1"].mean()), float(np.bincount(y).max() / len(y)),
+                            table, conf, rec, prec, ap)
+
+
+def evaluate(method: str, probs: dict[str, np.ndarray], labels: np.ndarray, attributes: Sequence[str],
+             classes: dict[str, Sequence[str]], pr_points: int = 101) -> EvaluationReport:
+    """A report for one method: `labels` is N x len(attributes) with -1 for missing."""
+    report = EvaluationReport(method)
+    for j, attr in enumerate(attributes):
+        if attr in probs:
+            report.per_attribute[attr] = evaluate_attribute(attr, classes[attr], probs[attr], labels[:, j], pr_points)
+    return report
+
+
+def comparison_table(reports: dict[str, EvaluationReport]) -> pd.DataFrame:
+    """The paper's Tables 2-4: rows = attributes + Overall, columns = methods (accuracy in %)."""
+    attrs = list(dict.fromkeys(a for r in reports.values() for a in r.per_attribute))
+    data = {m: [100 * r.per_attribute[a].accuracy if a in r.per_attribute else np.nan for a in attrs] +
+            [100 * r.overall] for m, r in reports.items()}
+    table = pd.DataFrame(data, index=[*attrs, "overall"])
+    majority = [100 * next(r.per_attribute[a].majority_rate for r in reports.values() if a in r.per_attribute)
+                for a in attrs]
+    table["majority"] = [*majority, np.nan]
+    table.index.name = "attribute"
+    return table.round(2)

@@ -1,0 +1,400 @@
+"""The progressive model: a torchvision ResNet split into a shared Base and one Branch per attribute.
+
+Paper section 3.1: the Base is the network's trunk; a Branch is a copy of the network's tail plus a
+softmax classifier for one attribute. The Base runs once per batch; every Branch reads its features.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from .errors import ModelError, WeightsUnavailableError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "progattr-model/1"
+ARCHS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
+SPLIT_POINTS = ("layer2", "layer3", "layer4.1")
+
+
+def _seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
+    if arch not in ARCHS:
+        raise ModelError(f"unknown architecture {arch!r}; allowed: {sorted(ARCHS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return getattr(torchvision.models, arch)(weights=None)
+
+
+def _imagenet_backbone(arch: str) -> torchvision.models.ResNet:
+    """torchvision's ImageNet weights; offline, a clear message naming the file and TORCH_HOME."""
+    weights = getattr(torchvision.models, ARCHS[arch]).DEFAULT
+    try:
+        return getattr(torchvision.models, arch)(weights=weights)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt file a RuntimeError
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        name = weights.url.rsplit("/", 1)[-1]
+        raise WeightsUnavailableError(
+            f"cannot load ImageNet weights for {arch} ({type(exc).__name__}: {exc}). Offline, download "
+            f"{weights.url} elsewhere and place it at {folder / name} (the folder is $TORCH_HOME/hub/"
+            f"checkpoints; TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or use "
+            f"model.init=scratch"
+        ) from None
+
+
+def _split(backbone: torchvision.models.ResNet, split_point: str) -> tuple[list, list]:
+    """(base, tail) lists of (name, module). `layer4.1`: the Branch is layer4's last block only."""
+    stem = [("conv1", backbone.conv1), ("bn1", backbone.bn1), ("relu", backbone.relu),
+            ("maxpool", backbone.maxpool)]
+    layers = [(f"layer{i}", getattr(backbone, f"layer{i}")) for i in range(1, 5)]
+    if split_point == "layer2":
+        return stem + layers[:2], layers[2:]
+    if split_point == "layer3":
+        return stem + layers[:3], layers[3:]
+    if split_point == "layer4.1":
+        blocks = list(backbone.layer4.children())
+        return stem + layers[:3] + [("layer4", nn.Sequential(*blocks[:-1]))], [("layer4_last", blocks[-1])]
+    raise ModelError(f"unknown split point {split_point!r}; allowed: {list(SPLIT_POINTS)}")
+
+
+def _seed_for(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31)
+
+
+def make_classifier(in_features: int, num_classes: int, seed: int) -> nn.Linear:
+    """A Linear head initialised like torch's default, but from its own seeded generator."""
+    layer = nn.Linear(in_features, num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    bound = in_features**-0.5
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+    return layer
+
+
+class _Normalise(nn.Module):
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.float() / 255.0 - self.mean) / self.std
+
+
+class _AttributeModel(nn.Module):
+    """What both model kinds share: input checks, normalisation, the class vocabularies."""
+
+    kind = "abstract"
+
+    def __init__(self, arch: str, image_size: int, mean: Sequence[float], std: Sequence[float], seed: int):
+        super().__init__()
+        self.arch, self.image_size, self.seed = arch, int(image_size), int(seed)
+        self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+        self.normalise = _Normalise(self.mean, self.std)
+        self.classes: dict[str, list[str]] = {}
+
+    @property
+    def attributes(self) -> dict[str, list[str]]:
+        return dict(self.classes)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """uint8 (N,3,S,S) images -> normalised float; float input is taken as already normalised."""
+        if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (
+            self.image_size, self.image_size):
+            shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ModelError(f"expected images of shape (N, 3, {self.image_size}, {self.image_size}), got {shape}")
+        return self.normalise(x) if x.dtype == torch.uint8 else x
+
+    def _check_attributes(self, attributes: Sequence[str] | None) -> list[str]:
+        if attributes is None:
+            return list(self.classes)
+        unknown = [a for a in attributes if a not in self.classes]
+        if unknown:
+            raise ModelError(f"unknown attribute(s) {unknown}; this model has {list(self.classes)}")
+        return list(attributes)
+
+    def check_vocabulary(self, vocab: dict[str, Sequence[str]]) -> None:
+        """Raise if a class vocabulary disagrees with the model's (order matters: it is the label code)."""
+        for attr, classes in vocab.items():
+            if attr in self.classes and list(classes) != self.classes[attr]:
+                raise ModelError(
+                    f"attribute {attr!r}: data vocabulary {list(classes)} disagrees with the model's "
+                    f"{self.classes[attr]} (same classes in the same order are required)")
+
+    def probabilities(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {a: torch.softmax(v, dim=1) for a, v in logits.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {"format": FORMAT, "kind": self.kind, "arch": self.arch, "image_size": self.image_size,
+                "mean": self.mean, "std": self.std, "seed": self.seed,
+                "attributes": [[a, list(c)] for a, c in self.classes.items()]}
+
+
+class ProgressiveResNet(_AttributeModel):
+    """A ResNet split into a shared Base and per-attribute Branches (tail copy + classifier).
+
+    Args:
+        arch: torchvision ResNet name (resnet18 / resnet34 / resnet50).
+        split_point: where the Base ends: layer2, layer3 (default in params) or layer4.1.
+        image_size: square input size the model was built for.
+        mean: per-channel normalisation mean (for 0-1 scaled RGB).
+        std: per-channel normalisation std.
+        init: scratch, imagenet, or a path to a saved progattr model / a torchvision ResNet state_dict.
+        seed: seeds the scratch weights and every new classifier, so builds are reproducible.
+    """
+
+    kind = "progressive"
+
+    def __init__(self, arch: str, split_point: str, image_size: int, mean: Sequence[float],
+                 std: Sequence[float], init: str = "scratch", seed: int = 0) -> None:
+        super().__init__(arch, image_size, mean, std, seed)
+        if split_point not in SPLIT_POINTS:
+            raise ModelError(f"unknown split point {split_point!r}; allowed: {list(SPLIT_POINTS)}")
+        self.split_point = split_point
+        backbone = _load_backbone(arch, init, seed)
+        base, tail = _split(backbone, split_point)
+        self.base = nn.Sequential(OrderedDict(base))
+        self.feature_dim = backbone.fc.in_features
+        template = nn.Sequential(OrderedDict(tail)).requires_grad_(False)
+        object.__setattr__(self, "tail_template", template)  # not a submodule: never trained
+        self.branches = nn.ModuleDict()
+        self.base_frozen = False
+
+    def add_branch(self, attribute: str, classes: Sequence[str]) -> None:
+        """Add Branch(attribute): a copy of the tail's initial weights plus a new softmax classifier."""
+        classes = [str(c) for c in classes]
+        if attribute in self.branches:
+            raise ModelError(f"branch {attribute!r} already exists")
+        if len(classes) < 2:
+            raise ModelError(f"attribute {attribute!r} needs at least 2 classes, got {classes}")
+        if len(set(classes)) != len(classes):
+            raise ModelError(f"attribute {attribute!r} has duplicate class names: {classes}")
+        if not attribute.isidentifier():
+            raise ModelError(f"attribute name {attribute!r} must be a Python identifier (letters, digits, _)")
+        tail = copy.deepcopy(self.tail_template).requires_grad_(True)
+        head = make_classifier(self.feature_dim, len(classes), _seed_for(self.seed, attribute))
+        branch = nn.Sequential(OrderedDict([("tail", tail), ("pool", nn.AdaptiveAvgPool2d(1)),
+                                            ("flatten", nn.Flatten()), ("fc", head)]))
+        device = next(self.base.parameters()).device
+        self.branches[attribute] = branch.to(device)
+        self.classes[attribute] = classes
+
+    def forward(self, x: Tensor, attributes: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Logits per attribute (all, or the named subset); the Base runs once."""
+        names = self._check_attributes(attributes)
+        features = self.base(self.prepare(x))
+        return {a: self.branches[a](features) for a in names}
+
+    def freeze_base(self) -> None:
+        """Stop the Base learning: no gradients, and BatchNorm statistics stay fixed."""
+        self.base.requires_grad_(False)
+        self.base_frozen = True
+        self.base.eval()
+
+    def unfreeze_base(self) -> None:
+        self.base.requires_grad_(True)
+        self.base_frozen = False
+        self.base.train(self.training)
+
+    def train(self, mode: bool = True) -> ProgressiveResNet:
+        super().train(mode)
+        if self.base_frozen:
+            self.base.eval()
+        return self
+
+    def branch_parameters(self, attribute: str) -> list[nn.Parameter]:
+        self._check_attributes([attribute])
+        return list(self.branches[attribute].parameters())
+
+    def layer_groups(self, attributes: Sequence[str]) -> list[list[nn.Parameter]]:
+        """Parameters from the lowest Base layer to the Branches: the ramp of differential LRs."""
+        groups = [list(self.base.conv1.parameters()) + list(self.base.bn1.parameters())]
+        groups += [list(m.parameters()) for n, m in self.base.named_children() if n.startswith("layer")]
+        groups.append([p for a in attributes for p in self.branches[a].parameters()])
+        return groups
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "split_point": self.split_point}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {"tail_template": self.tail_template.state_dict()}
+
+
+class MultiLabelResNet(_AttributeModel):
+    """The multi-label baseline: one ResNet whose head has one output per (attribute, class).
+
+    Args:
+        arch: torchvision ResNet name.
+        attributes: ordered mapping attribute -> class vocabulary; the head's outputs follow it.
+        image_size: square input size.
+        mean: normalisation mean.
+        std: normalisation std.
+        init: scratch, imagenet or a backbone path (as for ProgressiveResNet).
+        seed: seeds scratch weights and the head.
+        masked: recorded in the description (trained with per-cell masked BCE instead of the paper's loss).
+    """
+
+    kind = "multilabel"
+
+    def __init__(self, arch: str, attributes: dict[str, Sequence[str]], image_size: int,
+                 mean: Sequence[float], std: Sequence[float], init: str = "scratch", seed: int = 0,
+                 masked: bool = False) -> None:
+        super().__init__(arch, image_size, mean, std, seed)
+        self.masked = bool(masked)
+        for attr, classes in attributes.items():
+            if len(classes) < 2:
+                raise ModelError(f"attribute {attr!r} needs at least 2 classes, got {list(classes)}")
+            self.classes[attr] = [str(c) for c in classes]
+        backbone = _load_backbone(arch, init, seed)
+        width = sum(len(c) for c in self.classes.values())
+        backbone.fc = make_classifier(backbone.fc.in_features, width, _seed_for(seed, "multilabel-head"))
+        self.net = backbone
+
+    def slices(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for attr, classes in self.classes.items():
+            out[attr] = slice(start, start + len(classes))
+            start += len(classes)
+        return out
+
+    def forward(self, x: Tensor, attributes: Sequence[str] | None = None) -> dict[str, Tensor]:
+        names = self._check_attributes(attributes)
+        logits = self.net(self.prepare(x))
+        cuts = self.slices()
+        return {a: logits[:, cuts[a]] for a in names}
+
+    def probabilities(self, logits: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Sigmoid per output (how it was trained), renormalised over the attribute's classes."""
+        out = {}
+        for a, v in logits.items():
+            p = torch.sigmoid(v)
+            out[a] = p / p.sum(dim=1, keepdim=True).clamp_min(1e-12)
+        return out
+
+    def layer_groups(self, attributes: Sequence[str] | None = None) -> list[list[nn.Parameter]]:
+        n = self.net
+        return [list(n.conv1.parameters()) + list(n.bn1.parameters()), *[
+            list(getattr(n, f"layer{i}").parameters()) for i in range(1, 5)], list(n.fc.parameters())]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "masked": self.masked}
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {}
+
+
+def _load_backbone(arch: str, init: str, seed: int) -> torchvision.models.ResNet:
+    if arch not in ARCHS:
+        raise ModelError(f"unknown architecture {arch!r}; allowed: {sorted(ARCHS)}")
+    if init == "scratch":
+        return _seeded_backbone(arch, seed)
+    if init == "imagenet":
+        return _imagenet_backbone(arch)
+    path = Path(init)
+    if not path.is_file():
+        raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
+    backbone = _seeded_backbone(arch, seed)
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    state = _backbone_state_from(blob, path)
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("fc.")]:
+        raise ModelError(f"{path}: not a {arch} backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return backbone
+
+
+def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
+    """A torchvision ResNet state_dict from a saved progattr model (its Base + tail template) or as is."""
+    if isinstance(blob, dict) and blob.get("format") == FORMAT:
+        cfg = blob["config"]
+        if cfg["kind"] == "multilabel":
+            return {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.") and
+                    not k.startswith("net.fc.")}
+        state = {k[len("base."):]: v for k, v in blob["state_dict"].items() if k.startswith("base.")}
+        tail = blob["extra"]["tail_template"]
+        if cfg["split_point"] == "layer4.1":
+            n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer4."))
+            state.update({f"layer4.{n_blocks}.{k.split('.', 1)[1]}": v for k, v in tail.items()})
+        else:
+            state.update(tail)
+        return state
+    if isinstance(blob, dict) and all(isinstance(v, Tensor) for v in blob.values()):
+        return {k: v for k, v in blob.items() if not k.startswith("fc.")}
+    raise ModelError(f"{path}: neither a progattr model nor a ResNet state_dict")
+
+
+def build_model(model_params: Any, seed: int = 0) -> ProgressiveResNet:
+    """A branch-less ProgressiveResNet from the `model:` section of params."""
+    return ProgressiveResNet(model_params.arch, model_params.split_point, model_params.image_size,
+                             model_params.mean, model_params.std, model_params.init, seed)
+
+
+def _atomic_save(obj: Any, path: str | Path) -> Path:
+    """Write then rename, so a crash or a full disk never leaves a half-written file in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def model_blob(model: _AttributeModel) -> dict[str, Any]:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    extra = {k: {n: t.detach().cpu() for n, t in v.items()} for k, v in model.extra_state().items()}
+    return {"format": FORMAT, "config": model.describe(), "state_dict": state, "extra": extra}
+
+
+def save_model(model: _AttributeModel, path: str | Path) -> Path:
+    """One self-describing file: config + weights, loadable with weights_only=True."""
+    return _atomic_save(model_blob(model), path)
+
+
+def model_from_blob(blob: dict[str, Any], source: str = "<blob>") -> _AttributeModel:
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelError(f"{source}: not a {FORMAT} file")
+    cfg = blob["config"]
+    vocab = {a: c for a, c in cfg["attributes"]}
+    if cfg["kind"] == "progressive":
+        model: _AttributeModel = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"],
+                                                   cfg["mean"], cfg["std"], "scratch", cfg["seed"])
+        model.tail_template.load_state_dict(blob["extra"]["tail_template"])
+        for attr, classes in vocab.items():
+            model.add_branch(attr, classes)
+    elif cfg["kind"] == "multilabel":
+        model = MultiLabelResNet(cfg["arch"], vocab, cfg["image_size"], cfg["mean"], cfg["std"],
+                                 "scratch", cfg["seed"], cfg["masked"])
+    else:
+        raise ModelError(f"{source}: unknown model kind {cfg['kind']!r}")
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> _AttributeModel:
+    """Rebuild a saved model from its own description (no defaults from code), weights_only=True."""
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    return model_from_blob(blob, str(path))
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; nothing here assumes CUDA exists."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)

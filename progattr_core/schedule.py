@@ -1,0 +1,65 @@
+"""The paper's progressive procedure (section 3.2) as data: a list of Stages an orchestrator runs,
+checkpoints and resumes one at a time."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from .config import Params, attribute_order
+
+StageKind = Literal["first", "add", "finetune", "final"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the schedule.
+
+    `attributes` are the Branches trained in this stage (their losses are summed, each masked to the
+    images labelled for it); the stage's images are the union of those labelled for any of them.
+    `new_attribute` is the Branch this stage adds (first/add stages). `lr_factor` scales every LR.
+    """
+
+    index: int
+    name: str
+    kind: StageKind
+    new_attribute: str | None
+    attributes: tuple[str, ...]
+    epochs: int
+    lr_factor: float
+    freeze_base: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_schedule(params: Params, article: str | None = None) -> list[Stage]:
+    """first(A1); then add(Ak) + finetune(A1..Ak) for k = 2..n; then final (Base frozen, all Branches)."""
+    t = params.train
+    order = attribute_order(params, article)
+    stages = [Stage(0, f"first:{order[0]}", "first", order[0], (order[0],), t.epochs_first, 1.0, False)]
+    for k in range(1, len(order)):
+        attr = order[k]
+        stages.append(Stage(len(stages), f"add:{attr}", "add", attr, (attr,), t.epochs_add, 1.0, False))
+        stages.append(Stage(len(stages), f"finetune:{'+'.join(order[:k + 1])}", "finetune", None,
+                            tuple(order[:k + 1]), t.epochs_finetune, t.finetune_factor, False))
+    stages.append(Stage(len(stages), "final", "final", None, tuple(order), t.epochs_final, t.final_factor, True))
+    return stages
+
+
+def branch_add_stages(existing: list[str], attribute: str, params: Params, mode: str) -> list[Stage]:
+    """Stages that add one attribute to a trained model.
+
+    `frozen_base`: only the new Branch trains (Base frozen), so existing Branches cannot change.
+    `progressive`: the paper's add + fine-tune-everything + frozen-Base final steps.
+    """
+    t = params.train
+    if mode == "frozen_base":
+        return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), t.epochs_add, 1.0, True)]
+    if mode != "progressive":
+        raise ValueError(f"branch-add mode {mode!r}; allowed: frozen_base, progressive")
+    everything = (*existing, attribute)
+    return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), t.epochs_add, 1.0, False),
+            Stage(1, f"finetune:{'+'.join(everything)}", "finetune", None, everything, t.epochs_finetune,
+                  t.finetune_factor, False),
+            Stage(2, "final", "final", None, everything, t.epochs_final, t.final_factor, True)]

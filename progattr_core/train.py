@@ -1,0 +1,292 @@
+"""Training: one schedule stage at a time, with masked per-attribute losses and differential LRs.
+
+A missing label never contributes to any loss: each Branch's loss is taken over the images labelled
+for its attribute only (paper section 3.2: "each Branch learns only from images labelled for it").
+Every stage draws its shuffling and augmentation from a generator seeded by (seed, stage), so
+running stage k from the checkpoint of stage k-1 reproduces an uninterrupted run exactly (on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import TrainParams
+from .errors import DataValidationError, ModelError
+from .model import ProgressiveResNet, _atomic_save, _seed_for, model_blob, model_from_blob
+from .schedule import Stage
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+LossFn = Callable[[dict[str, Tensor], Tensor], Tensor]
+
+
+@dataclass
+class LabelledImages:
+    """Images (uint8, N x 3 x S x S) with one label column per attribute (class code, -1 = missing)."""
+
+    images: Tensor
+    labels: Tensor
+    attributes: list[str]
+    classes: dict[str, list[str]]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise DataValidationError(f"images must be uint8 (N, 3, S, S), got {self.images.dtype} "
+                                      f"{tuple(self.images.shape)}")
+        if self.labels.shape != (len(self.images), len(self.attributes)):
+            raise DataValidationError(f"labels shape {tuple(self.labels.shape)} != (N={len(self.images)}, "
+                                      f"attributes={len(self.attributes)})")
+        for j, attr in enumerate(self.attributes):
+            col = self.labels[:, j]
+            k = len(self.classes[attr])
+            bad = col[(col < -1) | (col >= k)]
+            if len(bad):
+                raise DataValidationError(f"attribute {attr!r}: label code {int(bad[0])} outside [-1, {k - 1}]")
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, attributes: Sequence[str],
+                    classes: dict[str, Sequence[str]]) -> LabelledImages:
+        return cls(torch.as_tensor(images), torch.as_tensor(labels, dtype=torch.int64), list(attributes),
+                   {a: list(classes[a]) for a in attributes})
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def column(self, attribute: str) -> Tensor:
+        if attribute not in self.attributes:
+            raise DataValidationError(f"no labels for attribute {attribute!r}; data has {self.attributes}")
+        return self.labels[:, self.attributes.index(attribute)]
+
+    def labelled_for(self, attributes: Sequence[str], every: bool = False) -> Tensor:
+        """Indices of images labelled for any (or, with every=True, all) of the attributes."""
+        mask = torch.stack([self.column(a) >= 0 for a in attributes], dim=1)
+        return torch.nonzero(mask.all(1) if every else mask.any(1)).flatten()
+
+
+@dataclass
+class FitResult:
+    """What one training run (a stage or a baseline) did: time, image passes, losses, chosen epoch."""
+
+    name: str
+    epochs: int
+    n_images: int
+    seconds: float = 0.0
+    image_passes: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    val_scores: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _augment(x: Tensor, gen: torch.Generator, hflip: bool, pad: int) -> Tensor:
+    """Random horizontal flips and pad-and-crop, drawn from `gen` (so resumable runs repeat them)."""
+    n, _, h, w = x.shape
+    if hflip:
+        flip = torch.rand(n, generator=gen) < 0.5
+        x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
+    if pad > 0:
+        padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
+        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+    return x
+
+
+def lr_ramp(n_groups: int, top_lr: float, base_ratio: float) -> list[float]:
+    """Geometric ramp: the lowest layer gets top_lr * base_ratio, the Branch (last group) top_lr."""
+    if n_groups == 1:
+        return [top_lr]
+    return [top_lr * base_ratio ** ((n_groups - 1 - i) / (n_groups - 1)) for i in range(n_groups)]
+
+
+def _optimizer(tp: TrainParams, groups: list[list[nn.Parameter]], lrs: list[float]) -> torch.optim.Optimizer:
+    spec = [{"params": g, "lr": lr} for g, lr in zip(groups, lrs, strict=True) if g]
+    if tp.optimizer == "sgd":
+        return torch.optim.SGD(spec, momentum=tp.momentum, weight_decay=tp.weight_decay)
+    return torch.optim.AdamW(spec, weight_decay=tp.weight_decay)
+
+
+def _schedule(opt: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+
+
+def masked_cross_entropy(data: LabelledImages) -> LossFn:
+    """Sum over attributes of the mean cross-entropy over that attribute's labelled images."""
+    index = {a: i for i, a in enumerate(data.attributes)}
+
+    def loss(outputs: dict[str, Tensor], y: Tensor) -> Tensor:
+        total = None
+        for attr, logits in outputs.items():
+            col = y[:, index[attr]]
+            keep = col >= 0
+            if keep.any():
+                term = F.cross_entropy(logits[keep], col[keep])
+                total = term if total is None else total + term
+        if total is None:
+            raise DataValidationError("a batch carried no label for any trained attribute")
+        return total
+
+    return loss
+
+
+def accuracy_on(model: nn.Module, data: LabelledImages, attributes: Sequence[str], device: torch.device,
+                batch_size: int = 256) -> dict[str, float]:
+    """Per-attribute accuracy on the images labelled for each (used for best-epoch selection)."""
+    from .predict import predict_proba
+
+    probs = predict_proba(model, data.images, batch_size=batch_size, device=device, attributes=attributes)
+    out = {}
+    for attr in attributes:
+        col = data.column(attr).numpy()
+        keep = col >= 0
+        out[attr] = float((probs[attr][keep].argmax(1) == col[keep]).mean()) if keep.any() else float("nan")
+    return out
+
+
+@dataclass
+class FitSpec:
+    """Everything one training run needs beyond the model and the data."""
+
+    name: str
+    attributes: Sequence[str]
+    indices: Tensor
+    groups: list[list[nn.Parameter]]
+    lrs: list[float]
+    loss_fn: LossFn
+    epochs: int
+    seed: int
+
+
+def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
+        val: LabelledImages | None = None, progress: Progress | None = None) -> FitResult:
+    """The one training loop every method shares: same optimiser, LR schedule, augmentation, selection."""
+    result = FitResult(spec.name, spec.epochs, len(spec.indices))
+    if spec.epochs == 0 or len(spec.indices) == 0:
+        return result
+    bs = tp.batch_size
+    steps_per_epoch = max(1, len(spec.indices) // bs if len(spec.indices) % bs == 1 else
+                          math.ceil(len(spec.indices) / bs))
+    opt = _optimizer(tp, spec.groups, spec.lrs)
+    sched = _schedule(opt, tp.lr_schedule, spec.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(spec.seed)
+    select = tp.select_best_epoch and val is not None and spec.epochs > 1
+    best_state, best_score, start = None, -1.0, time.perf_counter()
+    for epoch in range(spec.epochs):
+        model.train()
+        order = spec.indices[torch.randperm(len(spec.indices), generator=gen)]
+        total, count = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * bs:(step + 1) * bs] if step < steps_per_epoch - 1 else order[step * bs:]
+            x = _augment(data.images[idx], gen, tp.augment.hflip, tp.augment.crop_padding).to(device)
+            loss = spec.loss_fn(model(x, list(spec.attributes)), data.labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, count = total + loss.item() * len(idx), count + len(idx)
+        result.image_passes += count
+        result.epoch_losses.append(total / max(count, 1))
+        if select:
+            score = float(np.nanmean(list(accuracy_on(model, val, spec.attributes, device).values())))
+            result.val_scores.append(score)
+            if score > best_score:
+                best_score, result.best_epoch = score, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        if progress:
+            extra = f", val acc {result.val_scores[-1]:.3f}" if select else ""
+            progress(f"{spec.name}: epoch {epoch + 1}/{spec.epochs}, loss {result.epoch_losses[-1]:.4f}{extra}")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    return result
+
+
+def _prepare_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages) -> None:
+    """Add the stage's new Branch if needed and set what learns: Base (unless frozen) + its Branches."""
+    model.check_vocabulary({a: data.classes[a] for a in data.attributes if a in model.classes})
+    if stage.new_attribute is not None and stage.new_attribute not in model.classes:
+        if stage.new_attribute not in data.classes:
+            raise DataValidationError(f"stage {stage.name}: no labels for attribute {stage.new_attribute!r}")
+        model.add_branch(stage.new_attribute, data.classes[stage.new_attribute])
+    missing = [a for a in stage.attributes if a not in model.classes]
+    if missing:
+        raise ModelError(f"stage {stage.name}: model has no branch for {missing}; run the earlier stages first")
+    if stage.freeze_base:
+        model.freeze_base()
+    else:
+        model.unfreeze_base()
+    for attr, branch in model.branches.items():
+        branch.requires_grad_(attr in stage.attributes)
+
+
+def stage_seed(seed: int, stage: Stage) -> int:
+    return _seed_for(seed, f"stage{stage.index}:{stage.name}")
+
+
+def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp: TrainParams, seed: int,
+                device: torch.device | str = "cpu", val: LabelledImages | None = None,
+                progress: Progress | None = None) -> FitResult:
+    """Train one schedule stage in place: its Branches (and the Base unless frozen) on their images."""
+    device = torch.device(device)
+    model.to(device)
+    _prepare_stage(model, stage, data)
+    groups = model.layer_groups(stage.attributes)
+    lrs = lr_ramp(len(groups), tp.lr * stage.lr_factor, tp.lr_base_ratio)
+    if stage.freeze_base:
+        groups, lrs = groups[-1:], lrs[-1:]
+    spec = FitSpec(stage.name, stage.attributes, data.labelled_for(stage.attributes), groups, lrs,
+                   masked_cross_entropy(data), stage.epochs, stage_seed(seed, stage))
+    result = fit(model, spec, data, tp, device, val, progress)
+    if stage.freeze_base:
+        model.unfreeze_base()
+    return result
+
+
+def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: LabelledImages, tp: TrainParams,
+                 seed: int, device: torch.device | str = "cpu", val: LabelledImages | None = None,
+                 start: int = 0, on_stage_end: Callable[[Stage, FitResult], None] | None = None,
+                 progress: Progress | None = None) -> list[FitResult]:
+    """Run stages[start:] in order (resume: pass the model restored from stage start-1's checkpoint)."""
+    results = []
+    for stage in stages[start:]:
+        if progress:
+            progress(f"stage {stage.index + 1}/{len(stages)} {stage.name} ({stage.kind}, {stage.epochs} epoch(s))")
+        result = train_stage(model, stage, data, tp, seed, device, val, progress)
+        results.append(result)
+        if on_stage_end:
+            on_stage_end(stage, result)
+    return results
+
+
+def save_checkpoint(path: str | Path, model: ProgressiveResNet, stage: Stage,
+                    result: FitResult | None = None) -> Path:
+    """The model after `stage` (weights + self-description) and the stage that produced it."""
+    blob = {**model_blob(model), "stage": stage.to_dict(),
+            "result": {k: v for k, v in (result.to_dict() if result else {}).items()
+                       if k in ("seconds", "image_passes", "epoch_losses")}}
+    return _atomic_save(blob, path)
+
+
+def load_checkpoint(path: str | Path) -> tuple[ProgressiveResNet, dict[str, Any]]:
+    """(model, stage dict) from a checkpoint; continue with stages[stage['index'] + 1:]."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if "stage" not in blob:
+        raise ModelError(f"{path}: a saved model, not a stage checkpoint")
+    return model_from_blob(blob, str(path)), blob["stage"]

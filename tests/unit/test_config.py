@@ -1,0 +1,67 @@
+"""params.yaml loading: every problem names the key and the file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from progattr_core.config import load_params, params_from_dict
+from progattr_core.errors import ConfigError
+from tests.unit.conftest import ROOT
+
+
+def _raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_load_into_frozen_dataclasses():
+    p = load_params(ROOT / "params.yaml")
+    assert p.model.split_point in ("layer2", "layer3", "layer4.1")
+    assert list(p.attributes("tops")) == ["sleeve_style", "sleeve_length", "pattern", "neck"]
+    assert len(p.attributes("dresses")["shape"]) == 15  # the paper's Table 1
+    with pytest.raises(AttributeError):
+        p.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_unknown_key_is_named(tmp_path):
+    raw = _raw()
+    raw["train"]["learning_rate"] = 0.1
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"params.yaml: unknown key\(s\) \['train.learning_rate'\]"):
+        load_params(path)
+
+
+def test_missing_key_is_named():
+    raw = _raw()
+    del raw["model"]["split_point"]
+    with pytest.raises(ConfigError, match=r"missing key\(s\) \['model.split_point'\]"):
+        params_from_dict(raw, "p.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=-0.1", r"train.lr = -0.1; must be > 0"),
+    ("train.batch_size=big", r"train.batch_size must be int, got str 'big'"),
+    ("model.split_point=layer5", r"model.split_point = 'layer5'; allowed"),
+    ("model.arch=vgg16", r"model.arch = 'vgg16'; allowed"),
+    ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
+    ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),
+    ("train.nope=1", r"unknown key 'train.nope'"),
+])
+def test_bad_values_are_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(ROOT / "params.yaml", [override])
+
+
+def test_single_class_attribute_in_taxonomy_is_rejected():
+    raw = _raw()
+    raw["taxonomy"]["jeans"]["fade"] = ["none"]
+    with pytest.raises(ConfigError, match=r"taxonomy.jeans.fade = \['none'\]; an attribute needs at least 2"):
+        params_from_dict(raw)
+
+
+def test_digest_changes_only_with_its_sections():
+    a = load_params(ROOT / "params.yaml")
+    b = load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
+    assert a.digest("train", "model") == b.digest("train", "model")
+    assert a.digest() != b.digest()

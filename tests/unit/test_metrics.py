@@ -1,0 +1,48 @@
+"""Metrics: the paper's Overall column, confusion matrices, averaged precision-recall curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, evaluate_attribute, pr_curve
+
+
+def test_overall_is_the_mean_of_attribute_accuracies_as_in_the_paper():
+    # Paper, Table 3 (Tops, progressive): 69.69, 88.98, 68.18, 75.41 -> Overall 75.57
+    report = EvaluationReport("progressive")
+    for name, acc in zip("abcd", [0.6969, 0.8898, 0.6818, 0.7541], strict=True):
+        m = evaluate_attribute(name, ["x", "y"], np.array([[1.0, 0.0]]), np.array([0]))
+        m.accuracy = acc
+        report.per_attribute[name] = m
+    assert 100 * report.overall == pytest.approx(75.57, abs=0.006)
+
+
+def test_accuracy_confusion_and_per_class_on_labelled_images_only():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.3, 0.3, 0.4]])
+    labels = np.array([0, 1, 2, 1, -1])  # the last image is unlabelled: ignored
+    m = evaluate_attribute("neck", ["round", "v", "boat"], probs, labels)
+    assert m.n == 4 and m.accuracy == 0.75
+    assert m.confusion.tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    row = m.per_class.set_index("class").loc["round"]
+    assert row.precision == 0.5 and row.recall == 1.0
+    assert m.majority_rate == 0.5
+
+
+def test_pr_curve_of_a_perfect_classifier():
+    probs = np.eye(3)[[0, 1, 2, 0]]
+    recall, precision, ap = pr_curve(probs, np.array([0, 1, 2, 0]), points=11)
+    assert recall[0] == 1.0 and precision[-1] == 1.0 and ap == pytest.approx(1.0)
+    assert np.all(np.diff(recall) <= 1e-12)  # recall never rises with the threshold
+
+
+def test_comparison_table_has_methods_as_columns_and_an_overall_row():
+    labels = np.array([[0, 1], [1, -1], [1, 0]])
+    classes = {"a": ["x", "y"], "b": ["p", "q"]}
+    good = {"a": np.eye(2)[[0, 1, 1]], "b": np.eye(2)[[1, 0, 0]]}
+    bad = {"a": np.eye(2)[[1, 0, 0]], "b": np.eye(2)[[0, 1, 1]]}
+    table = comparison_table({"progressive": evaluate("progressive", good, labels, ["a", "b"], classes),
+                              "individual": evaluate("individual", bad, labels, ["a", "b"], classes)})
+    assert list(table.index) == ["a", "b", "overall"]
+    assert table.loc["overall", "progressive"] == 100.0 and table.loc["overall", "individual"] == 0.0
+    assert table.loc["a", "majority"] == pytest.approx(66.67)

@@ -1,0 +1,164 @@
+"""Model tests in the timm style: shapes, no NaN, gradients exactly where training should put them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from progattr_core.errors import ModelError, WeightsUnavailableError
+from progattr_core.model import MultiLabelResNet, ProgressiveResNet, build_model, load_model, save_model
+from progattr_core.schedule import build_schedule
+from progattr_core.train import _prepare_stage, masked_cross_entropy
+
+CLASSES = {"neck": ["round", "v-neck", "boat"], "sleeve_length": ["short", "long"]}
+
+
+def _model(split: str = "layer3", arch: str = "resnet18") -> ProgressiveResNet:
+    m = ProgressiveResNet(arch, split, 32, [0.5] * 3, [0.25] * 3, "scratch", seed=0)
+    for a, c in CLASSES.items():
+        m.add_branch(a, c)
+    return m
+
+
+def _images(n: int = 4) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("split", ["layer2", "layer3", "layer4.1"])
+def test_output_shape_per_branch_and_finite(split):
+    out = _model(split)(_images())
+    assert set(out) == set(CLASSES)
+    for attr, logits in out.items():
+        assert logits.shape == (4, len(CLASSES[attr]))
+        assert torch.isfinite(logits).all()
+
+
+def test_forward_named_subset_runs_only_those_branches():
+    out = _model()(_images(), ["neck"])
+    assert list(out) == ["neck"]
+
+
+def test_branch_is_a_copy_of_the_tail_not_shared():
+    m = _model()
+    a, b = m.branches["neck"].tail, m.branches["sleeve_length"].tail
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb) and pa.data_ptr() != pb.data_ptr()
+
+
+def test_split_point_layer41_branch_is_only_the_last_block():
+    m = ProgressiveResNet("resnet34", "layer4.1", 32, [0.5] * 3, [0.25] * 3)
+    m.add_branch("neck", CLASSES["neck"])
+    assert len(m.base.layer4) == 2  # resnet34's layer4 has three blocks: 0 and 1 stay in the Base
+    tail = m.branches["neck"].tail
+    assert len(tail) == 1 and type(tail[0]).__name__ == "BasicBlock"
+
+
+@pytest.mark.parametrize("kind_index", [0, 1, 2, 5])  # first, add, finetune, final on a 3-attribute schedule
+def test_gradients_only_where_the_stage_trains(tiny_params, tiny_data, kind_index):
+    stages = build_schedule(tiny_params)
+    model = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3)
+    for stage in stages[:kind_index + 1]:  # add the branches the stage needs
+        _prepare_stage(model, stage, tiny_data)
+    stage = stages[kind_index]
+    model.train()
+    idx = tiny_data.labelled_for(stage.attributes)[:8]
+    loss = masked_cross_entropy(tiny_data)(model(tiny_data.images[idx], list(stage.attributes)),
+                                           tiny_data.labels[idx])
+    loss.backward()
+    for name, p in model.named_parameters():
+        in_branch = name.startswith("branches.")
+        trains = (name.split(".")[1] in stage.attributes) if in_branch else not stage.freeze_base
+        assert p.requires_grad == trains, name
+        if trains:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), f"{stage.name}: {name} got no gradient"
+        else:
+            assert p.grad is None, f"{stage.name}: frozen {name} got a gradient"
+
+
+def test_freeze_base_keeps_batchnorm_statistics():
+    m = _model()
+    m.freeze_base()
+    m.train()
+    before = {k: v.clone() for k, v in m.base.state_dict().items()}
+    m(_images(8))
+    assert all(torch.equal(before[k], v) for k, v in m.base.state_dict().items())
+
+
+def test_differential_lr_groups_cover_base_then_branches():
+    m = _model()
+    groups = m.layer_groups(["neck"])
+    assert len(groups) == 5  # stem, layer1-3, branch
+    assert {id(p) for g in groups for p in g} == {id(p) for p in m.base.parameters()} | {
+        id(p) for p in m.branches["neck"].parameters()}
+
+
+def test_save_load_roundtrip_is_exact_and_self_describing(tmp_path):
+    m = _model().eval()
+    path = save_model(m, tmp_path / "m.pt")
+    blob = torch.load(path, weights_only=True)  # loadable without trusting pickled code
+    assert blob["config"]["attributes"] == [[a, c] for a, c in CLASSES.items()]
+    back = load_model(path)
+    x = _images()
+    for a, v in m(x).items():
+        assert torch.equal(v, back(x)[a])
+    back.add_branch("pattern", ["solid", "striped"])  # the tail template travelled with the weights
+    m.add_branch("pattern", ["solid", "striped"])
+    assert torch.equal(m(x)["pattern"], back(x)["pattern"])
+
+
+def test_multilabel_model_roundtrip(tmp_path):
+    m = MultiLabelResNet("resnet18", CLASSES, 32, [0.5] * 3, [0.25] * 3, masked=True).eval()
+    out = m(_images())
+    assert out["neck"].shape == (4, 3) and out["sleeve_length"].shape == (4, 2)
+    back = load_model(save_model(m, tmp_path / "ml.pt"))
+    assert back.masked and torch.equal(back(_images())["neck"], out["neck"])
+
+
+def test_init_from_a_saved_model_reuses_its_base(tmp_path):
+    m = _model()
+    path = save_model(m, tmp_path / "m.pt")
+    warm = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init=str(path), seed=9)
+    for (k, v), (k2, v2) in zip(m.base.state_dict().items(), warm.base.state_dict().items(), strict=True):
+        assert k == k2 and torch.equal(v, v2)
+
+
+def test_build_model_from_params(tiny_params):
+    m = build_model(tiny_params.model)
+    assert m.arch == "resnet18" and m.image_size == 32 and not m.classes
+
+
+def test_wrong_image_shape_is_a_clear_error():
+    with pytest.raises(ModelError, match=r"expected images of shape \(N, 3, 32, 32\), got \(4, 1, 32, 32\)"):
+        _model()(torch.zeros(4, 1, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ModelError, match="expected images"):
+        _model()(torch.zeros(4, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_attribute_with_one_class_is_rejected():
+    with pytest.raises(ModelError, match="'fade' needs at least 2 classes"):
+        _model().add_branch("fade", ["none"])
+    with pytest.raises(ModelError, match="at least 2 classes"):
+        MultiLabelResNet("resnet18", {"fade": ["none"]}, 32, [0.5] * 3, [0.25] * 3)
+
+
+def test_vocabulary_disagreeing_with_a_loaded_model_is_rejected(tmp_path):
+    back = load_model(save_model(_model(), tmp_path / "m.pt"))
+    with pytest.raises(ModelError, match="'neck': data vocabulary .* disagrees with the model's"):
+        back.check_vocabulary({"neck": ["v-neck", "round", "boat"]})
+
+
+def test_unknown_split_point_arch_and_attribute():
+    with pytest.raises(ModelError, match="unknown split point 'layer9'"):
+        ProgressiveResNet("resnet18", "layer9", 32, [0.5] * 3, [0.25] * 3)
+    with pytest.raises(ModelError, match="unknown architecture 'vgg16'"):
+        ProgressiveResNet("vgg16", "layer3", 32, [0.5] * 3, [0.25] * 3)
+    with pytest.raises(ModelError, match=r"unknown attribute\(s\) \['colour'\]"):
+        _model()(_images(), ["colour"])
+
+
+def test_imagenet_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no route: fail fast, even with internet
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    with pytest.raises(WeightsUnavailableError, match=r"resnet18-f37072fd\.pth.*TORCH_HOME"):
+        ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init="imagenet")

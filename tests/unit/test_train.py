@@ -1,0 +1,136 @@
+"""The schedule, the training loop, resume equality and the baselines, on a tiny in-memory set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from progattr_core.baselines import train_individual, train_multilabel
+from progattr_core.errors import DataValidationError, ModelError
+from progattr_core.metrics import evaluate
+from progattr_core.model import build_model
+from progattr_core.predict import predict, predict_proba
+from progattr_core.schedule import branch_add_stages, build_schedule
+from progattr_core.train import (
+    LabelledImages,
+    load_checkpoint,
+    lr_ramp,
+    masked_cross_entropy,
+    run_schedule,
+    save_checkpoint,
+    train_stage,
+)
+
+
+def test_schedule_follows_the_paper(tiny_params):
+    stages = build_schedule(tiny_params)
+    assert [s.kind for s in stages] == ["first", "add", "finetune", "add", "finetune", "final"]
+    assert stages[0].attributes == ("fade",)
+    assert stages[2].attributes == ("fade", "shade") and stages[2].lr_factor == tiny_params.train.finetune_factor
+    assert stages[-1].freeze_base and stages[-1].attributes == ("fade", "shade", "distress")
+    assert [s.index for s in stages] == list(range(6))
+
+
+def test_attribute_order_param_reorders_the_schedule(tiny_params):
+    from progattr_core.config import load_params
+    from tests.unit.conftest import ROOT, TINY
+
+    p = load_params(ROOT / "params.yaml", [*TINY, "train.attribute_order=[distress, fade, shade]"])
+    assert [s.new_attribute for s in build_schedule(p) if s.new_attribute] == ["distress", "fade", "shade"]
+
+
+def test_lr_ramp_is_geometric_from_base_to_branch():
+    lrs = lr_ramp(5, 1.0, 0.01)
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] == 1.0
+    ratios = np.array(lrs[1:]) / np.array(lrs[:-1])
+    assert np.allclose(ratios, ratios[0])
+
+
+def test_missing_labels_never_contribute_to_the_loss(tiny_data):
+    y = tiny_data.labels[:6].clone()
+    y[:, 1] = -1
+    y[0, 1] = 2
+    logits = {"fade": torch.randn(6, 3), "shade": torch.randn(6, 4, requires_grad=True)}
+    loss = masked_cross_entropy(tiny_data)(logits, y)
+    expected = torch.nn.functional.cross_entropy(logits["fade"][y[:, 0] >= 0], y[y[:, 0] >= 0, 0]) + \
+        torch.nn.functional.cross_entropy(logits["shade"][:1], y[:1, 1])
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert logits["shade"].grad[1:].abs().sum() == 0  # unlabelled rows got no gradient at all
+
+
+def _states_equal(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_full_schedule_and_resume_from_any_stage_give_identical_weights(tiny_params, tiny_data, tmp_path):
+    stages = build_schedule(tiny_params)
+    full = build_model(tiny_params.model, tiny_params.seed)
+    ckpts = []
+    run_schedule(full, stages, tiny_data, tiny_params.train, tiny_params.seed,
+                 on_stage_end=lambda s, r: ckpts.append(save_checkpoint(tmp_path / f"{s.index}.pt", full, s, r)))
+    assert set(full.classes) == {"fade", "shade", "distress"}
+    for k in (2, 4):  # resume mid-schedule from the checkpoint of stage k-1, in a "new process"
+        resumed, stage = load_checkpoint(ckpts[k - 1])
+        assert stage["index"] == k - 1
+        run_schedule(resumed, stages, tiny_data, tiny_params.train, tiny_params.seed, start=k)
+        assert _states_equal(full, resumed), f"resume at stage {k} diverged"
+
+
+def test_stage_needing_a_missing_branch_is_a_clear_error(tiny_params, tiny_data):
+    stages = build_schedule(tiny_params)
+    with pytest.raises(ModelError, match="no branch for .*run the earlier stages first"):
+        train_stage(build_model(tiny_params.model), stages[2], tiny_data, tiny_params.train, 0)
+
+
+def test_best_epoch_selection_uses_validation(tiny_params, tiny_data, tiny_val):
+    stage = build_schedule(tiny_params)[0]
+    stage = type(stage)(**{**stage.to_dict(), "epochs": 3})
+    result = train_stage(build_model(tiny_params.model), stage, tiny_data, tiny_params.train, 0, val=tiny_val)
+    assert len(result.val_scores) == 3 and result.best_epoch == int(np.argmax(result.val_scores))
+    assert result.image_passes == 3 * len(tiny_data.labelled_for(["fade"]))
+
+
+def test_frozen_base_branch_add_leaves_old_predictions_bit_identical(tiny_params, tiny_data):
+    model = build_model(tiny_params.model)
+    for stage in build_schedule(tiny_params)[:3]:
+        train_stage(model, stage, tiny_data, tiny_params.train, 0)
+    before = predict_proba(model, tiny_data.images)
+    (stage,) = branch_add_stages(["fade", "shade"], "distress", tiny_params, "frozen_base")
+    train_stage(model, stage, tiny_data, tiny_params.train, 0)
+    after = predict_proba(model, tiny_data.images)
+    assert set(after) == {"fade", "shade", "distress"}
+    for attr in before:
+        assert np.array_equal(before[attr], after[attr])
+
+
+def test_baselines_train_and_predict(tiny_params, tiny_data, tiny_val):
+    models, results = train_individual(tiny_params, tiny_data, val=tiny_val)
+    assert set(models) == {"fade", "shade", "distress"}
+    assert results["shade"].n_images == len(tiny_data.labelled_for(["shade"]))
+    paper, r_paper = train_multilabel(tiny_params, tiny_data, masked=False, val=tiny_val)
+    masked, r_masked = train_multilabel(tiny_params, tiny_data, masked=True, val=tiny_val)
+    assert r_paper.n_images == len(tiny_data.labelled_for(tiny_data.attributes, every=True)) < r_masked.n_images
+    for model in (paper, masked):
+        probs = predict_proba(model, tiny_val.images)
+        assert all(np.allclose(p.sum(1), 1, atol=1e-5) for p in probs.values())
+        report = evaluate("m", probs, tiny_val.labels.numpy(), tiny_val.attributes, tiny_val.classes)
+        assert 0 <= report.overall <= 1
+
+
+def test_predict_returns_label_probability_topk(tiny_params, tiny_data):
+    model = build_model(tiny_params.model)
+    train_stage(model, build_schedule(tiny_params)[0], tiny_data, tiny_params.train, 0)
+    (first,) = predict(model, tiny_data.images[:1], top_k=2)
+    pred = first["fade"]
+    assert pred.label in tiny_data.classes["fade"] and len(pred.top_k) == 2
+    assert pred.top_k[0] == (pred.label, pred.probability) and pred.top_k[0][1] >= pred.top_k[1][1]
+
+
+def test_labels_out_of_vocabulary_range_are_rejected(tiny_data):
+    bad = tiny_data.labels.clone()
+    bad[0, 0] = 7
+    with pytest.raises(DataValidationError, match="'fade': label code 7 outside"):
+        LabelledImages(tiny_data.images, bad, tiny_data.attributes, tiny_data.classes)
