@@ -150,6 +150,22 @@ class PipelineParams:
 
 
 @dataclass(frozen=True)
+class ServingParams:
+    host: str
+    port: int
+    workers: int
+    threads: int
+    max_body_bytes: int
+    poll_interval_s: float
+    alias: str
+    top_k: int
+    auth_token_env: str
+    tag_batch_size: int
+    tag_min_probability: float
+    tag_output: str
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -165,6 +181,7 @@ class Params:
     mlflow: MlflowParams
     registry: RegistryParams
     pipeline: PipelineParams
+    serving: ServingParams
 
     def attributes(self, article: str) -> dict[str, tuple[str, ...]]:
         """The ordered attribute -> class-vocabulary mapping of one article."""
@@ -315,6 +332,18 @@ def _check_values(p: Params, source: str) -> None:
     for a in p.synth.articles:
         p.attributes(a)
     _check_imports(p, source)
+    _check_serving(p.serving, source)
+
+
+def _check_serving(s: ServingParams, source: str) -> None:
+    for key in ("workers", "max_body_bytes", "top_k", "tag_batch_size", "port"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"{source}: serving.{key} = {getattr(s, key)!r}; must be >= 1")
+    if s.threads < 0 or s.poll_interval_s <= 0:
+        raise ConfigError(f"{source}: serving.threads = {s.threads!r} must be >= 0 and serving.poll_interval_s "
+                          f"= {s.poll_interval_s!r} > 0")
+    if not 0.0 <= s.tag_min_probability <= 1.0:
+        raise ConfigError(f"{source}: serving.tag_min_probability = {s.tag_min_probability!r}; must be in [0, 1]")
 
 
 def _check_imports(p: Params, source: str) -> None:
