@@ -1,0 +1,196 @@
+"""The FastAPI application: one prediction route per article, health, readiness and metrics.
+
+Routes (every error is JSON: {"error": {"code": ..., "message": ...}}):
+  POST /v1/articles/{article}/predict  image bytes (image/* or application/octet-stream) or multipart
+                                       (a part named `image`, else the first file part)
+  GET  /v1/articles                    served articles, their attributes and registry versions
+  GET  /healthz                        the process is up
+  GET  /readyz                         200 once every served article has a model, 503 before
+  GET  /metrics                        Prometheus text format
+/v1/* needs `Authorization: Bearer <token>` when the env var named by serving.auth_token_env is set.
+The request's bytes are decoded in memory; nothing from a request is used as a file path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from progattr_core.config import ImageParams
+
+from .follower import ModelFollower, ServedModel
+from .inference import Refused, image_array, predict_one
+from .metrics import Metrics
+from .multipart import read_image_part
+
+RAW_TYPES = ("application/octet-stream",)
+_PREDICT = re.compile(r"^/v1/articles/([^/]+)/predict$")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the app needs, already resolved from params and the environment."""
+
+    articles: tuple[str, ...]
+    max_body_bytes: int
+    image_limits: ImageParams
+    top_k: int
+    token: str | None                  # bearer token for /v1/*; None = no auth
+    alias: str
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None = None) -> FastAPI:
+    """The service for `cfg.articles`, answering with whatever `follower` currently serves."""
+    metrics = metrics or Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        follower.start()
+        yield
+        follower.stop()
+
+    app = FastAPI(title="progattr", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    _add_error_handlers(app)
+    _add_metrics_middleware(app, cfg, metrics)
+    _add_routes(app, cfg, follower, metrics)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Refused)
+    async def bad_image(_request: Request, exc: Refused) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", str(exc.errors()[:3]))
+
+
+def _route_labels(path: str, articles: tuple[str, ...]) -> tuple[str, str]:
+    """(route template, article) for metrics; unknown paths and articles collapse to fixed labels."""
+    m = _PREDICT.match(path)
+    if m:
+        return "/v1/articles/{article}/predict", m.group(1) if m.group(1) in articles else "unknown"
+    known = ("/v1/articles", "/healthz", "/readyz", "/metrics")
+    return (path if path in known else "other"), ""
+
+
+def _add_metrics_middleware(app: FastAPI, cfg: AppConfig, metrics: Metrics) -> None:
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route, article = _route_labels(request.url.path, cfg.articles)
+        metrics.observe(route, article, response.status_code, time.perf_counter() - start)
+        return response
+
+
+def _authorise(request: Request, token: str | None) -> None:
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+        raise Refused(401, "unauthorised", "this route needs the header 'Authorization: Bearer <token>'")
+
+
+def _served(article: str, cfg: AppConfig, follower: ModelFollower) -> ServedModel:
+    if article not in cfg.articles:
+        raise Refused(404, "unknown_article", f"article {article!r} is not served here; served: {list(cfg.articles)}")
+    served = follower.get(article)
+    if served is None:
+        raise Refused(503, "model_not_loaded", f"no model for {article!r} yet: the registry has no "
+                                                f"@{cfg.alias} version or it is still loading")
+    return served
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` (header or bytes read)."""
+    declared = request.headers.get("content-length", "")
+    too_large = Refused(413, "too_large", f"request body is over serving.max_body_bytes={limit}")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _request_image(request: Request, limit: int) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not (media.startswith("image/") or media in RAW_TYPES or media == "multipart/form-data"):
+        raise Refused(415, "unsupported_media_type",
+                       f"content type {media or '(none)'!r}; send image/*, application/octet-stream or "
+                       "multipart/form-data with an `image` file part")
+    body = await _read_body(request, limit)
+    if media == "multipart/form-data":
+        body = read_image_part(body, content_type)
+    if not body:
+        raise Refused(400, "empty_body", "the request carries no image bytes")
+    return body
+
+
+def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: Metrics) -> None:
+    follower.on_swap = lambda served: metrics.swapped(served.article, served.version)
+
+    @app.post("/v1/articles/{article}/predict")
+    async def predict_route(article: str, request: Request) -> dict:
+        _authorise(request, cfg.token)
+        served = _served(article, cfg, follower)  # held for the whole request: a swap cannot change it
+        data = await _request_image(request, cfg.max_body_bytes)
+        start = time.perf_counter()
+        array = await run_in_threadpool(image_array, data, cfg.image_limits, served.model.image_size)
+        attributes = await run_in_threadpool(predict_one, served.model, array, cfg.top_k)
+        return {"article": article, "model": {"name": served.name, "version": served.version},
+                "attributes": attributes, "inference_ms": round(1000 * (time.perf_counter() - start), 3)}
+
+    @app.get("/v1/articles")
+    async def articles_route(request: Request) -> dict:
+        _authorise(request, cfg.token)
+        out = []
+        for article in cfg.articles:
+            served = follower.get(article)
+            try:
+                versions = await run_in_threadpool(follower.source.versions, article)
+            except Exception as exc:  # noqa: BLE001 - the listing degrades, it does not fail
+                versions = {"error": f"registry unreachable: {type(exc).__name__}"}
+            out.append({"article": article, "alias": cfg.alias, "serving_version": served and served.version,
+                        "model": served and served.name, "versions": versions,
+                        "attributes": served.model.classes if served else None})
+        return {"articles": out}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        missing = [a for a in cfg.articles if follower.get(a) is None]
+        body = {"ready": not missing, "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles}}
+        return JSONResponse(body, status_code=503 if missing else 200)
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
