@@ -1,0 +1,62 @@
+"""A real `progattr serve` (2 uvicorn workers, subprocess, loopback) over an MLflow SQLite registry
+holding two versions of progattr-tops, with bearer-token auth on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.flows.conftest import REPO, _wait_http, free_port
+from tests.serving.helpers import register_versions, set_alias
+
+TOKEN = "test-token-not-a-secret"
+MAX_BODY = 200_000
+MAX_PIXELS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    tracking_uri: str
+    versions: list[str]
+    root: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    def predict_url(self, article: str = "tops") -> str:
+        return f"{self.url}/v1/articles/{article}/predict"
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory) -> Served:
+    root = tmp_path_factory.mktemp("serving")
+    uri, versions = register_versions(root, "tops", [1, 2])
+    set_alias(uri, "tops", "champion", versions[0])
+    port = free_port()
+    cmd = [sys.executable, "-m", "serving", "--params", str(REPO / "params.yaml"), "--articles", "tops",
+           "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",
+           f"mlflow.tracking_uri={uri}", "serving.poll_interval_s=0.3", f"serving.max_body_bytes={MAX_BODY}",
+           f"data.image.max_pixels={MAX_PIXELS}"]
+    env = {**os.environ, "PROGATTR_SERVE_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics")}
+    (root / "metrics").mkdir()
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/readyz", proc, timeout=150)
+        yield Served(url, uri, versions, root)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
