@@ -1,0 +1,204 @@
+"""`progattr`: the project's command line. One sub-parser group per area (`data`, ...).
+
+A group is added with a `_add_<group>_parser(subparsers)` function that registers its sub-commands,
+each with `set_defaults(handler=...)`; handlers take the parsed args and return an exit status.
+Heavy imports (torch, pandas) stay inside handlers so `progattr --help` is fast. Errors the core
+raises on purpose (ProgattrError) become a one-line message and their exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ProgattrError
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options every leaf command accepts: the params file and overrides."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    common.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override params, e.g. --set synth.seed=1 data.split.val_fraction=0.2")
+    return common
+
+
+def _params(args: argparse.Namespace):
+    from .config import load_params
+
+    return load_params(args.params, args.overrides)
+
+
+# ---------------------------------------------------------------- data
+
+
+def _add_data_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = _common()
+    data = subparsers.add_parser("data", help="build the manifest: synthetic catalogue, imports, slices")
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="{synth,import,slice}")
+
+    synth = sub.add_parser("synth", parents=[common], help="generate the built-in synthetic catalogue")
+    synth.add_argument("--article", required=True, help="dresses | tops | jeans")
+    synth.add_argument("--n", type=int, help="number of images (default: synth.n_images)")
+    synth.add_argument("--out", default=None, help="output folder inside the data root (default: <data.raw>/synth)")
+    synth.add_argument("--manifest", default=None,
+                       help="also add the images to this manifest (paths relative to data.root), e.g. data/manifest.parquet")
+    synth.set_defaults(handler=_data_synth)
+
+    imp = sub.add_parser("import", help="import a real catalogue into the manifest")
+    kinds = imp.add_subparsers(dest="import_kind", required=True, metavar="{wide,long,kaggle,folder}")
+    for kind, text in (("wide", "a table with one row per image and one column per attribute"),
+                       ("long", "a table of (image, attribute, value[, annotator]) rows"),
+                       ("kaggle", "the Kaggle Fashion Product Images layout (styles.csv + images/)"),
+                       ("folder", "an image tree <folder>/<class>/<image> labelling one attribute")):
+        p = kinds.add_parser(kind, parents=[common], help=text, description=text)
+        if kind in ("wide", "long"):
+            p.add_argument("--table", required=True, help="CSV or parquet file")
+            p.add_argument("--images", required=True, help="folder the table's image paths are relative to")
+        else:
+            p.add_argument("--folder", required=True)
+        p.add_argument("--article", required=kind != "kaggle", help="taxonomy article (kaggle: default all in imports.kaggle)")
+        if kind == "folder":
+            p.add_argument("--attribute", required=True)
+        p.add_argument("--dest", default=None, help="where images go, relative to the data root (default: <raw>/<name>)")
+        p.add_argument("--manifest", default=None,
+                       help="also add the rows to this manifest (paths relative to data.root), e.g. data/manifest.parquet")
+        p.add_argument("--rejects", default=None, help="rejects CSV (default: data.rejects)")
+        p.set_defaults(handler=_data_import)
+
+    sl = sub.add_parser("slice", parents=[common], help="per-attribute labelled rows and class counts per split")
+    sl.add_argument("--article", required=True)
+    sl.add_argument("--manifest", default=None, help="default: data.manifest")
+    sl.add_argument("--out", default=None, help="default: data.slices")
+    sl.set_defaults(handler=_data_slice)
+
+
+def _save_manifest(new, manifest_path: str | None, taxonomy) -> str:
+    """Merge `new` into the manifest at `manifest_path` (if one is asked for); a line saying what was written."""
+    from .data.manifest import merge_manifests, read_manifest, write_manifest
+
+    if not manifest_path:
+        return ""
+    path = Path(manifest_path)
+    merged = merge_manifests(read_manifest(path, taxonomy), new, taxonomy) if path.exists() else new
+    write_manifest(merged, path)
+    return f"; manifest {path}: {len(merged)} rows"
+
+
+def _data_synth(args: argparse.Namespace) -> int:
+    from .data.synth import generate_catalogue
+
+    p = _params(args)
+    s = p.synth
+    out = Path(args.out or Path(p.data.raw) / "synth")
+    manifest = generate_catalogue(args.article, args.n or s.n_images, out, p.taxonomy, s.image_size,
+                                  s.full_label_fraction, s.label_rate, s.label_noise, s.seed, p.data.split,
+                                  root=p.data.root)
+    saved = _save_manifest(manifest, args.manifest, p.taxonomy)
+    print(f"{len(manifest)} synthetic {args.article} images and their manifest under {out / args.article}{saved}")
+    return 0
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from .data import importers
+    from .data.manifest import relative_to, write_manifest
+
+    p = _params(args)
+    common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image}
+    name = Path(getattr(args, "table", None) or args.folder).stem
+    dest = args.dest or _under_root(Path(p.data.raw) / name, Path(p.data.root))
+    if args.import_kind == "wide":
+        result = importers.import_wide(args.table, args.images, args.article, dest=dest, **common)
+    elif args.import_kind == "long":
+        result = importers.import_long(args.table, args.images, args.article, dest=dest, **common)
+    elif args.import_kind == "folder":
+        result = importers.import_folder(args.folder, args.article, args.attribute, dest=dest, **common)
+    else:
+        article = args.article or _only(list(p.imports.kaggle), "imports.kaggle articles")
+        if article not in p.imports.kaggle:
+            raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
+        result = importers.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
+    rejects = result.write_rejects(args.rejects or p.data.rejects)
+    source = write_manifest(relative_to(result.manifest, dest), Path(p.data.root) / dest / "manifest.parquet")
+    saved = _save_manifest(result.manifest, args.manifest, p.taxonomy)
+    print(result.summary_text())
+    print(f"rejects: {rejects} ({len(result.rejects)} lines); source manifest {source}{saved}")
+    return 0
+
+
+def _under_root(path: Path, root: Path) -> str:
+    import os
+
+    rel = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+    if rel.startswith(".."):
+        raise ProgattrError(f"{path} is not inside the data root {root}; pass --dest")
+    return rel
+
+
+def _only(items: list[str], what: str) -> str:
+    if len(items) != 1:
+        raise ProgattrError(f"{what} has {items}: choose one with --article")
+    return items[0]
+
+
+def _data_slice(args: argparse.Namespace) -> int:
+    from .data.manifest import read_manifest
+    from .data.slicing import slice_by_attribute
+
+    p = _params(args)
+    manifest = read_manifest(args.manifest or p.data.manifest, p.taxonomy)
+    summary = slice_by_attribute(manifest, args.article, p.attributes(args.article), args.out or p.data.slices)
+    for attr, counts in summary["attributes"].items():
+        print(f"{args.article}.{attr}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+# ---------------------------------------------------------------- pipeline, demo (handlers in flows/commands.py)
+
+
+def _add_pipeline_parser(subparsers: argparse._SubParsersAction) -> None:
+    from flows.commands import STAGES, add_pipeline_arguments  # light: argparse only, no prefect
+
+    pipeline = subparsers.add_parser("pipeline", help="the training pipeline: the Prefect flow, or one step (dvc.yaml)")
+    sub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="{run," + ",".join(STAGES) + "}")
+    add_pipeline_arguments(sub, _common())
+
+
+def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
+    from flows.commands import run_demo
+
+    demo = subparsers.add_parser("demo", parents=[_common()], help="synthetic catalogue -> DVC -> training flow "
+                                 "-> comparison table and registry (`make demo`)")
+    demo.add_argument("--article", default="tops")
+    demo.set_defaults(handler=run_demo)
+
+
+# ---------------------------------------------------------------- entry point
+
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pipeline_parser, _add_demo_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="progattr", description="Progressive fashion attribute extraction")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in GROUPS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except ProgattrError as exc:
+        print(f"progattr: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

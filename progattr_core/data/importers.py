@@ -1,0 +1,361 @@
+"""Import real catalogues into the manifest: wide tables, long (labelling-tool) tables, the Kaggle
+Fashion Product Images layout, and class-per-folder image trees.
+
+Every importer turns its input into candidate rows, then shares one path: normalise and check labels,
+check and hash images, drop duplicates, copy images under the data root, assign splits. Nothing bad
+stops an import: a bad label is dropped (the row stays), a bad row or image is skipped, and each gets a
+line in the rejects table (source, row, level, kind, reason) and a count in the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import ImageParams, KaggleArticleParams, SplitParams
+from ..errors import DataValidationError
+from .images import ImageRejected, check_image_file
+from .manifest import make_manifest, safe_relative_path
+
+log = logging.getLogger(__name__)
+
+REJECT_COLUMNS = ("source", "row", "level", "kind", "reason")
+MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+KAGGLE_COLUMNS = ("id", "gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "year",
+                  "usage", "productDisplayName")
+Taxonomy = Mapping[str, Mapping[str, Sequence[str]]]
+
+
+def normalise(value: object) -> str | None:
+    """Label text as compared with the vocabulary: lower case, runs of space/underscore -> '-'; None if empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = re.sub(r"[\s_]+", "-", str(value).strip().lower())
+    return None if text in MISSING_MARKERS else text
+
+
+@dataclass
+class Candidate:
+    """One image to import: where it is read from, its id and its raw labels."""
+
+    source: str
+    row: int
+    image_file: Path
+    image_id: str
+    dest: str  # path under the data root
+    labels: dict[str, str | None]
+
+
+@dataclass
+class ImportLog:
+    """Rejects and counts collected while importing."""
+
+    rejects: list[tuple[str, int, str, str, str]] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    def reject(self, source: str, row: int, level: str, kind: str, reason: str) -> None:
+        self.rejects.append((source, row, level, kind, reason))
+        self.counts[f"{level} rejected: {kind}"] += 1
+
+    def note(self, what: str, n: int = 1) -> None:
+        self.counts[what] += n
+
+
+@dataclass
+class ImportResult:
+    manifest: pd.DataFrame
+    rejects: pd.DataFrame
+    summary: pd.DataFrame  # columns: item, count
+
+    def summary_text(self) -> str:
+        width = max((len(s) for s in self.summary["item"]), default=10)
+        return "\n".join(f"{item:<{width}}  {count:>8}" for item, count in self.summary.itertuples(index=False))
+
+    def write_rejects(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.rejects.to_csv(path, index=False)
+        return path
+
+
+# ---------------------------------------------------------------- the shared path
+
+
+def _clean_labels(c: Candidate, attrs: Mapping[str, Sequence[str]], log_: ImportLog) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for attr, vocab in attrs.items():
+        value = normalise(c.labels.get(attr))
+        if value is not None and value not in vocab:
+            log_.reject(c.source, c.row, "label", f"value not in vocabulary ({attr})",
+                        f"image {c.image_id!r}: attribute {attr!r} value {c.labels.get(attr)!r} -> {value!r} "
+                        f"not in vocabulary {list(vocab)}; label dropped, row kept")
+            value = None
+        out[attr] = value
+    return out
+
+
+def _write_image(root: Path, dest: str, data: bytes) -> None:
+    target = root / dest
+    if target.exists() and target.stat().st_size == len(data) and target.read_bytes() == data:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+
+
+def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxonomy, root: str | Path,
+                  split: SplitParams, limits: ImageParams, log_: ImportLog) -> ImportResult:
+    """Check labels and images, drop duplicates, copy images under `root` and build the manifest."""
+    attrs, root = taxonomy[article], Path(root)
+    seen_ids: dict[str, int] = {}
+    seen_hash: dict[str, str] = {}
+    records = []
+    for c in candidates:
+        if c.image_id in seen_ids:
+            log_.reject(c.source, c.row, "row", "duplicate image id",
+                        f"image id {c.image_id!r} already imported from row {seen_ids[c.image_id]}")
+            continue
+        try:
+            dest = safe_relative_path(c.dest)
+            data, sha = check_image_file(c.image_file, limits)
+        except ImageRejected as exc:
+            log_.reject(c.source, c.row, "row", _image_kind(exc.reason), f"image {c.image_id!r}: {exc.reason}")
+            continue
+        except DataValidationError as exc:
+            log_.reject(c.source, c.row, "row", "unsafe path", f"image {c.image_id!r}: {exc}")
+            continue
+        if sha in seen_hash:
+            log_.reject(c.source, c.row, "row", "duplicate image content",
+                        f"image {c.image_id!r} has the same content (sha256 {sha[:12]}...) as {seen_hash[sha]!r}")
+            continue
+        seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
+        _write_image(root, dest, data)
+        records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
+                        **_clean_labels(c, attrs, log_)})
+    table = pd.DataFrame(records, columns=["image_id", "path", "sha256", "article", *attrs])
+    manifest = make_manifest(table, taxonomy, split)
+    log_.note("images imported", len(manifest))
+    for attr in attrs:
+        log_.note(f"labels present: {attr}", int(manifest[attr].notna().sum()) if len(manifest) else 0)
+    return _result(manifest, log_)
+
+
+def _image_kind(reason: str) -> str:
+    for key in ("not found", "zero-byte", "over data.image.max_bytes", "decompression-bomb", "not an image"):
+        if key in reason:
+            return {"over data.image.max_bytes": "image too large (bytes)",
+                    "decompression-bomb": "image too large (pixels)"}.get(key, f"image {key}")
+    return "image undecodable or truncated"
+
+
+def _result(manifest: pd.DataFrame, log_: ImportLog) -> ImportResult:
+    rejects = pd.DataFrame(log_.rejects, columns=list(REJECT_COLUMNS))
+    summary = pd.DataFrame(sorted(log_.counts.items()), columns=["item", "count"])
+    return ImportResult(manifest, rejects, summary)
+
+
+def _image_ref(ref: str, source: str, row: int, log_: ImportLog) -> str | None:
+    try:
+        return safe_relative_path(ref.strip())
+    except DataValidationError as exc:
+        log_.reject(source, row, "row", "unsafe path", str(exc))
+        return None
+
+
+# ---------------------------------------------------------------- wide tables
+
+
+def _read_table(path: Path, log_: ImportLog) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """(header, [(row number, fields)]) from CSV or parquet; CSV rows of the wrong width are rejected."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(path)
+        rows = [(i + 2, ["" if v is None or v != v else str(v) for v in r]) for i, r in enumerate(df.itertuples(index=False))]
+        return [str(c) for c in df.columns], rows
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        rows = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                log_.reject(path.name, reader.line_num, "row", "malformed row",
+                            f"expected {len(header)} fields ({header}), got {len(fields)}")
+                continue
+            rows.append((reader.line_num, fields))
+    return header, rows
+
+
+def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
+                dest: str, split: SplitParams, limits: ImageParams, image_column: str = "image") -> ImportResult:
+    """One row per image, one column per attribute (empty = unlabelled). Images are copied to root/dest/."""
+    table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
+    header, rows = _read_table(table, log_)
+    if image_column not in header:
+        raise DataValidationError(f"{table}: no {image_column!r} column; columns are {header}")
+    attrs = taxonomy[article]
+    for col in header:
+        if col != image_column and col not in attrs:
+            log_.note(f"column ignored (not an attribute of {article}): {col}")
+    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    candidates = []
+    for line, fields in rows:
+        rec = dict(zip(header, fields, strict=True))
+        ref = _image_ref(rec[image_column], table.name, line, log_)
+        if ref is None:
+            continue
+        candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}",
+                                    {a: rec.get(a) for a in attrs}))
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+
+
+# ---------------------------------------------------------------- long tables
+
+
+def import_long(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
+                dest: str, split: SplitParams, limits: ImageParams) -> ImportResult:
+    """Rows (image, attribute, value[, annotator]); disagreeing values for one image+attribute become missing."""
+    table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
+    header, rows = _read_table(table, log_)
+    need = ["image", "attribute", "value"]
+    if [c for c in need if c not in header]:
+        raise DataValidationError(f"{table}: a long table needs columns {need} (+ optional annotator); has {header}")
+    attrs = taxonomy[article]
+    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    first_row: dict[str, int] = {}
+    votes: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for line, fields in rows:
+        rec = dict(zip(header, fields, strict=True))
+        ref = _image_ref(rec["image"], table.name, line, log_)
+        if ref is None:
+            continue
+        first_row.setdefault(ref, line)
+        attr = normalise(rec["attribute"]) or ""
+        attr = attr.replace("-", "_") if attr.replace("-", "_") in attrs else attr
+        if attr not in attrs:
+            log_.reject(table.name, line, "label", "unknown attribute",
+                        f"image {ref!r}: attribute {rec['attribute']!r} is not one of {list(attrs)}")
+            continue
+        value = normalise(rec["value"])
+        if value is not None:
+            votes.setdefault(ref, {}).setdefault(attr, {}).setdefault(value, []).append(line)
+    candidates = []
+    for ref, line in first_row.items():
+        labels = {a: _agree(table.name, ref, a, votes.get(ref, {}).get(a, {}), log_) for a in attrs}
+        candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels))
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+
+
+def _agree(source: str, ref: str, attr: str, values: dict[str, list[int]], log_: ImportLog) -> str | None:
+    if len(values) <= 1:
+        return next(iter(values), None)
+    detail = ", ".join(f"{v!r} (rows {rows})" for v, rows in values.items())
+    log_.reject(source, min(r for rows in values.values() for r in rows), "label", "conflicting values",
+                f"image {ref!r}: attribute {attr!r} has conflicting values {detail}; set to missing")
+    return None
+
+
+# ---------------------------------------------------------------- Kaggle Fashion Product Images
+
+
+def read_styles(styles_csv: str | Path, log_: ImportLog) -> list[tuple[int, dict[str, str]]]:
+    """Parse styles.csv, recovering rows whose productDisplayName holds unquoted commas."""
+    path = Path(styles_csv)
+    out = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        if tuple(header) != KAGGLE_COLUMNS:
+            raise DataValidationError(f"{path}: header {header} is not the Kaggle layout {list(KAGGLE_COLUMNS)}")
+        for fields in reader:
+            if not fields:
+                continue
+            if len(fields) > len(header):  # the extra fields belong to the product name
+                fields = fields[: len(header) - 1] + [",".join(fields[len(header) - 1:])]
+                log_.note("styles.csv rows recovered (unquoted commas in productDisplayName)")
+            elif len(fields) < len(header):
+                log_.reject(path.name, reader.line_num, "row", "malformed row",
+                            f"expected {len(header)} fields, got {len(fields)}")
+                continue
+            out.append((reader.line_num, dict(zip(header, fields, strict=True))))
+    log_.note("styles.csv rows", len(out) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    return out
+
+
+def _keyword_label(name: str, classes: Mapping[str, Sequence[str]]) -> tuple[str | None, list[str]]:
+    words = set(re.findall(r"[a-z]+", name.lower()))
+    hits = [cls for cls, kws in classes.items() if words & {k.lower() for k in kws}]
+    return (hits[0] if len(hits) == 1 else None), hits
+
+
+def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, taxonomy: Taxonomy,
+                  root: str | Path, dest: str, split: SplitParams, limits: ImageParams) -> ImportResult:
+    """styles.csv + images/<id>.jpg: rows whose articleType is in `spec` become `article` rows."""
+    folder, log_ = Path(folder), ImportLog()
+    rows = read_styles(folder / "styles.csv", log_)
+    images = folder / "images"
+    present = {p.stem for p in images.iterdir()} if images.is_dir() else set()
+    log_.note("styles.csv rows with an image", sum(1 for _, r in rows if r["id"].strip() in present))
+    wanted = set(spec.article_types)
+    candidates = []
+    for line, rec in rows:
+        if rec["articleType"] not in wanted:
+            log_.note("rows of other articleTypes (not selected)")
+            continue
+        sid = rec["id"].strip()
+        labels = {attr: _kaggle_value(rec[col], attr, log_) for attr, col in spec.columns.items()}
+        for attr, classes in spec.keywords.items():
+            labels[attr], hits = _keyword_label(rec["productDisplayName"], classes)
+            if len(hits) > 1:
+                log_.reject("styles.csv", line, "label", "conflicting keywords",
+                            f"id {sid}: productDisplayName {rec['productDisplayName']!r} matches {hits} for {attr!r}; missing")
+            elif not hits:
+                log_.note(f"{attr}: no keyword in productDisplayName (unlabelled)")
+        candidates.append(Candidate("styles.csv", line, images / f"{sid}.jpg", f"kaggle-{sid}",
+                                    f"{dest}/images/{sid}.jpg", labels))
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+
+
+def _kaggle_value(raw: str, attr: str, log_: ImportLog) -> str | None:
+    if raw.strip() == "NA":
+        log_.note(f"{attr}: literal NA (unlabelled)")
+        return None
+    if not raw.strip():
+        log_.note(f"{attr}: empty (unlabelled)")
+    return raw
+
+
+# ---------------------------------------------------------------- class-per-folder trees
+
+
+def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Taxonomy, root: str | Path,
+                  dest: str, split: SplitParams, limits: ImageParams) -> ImportResult:
+    """An image tree `<folder>/<class>/<image>` labelling one attribute; images directly in `folder` are unlabelled."""
+    folder, log_ = Path(folder), ImportLog()
+    if attribute not in taxonomy[article]:
+        raise DataValidationError(f"attribute {attribute!r} is not one of {list(taxonomy[article])} ({article})")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    log_.note("files found", len(files))
+    candidates = []
+    for i, path in enumerate(files, start=1):
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            log_.reject(rel, i, "row", "not an image file name", f"{rel}: suffix {path.suffix!r} not in {list(IMAGE_SUFFIXES)}")
+            continue
+        ref = _image_ref(rel, rel, i, log_)
+        if ref is None:
+            continue
+        parts = ref.split("/")
+        label = parts[0] if len(parts) > 1 else None
+        candidates.append(Candidate(rel, i, path, ref, f"{dest}/{ref}", {attribute: label}))
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_)

@@ -1,0 +1,137 @@
+"""The built-in synthetic catalogue: garment images with paper-like sparse, slightly noisy labels.
+
+Each image i of an article is drawn from its own random stream seeded by (seed, article, i), so the
+catalogue is deterministic, independent of the number of worker processes, and growing `n` keeps the
+first images (and their ids and splits) unchanged. Output is exactly what an import produces: image
+files under `out_dir` plus a manifest whose paths are relative to the data root.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing as mp
+import os
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import SplitParams
+from ..errors import DataValidationError
+from .images import sha256_bytes
+from .manifest import make_manifest, safe_relative_path, write_manifest
+from .synth_draw import draw_garment
+
+log = logging.getLogger(__name__)
+
+DRAWABLE = ("dresses", "tops", "jeans")
+JPEG_QUALITY = 92
+_PARALLEL_FROM = 400  # below this many images a second process costs more than it saves
+
+
+def labelled_probability(k: int, full_fraction: float, label_rate: float) -> float:
+    """Per-attribute labelling probability q for images that are not fully labelled.
+
+    Non-full images get each of their k attributes with probability q, conditioned on at least one
+    missing, so the full fraction stays `full_fraction` and each attribute's rate is `label_rate`:
+    full + (1 - full) * (q - q^k) / (1 - q^k) = rate. Solved by bisection; capped when infeasible.
+    """
+    if full_fraction >= 1.0:
+        return 1.0
+    target = (label_rate - full_fraction) / (1.0 - full_fraction)
+    lo, hi = 0.0, 1.0 - 1e-9
+    for _ in range(60):
+        q = (lo + hi) / 2
+        rate = (q - q**k) / (1 - q**k) if k > 1 else 0.0
+        lo, hi = (q, hi) if rate < target else (lo, q)
+    return (lo + hi) / 2
+
+
+def _label_mask(rng: np.random.Generator, k: int, full_fraction: float, q: float) -> np.ndarray:
+    if rng.random() < full_fraction or k == 1:
+        return np.ones(k, dtype=bool)
+    while True:
+        mask = rng.random(k) < q
+        if not mask.all():
+            return mask
+
+
+def _stream(seed: int, article: str, index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(article.encode()), index, purpose])
+
+
+def _make_one(job: tuple) -> tuple[int, str, dict[str, str | None]]:
+    """Draw, encode and write image `index`; return (index, sha256, observed labels)."""
+    index, article, attrs, size, out_path, seed, full_fraction, q, label_noise = job
+    draw_rng = _stream(seed, article, index, 0)
+    truth = {a: classes[int(draw_rng.integers(len(classes)))] for a, classes in attrs.items()}
+    img = draw_garment(article, truth, draw_rng, size)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY)
+    data = buf.getvalue()
+    tmp = f"{out_path}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, out_path)
+    label_rng = _stream(seed, article, index, 1)
+    mask = _label_mask(label_rng, len(attrs), full_fraction, q)
+    observed: dict[str, str | None] = {}
+    for (a, classes), keep in zip(attrs.items(), mask, strict=True):
+        noisy = label_rng.random() < label_noise
+        value = classes[int(label_rng.integers(len(classes)))] if noisy else truth[a]
+        observed[a] = value if keep else None
+    return index, sha256_bytes(data), observed
+
+
+def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapping[str, Mapping[str, Sequence[str]]],
+                       size: int, full_label_fraction: float, label_rate: float, label_noise: float, seed: int,
+                       split_params: SplitParams, root: str | Path | None = None, workers: int | None = None,
+                       ) -> pd.DataFrame:
+    """Write n JPEG images of `article` under out_dir/<article>/images; return their manifest.
+
+    The returned manifest's paths are relative to `root` (the data root, default out_dir), which must
+    contain out_dir. The same manifest with paths relative to out_dir is written to
+    out_dir/<article>/manifest.parquet, so out_dir is a self-contained source folder for ingestion.
+    """
+    if article not in DRAWABLE:
+        raise DataValidationError(f"the synthetic generator draws {list(DRAWABLE)}, not {article!r}")
+    attrs = {a: tuple(v) for a, v in taxonomy[article].items()}
+    out_dir, root = Path(out_dir), Path(root if root is not None else out_dir)
+    try:
+        rel_dir = Path(os.path.relpath(out_dir.resolve(), root.resolve())).as_posix()
+        rel_dir = "" if rel_dir == "." else safe_relative_path(rel_dir) + "/"
+    except DataValidationError:
+        raise DataValidationError(f"synth output {out_dir} is not inside the data root {root}") from None
+    img_dir = out_dir / article / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    q = labelled_probability(len(attrs), full_label_fraction, label_rate)
+    ids = [f"synth-{article}-s{seed}-{i:06d}" for i in range(n)]
+    jobs = [(i, article, attrs, size, str(img_dir / f"{ids[i]}.jpg"), seed, full_label_fraction, q, label_noise)
+            for i in range(n)]
+    results = _run(jobs, workers)
+    records = pd.DataFrame({
+        "image_id": ids,
+        "path": [f"{article}/images/{i}.jpg" for i in ids],
+        "sha256": [r[1] for r in results],
+        "article": article,
+        **{a: [r[2][a] for r in results] for a in attrs},
+    })
+    manifest = make_manifest(records, taxonomy, split_params)
+    write_manifest(manifest, out_dir / article / "manifest.parquet")  # a self-contained source folder
+    if rel_dir:
+        manifest["path"] = rel_dir + manifest["path"]
+    return manifest
+
+
+def _run(jobs: list[tuple], workers: int | None) -> list[tuple]:
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers <= 1 or len(jobs) < _PARALLEL_FROM:
+        return [_make_one(j) for j in jobs]
+    # fork: workers only run numpy/PIL, and unlike spawn it needs no `if __name__ == "__main__"` in scripts
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(workers) as pool:
+        results = pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
+    return sorted(results, key=lambda r: r[0])

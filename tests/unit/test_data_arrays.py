@@ -1,0 +1,62 @@
+"""load_arrays: shapes, codes, split selection, and the decode cache giving identical arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from progattr_core.data.arrays import cache_path, load_arrays
+from progattr_core.data.images import sha256_bytes
+from progattr_core.data.manifest import make_manifest
+from progattr_core.errors import DataValidationError
+from tests.unit.data_helpers import params, write_image
+
+P = params()
+ATTRS = list(P.attributes("jeans"))
+
+
+@pytest.fixture
+def catalogue(tmp_path):
+    root = tmp_path / "root"
+    rows = []
+    for i in range(12):
+        path = write_image(root / "raw" / f"{i}.png", seed=i, size=(20 + i, 24))
+        rows.append({"image_id": f"i{i}", "path": f"raw/{i}.png", "sha256": sha256_bytes(path.read_bytes()),
+                     "article": "jeans", "fade": ["no-fade", None, "heavy-fade"][i % 3],
+                     "shade": "dark", "distress": None if i % 2 else "ripped"})
+    return root, make_manifest(pd.DataFrame(rows), P.taxonomy, P.data.split)
+
+
+def test_shapes_codes_and_order(catalogue, tmp_path):
+    root, m = catalogue
+    x, y, ids = load_arrays(m, root, tmp_path / "cache", 16, ATTRS, None)
+    assert x.shape == (12, 3, 16, 16) and x.dtype == np.uint8
+    assert y.dtype == np.int64 and y.shape == (12, 3)
+    assert ids == [f"i{i}" for i in range(12)]
+    assert y[:3, 0].tolist() == [0, -1, 2] and (y[:, 1] == 2).all() and y[:2, 2].tolist() == [4, -1]
+    xs, ys, ids_s = load_arrays(m, root, tmp_path / "cache", 16, ATTRS, "train")
+    assert ids_s == m.loc[m["split"] == "train", "image_id"].tolist() and len(xs) == len(ys) == len(ids_s)
+
+
+def test_cached_arrays_equal_fresh_decoding(catalogue, tmp_path):
+    root, m = catalogue
+    fresh, _, _ = load_arrays(m, root, tmp_path / "c1", 16, ATTRS, None)
+    assert cache_path(tmp_path / "c1", m["sha256"][0], 16).is_file()
+    for i in range(12):  # the cache is used: the originals can go
+        (root / "raw" / f"{i}.png").unlink()
+    cached, _, _ = load_arrays(m, root, tmp_path / "c1", 16, ATTRS, None)
+    np.testing.assert_array_equal(fresh, cached)
+
+
+def test_changed_file_is_detected(catalogue, tmp_path):
+    root, m = catalogue
+    write_image(root / "raw" / "0.png", seed=99)
+    with pytest.raises(DataValidationError, match="content hash differs"):
+        load_arrays(m, root, tmp_path / "cache", 16, ATTRS, None)
+
+
+def test_non_categorical_labels_are_refused(catalogue, tmp_path):
+    root, m = catalogue
+    with pytest.raises(DataValidationError, match="not a Categorical"):
+        load_arrays(m.astype({"fade": object}), root, tmp_path / "cache", 16, ATTRS, None)
