@@ -1,0 +1,123 @@
+"""Ingest, validate and slice: the data half of the pipeline, as Prefect tasks.
+
+A source is a folder (local, or an S3 prefix synced by tasks/s3_source.py) holding images and a
+manifest, `<article>/manifest.parquet` or `manifest.parquet`, whose paths are relative to the folder
+or, for a folder already under the data root, to the data root (what `progattr data synth` writes). Ingest brings it under `data.raw`, tracks it
+with DVC, and writes the article's canonical manifest with paths relative to `data.root`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
+
+from prefect import task
+
+from progattr_core.data.manifest import read_manifest, write_manifest
+from progattr_core.data.slicing import slice_by_attribute
+from progattr_core.errors import DataValidationError
+from tasks import dvc_store
+from tasks.context import DataRef, PipelineContext, task_logger
+from tasks.mlflow_store import Store
+from tasks.validation import ValidationOutcome, validate_manifest
+
+
+def _bring_in(ctx: PipelineContext, source: str) -> Path:
+    """The raw folder for `source` under data.raw (S3 prefixes are synced, other folders copied)."""
+    raw_base = ctx.path(ctx.params().data.raw).resolve()
+    if source.startswith("s3://"):
+        from tasks.s3_source import sync_prefix
+
+        raw = raw_base / PurePosixPath(source.rstrip("/")).name
+        sync_prefix(source, raw)
+        return raw
+    src = ctx.path(source).resolve()
+    if not src.is_dir():
+        raise DataValidationError(f"ingest source {source!r} is not a folder (resolved to {src})")
+    if src.is_relative_to(raw_base):
+        return src
+    raw = raw_base / src.name
+    shutil.copytree(src, raw, dirs_exist_ok=True)
+    return raw
+
+
+def _source_manifest(raw: Path, article: str) -> Path:
+    for candidate in (raw / article / "manifest.parquet", raw / "manifest.parquet"):
+        if candidate.is_file():
+            return candidate
+    raise DataValidationError(f"no manifest in {raw}: expected {article}/manifest.parquet or manifest.parquet")
+
+
+def _relative_to_data_root(df, data_root: Path) -> bool:
+    """True when the manifest's paths already start at the data root (`progattr data synth` default)."""
+    first = next((p for p in df["path"] if isinstance(p, str)), None)
+    return first is not None and (data_root / first).is_file()
+
+
+def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
+    """Source -> DVC-tracked raw folder -> the article's manifest; records the data version."""
+    log = task_logger()
+    params = ctx.params()
+    raw = _bring_in(ctx, source)
+    root = Path(ctx.root)
+    if track and dvc_store.is_repo(root):
+        version = dvc_store.track(root, raw)
+    else:
+        version = dvc_store.tracked_hash(raw) or dvc_store.folder_hash(raw)
+    df = read_manifest(_source_manifest(raw, ctx.article))
+    if "article" in df:
+        df = df[df["article"] == ctx.article].reset_index(drop=True)
+    data_root = ctx.path(params.data.root).resolve()
+    prefix = raw.relative_to(data_root).as_posix() if raw.is_relative_to(data_root) else None
+    if prefix is None:
+        raise DataValidationError(f"raw folder {raw} is not under the data root {data_root} (params data.root)")
+    if "path" in df and not _relative_to_data_root(df, data_root):
+        df["path"] = [f"{prefix}/{p}" if isinstance(p, str) else p for p in df["path"]]
+    out = write_manifest(df, ctx.outputs("manifest.parquet"))
+    splits = df["split"].value_counts().to_dict() if "split" in df else {}
+    rel = ctx.relative
+    ref = DataRef(rel(out), rel(data_root), version, rel(raw), len(df), {str(k): int(v) for k, v in splits.items()})
+    ctx.outputs("data_version.json").write_text(json.dumps(asdict(ref), indent=1))
+    log.info("ingested %d %s images from %s into %s (data version %s)", len(df), ctx.article, source, raw, version)
+    return ref
+
+
+def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
+    """Run the generated GX suite; log its report to MLflow pass or fail; raise on failure."""
+    params = ctx.params()
+    df = read_manifest(ctx.path(data.manifest))
+    outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, params.attributes(ctx.article),
+                                params.validation, ctx.outputs("validation"))
+    if ctx.flow_run_id:
+        store = Store(ctx.store)
+        store.log_artifacts(ctx.flow_run_id, outcome.report_dir, "validation")
+        store.log_metrics(ctx.flow_run_id, {"validation.fully_labelled_fraction": outcome.fully_labelled_fraction,
+                                            **{f"validation.coverage.{a}": c for a, c in outcome.coverage.items()}})
+        store.set_tags(ctx.flow_run_id, {"validation": "passed" if outcome.success else "failed"})
+    if not outcome.success:
+        raise DataValidationError(
+            f"{data.manifest}: {len(outcome.failures)} of {outcome.n_expectations} expectations failed "
+            f"(report: {outcome.report_dir}):\n  " + "\n  ".join(outcome.failures))
+    task_logger().info("validation passed: %d expectations, fully-labelled fraction %.3f, coverage %s",
+                       outcome.n_expectations, outcome.fully_labelled_fraction,
+                       {a: round(c, 3) for a, c in outcome.coverage.items()})
+    return outcome
+
+
+def slice_data(ctx: PipelineContext, data: DataRef) -> str:
+    """Per-attribute slices (core slicing) under data.slices/<article>/; class counts go to MLflow."""
+    params = ctx.params()
+    df = read_manifest(ctx.path(data.manifest), params.taxonomy)
+    out = ctx.path(params.data.slices)
+    summary = slice_by_attribute(df, ctx.article, params.attributes(ctx.article), out)
+    if ctx.flow_run_id:
+        Store(ctx.store).log_artifacts(ctx.flow_run_id, out / ctx.article, "slices")
+    task_logger().info("slices: %s", summary["attributes"])
+    return str(out / ctx.article)
+
+
+ingest_task = task(ingest, name="ingest")
+slice_task = task(slice_data, name="slice")
+validate_task = task(validate, name="validate")

@@ -1,0 +1,221 @@
+"""The project's one MLflow module: tracking defaults, stage checkpoints, registry versions and gates.
+
+Everything goes through an explicit `MlflowClient` (no active-run globals), so Prefect tasks running
+in threads or separate processes cannot step on each other's runs. Only MLflow I/O is retried.
+
+Run layout in the experiment (every run carries `progattr.*` tags, searched by tag, never by run id):
+- one `flow` run per flow invocation (validation report, evaluation, the registered model files);
+- one `stage` run per progressive stage, keyed by `progattr.train_key` (article + data version +
+  params hash) and `progattr.stage_index`: metrics plus `checkpoint/checkpoint.pt`. A stage counts
+  as done only when its run is FINISHED with `progattr.status=completed`, set after the upload, so
+  a process killed mid-stage leaves nothing that looks complete;
+- one `baseline` run per baseline model, keyed the same way by `progattr.baseline_key`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Run, RunStatus
+from mlflow.exceptions import MlflowException
+
+from progattr_core.config import Params
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+TAG = "progattr."
+COMPLETED = "completed"
+# MLflow error codes that a retry cannot fix; anything else (connection errors, a locked SQLite
+# file, a 5xx from the server) is retried with exponential backoff.
+_PERMANENT = {"RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
+              "BAD_REQUEST", "INVALID_STATE", "PERMISSION_DENIED", "NOT_FOUND"}
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where runs go: small and serialisable, so tasks can pass it instead of a client."""
+
+    tracking_uri: str
+    experiment: str
+    artifact_location: str | None
+    retries: int
+    retry_delay_s: float
+
+
+def store_config(params: Params, root: str | Path) -> StoreConfig:
+    """Tracking URI: env MLFLOW_TRACKING_URI, else params mlflow.tracking_uri, else SQLite in `root`.
+
+    With a local store the experiment's artifact location is pinned to an absolute folder in the
+    project (MLflow would otherwise use ./mlruns relative to whatever the cwd happens to be).
+    """
+    root = Path(root).resolve()
+    cfg = params.mlflow
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking_uri or f"sqlite:///{root / 'mlflow.db'}"
+    local = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    artifacts = (root / cfg.artifact_root).as_uri() if local else None
+    return StoreConfig(uri, cfg.experiment, artifacts, cfg.retries, cfg.retry_delay_s)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, MlflowException):
+        return exc.error_code not in _PERMANENT
+    return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+
+
+class Store:
+    """An MLflow client bound to one experiment, with retries on I/O."""
+
+    def __init__(self, cfg: StoreConfig):
+        self.cfg = cfg
+        self.client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+        self.experiment_id = self._call(self._ensure_experiment)
+
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        for attempt in range(self.cfg.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if attempt == self.cfg.retries or not _transient(exc):
+                    raise
+                delay = self.cfg.retry_delay_s * 2**attempt
+                log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, exc, attempt + 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _ensure_experiment(self) -> str:
+        exp = self.client.get_experiment_by_name(self.cfg.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(self.cfg.experiment, artifact_location=self.cfg.artifact_location)
+        except MlflowException as exc:  # created concurrently by another process
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(self.cfg.experiment).experiment_id
+
+    # -- runs -------------------------------------------------------------------------------------
+    def start_run(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> str:
+        tags = {(k if k.startswith("mlflow.") else TAG + k): str(v) for k, v in tags.items()}
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        return self._call(self.client.create_run, self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def finish_run(self, run_id: str, completed: bool = True) -> None:
+        """End a run; `completed` also sets the tag that resume and re-use look for."""
+        if completed:
+            self.set_tags(run_id, {"status": COMPLETED})
+        self._call(self.client.set_terminated, run_id, "FINISHED" if completed else "FAILED")
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        for k, v in tags.items():
+            self._call(self.client.set_tag, run_id, TAG + k, str(v))
+
+    def log_params(self, run_id: str, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            self._call(self.client.log_param, run_id, k, str(v)[:6000])
+
+    def log_metrics(self, run_id: str, values: dict[str, float], step: int = 0) -> None:
+        for k, v in values.items():
+            self._call(self.client.log_metric, run_id, k, float(v), step=step)
+
+    def log_artifacts(self, run_id: str, local: str | Path, artifact_path: str | None = None) -> None:
+        local = Path(local)
+        if local.is_dir():
+            self._call(self.client.log_artifacts, run_id, str(local), artifact_path)
+        else:
+            self._call(self.client.log_artifact, run_id, str(local), artifact_path)
+
+    def download(self, run_id: str, artifact_path: str, dst: str | Path) -> Path:
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        return Path(self._call(self.client.download_artifacts, run_id, artifact_path, str(dst)))
+
+    def get_run(self, run_id: str) -> Run:
+        return self._call(self.client.get_run, run_id)
+
+    def search(self, tags: dict[str, Any], status: str | None = None) -> list[Run]:
+        """Runs of the experiment whose progattr tags equal `tags`, oldest first."""
+        clauses = [f"tags.`{TAG}{k}` = '{v}'" for k, v in tags.items()]
+        if status:
+            clauses.append(f"attributes.status = '{status}'")
+        runs = self._call(self.client.search_runs, [self.experiment_id], " and ".join(clauses),
+                          max_results=5000, order_by=["attributes.start_time ASC"])
+        return list(runs)
+
+    def find_completed(self, tags: dict[str, Any]) -> Run | None:
+        """The latest completed run with these tags (a stage checkpoint, a baseline model), if any."""
+        done = [r for r in self.search(tags, status="FINISHED") if r.data.tags.get(TAG + "status") == COMPLETED]
+        return done[-1] if done else None
+
+    def close_interrupted(self, tags: dict[str, Any]) -> list[str]:
+        """Mark runs left RUNNING by a killed process as KILLED, so the UI and resume agree."""
+        stale = self.search(tags, status="RUNNING")
+        for run in stale:
+            self.set_tags(run.info.run_id, {"status": "interrupted"})
+            self._call(self.client.set_terminated, run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        return [r.info.run_id for r in stale]
+
+    # -- registry ---------------------------------------------------------------------------------
+    def register(self, name: str, run_id: str, artifact_path: str, tags: dict[str, Any]) -> str:
+        """A new version of `name` from a run's artifact folder (weights + config, no MLmodel)."""
+        try:
+            self._call(self.client.create_registered_model, name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        mv = self._call(self.client.create_model_version, name, f"runs:/{run_id}/{artifact_path}",
+                        run_id=run_id, tags={TAG + k: str(v) for k, v in tags.items()})
+        return str(mv.version)
+
+    def version_by_alias(self, name: str, alias: str) -> Any | None:
+        try:
+            return self._call(self.client.get_model_version_by_alias, name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._call(self.client.set_registered_model_alias, name, alias, version)
+
+    def versions_with_tag(self, name: str, key: str, value: str) -> list[Any]:
+        found = self._call(self.client.search_model_versions, f"name = '{name}'")
+        return [v for v in found if v.tags.get(TAG + key) == value]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: tuple[str, ...]
+
+
+def decide_challenger(progressive: dict[str, float], baselines_overall: dict[str, float],
+                      champion: dict[str, float] | None, max_gap_to_best_baseline: float,
+                      max_regression_vs_champion: float) -> GateDecision:
+    """The automatic gates for the `challenger` alias.
+
+    `progressive` maps each attribute (and "overall") to test accuracy. It must not trail the best
+    baseline's overall accuracy by more than `max_gap_to_best_baseline`, and no attribute may fall
+    below the current champion's by more than `max_regression_vs_champion`.
+    """
+    reasons: list[str] = []
+    if baselines_overall:
+        best = max(baselines_overall, key=baselines_overall.get)
+        gap = baselines_overall[best] - progressive["overall"]
+        if gap > max_gap_to_best_baseline:
+            reasons.append(f"overall {progressive['overall']:.4f} trails {best} {baselines_overall[best]:.4f} "
+                           f"by {gap:.4f} > tolerance {max_gap_to_best_baseline}")
+    for attr, acc in sorted((champion or {}).items()):
+        if attr == "overall" or attr not in progressive:
+            continue
+        drop = acc - progressive[attr]
+        if drop > max_regression_vs_champion:
+            reasons.append(f"{attr}: {progressive[attr]:.4f} regresses vs champion {acc:.4f} "
+                           f"by {drop:.4f} > tolerance {max_regression_vs_champion}")
+    return GateDecision(not reasons, tuple(reasons))

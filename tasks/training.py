@@ -1,0 +1,204 @@
+"""Progressive stages and baselines as Prefect tasks, each checkpointed to MLflow.
+
+A stage task is keyed by (train key, stage index), never by the flow run: if the flow dies in stage
+k, the next run with the same data version and params finds stages 0..k-1 completed in MLflow,
+skips them, and starts stage k from the checkpoint of stage k-1. The core guarantees that this gives
+the same weights as an uninterrupted run. Tasks exchange run ids and paths, never modules.
+
+The checkpoint is the core's stage checkpoint (weights + the model's self-description + the stage).
+Each stage builds a fresh optimiser (the paper's stages have their own learning rates), so no
+optimiser state needs to survive a stage boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from progattr_core.baselines import train_multilabel, train_one_individual
+from progattr_core.data.arrays import load_arrays
+from progattr_core.data.manifest import read_manifest
+from progattr_core.model import build_model, resolve_device, save_model
+from progattr_core.schedule import build_schedule
+from progattr_core.train import (
+    FitResult,
+    LabelledImages,
+    accuracy_on,
+    load_checkpoint,
+    save_checkpoint,
+    train_stage,
+)
+from tasks.context import DataRef, PipelineContext, task_logger
+from tasks.mlflow_store import Store
+
+CHECKPOINT = "checkpoint/checkpoint.pt"
+MODEL = "model/model.pt"
+
+
+@dataclass(frozen=True)
+class TrainedRef:
+    """A stage checkpoint or a baseline model in MLflow, and whether this run trained it."""
+
+    kind: str                      # "stage" | "baseline"
+    name: str                      # stage name, or baseline method[:attribute]
+    run_id: str
+    artifact: str                  # artifact path inside the run
+    trained_now: bool
+    seconds: float
+
+
+def load_split(ctx: PipelineContext, data: DataRef, split: str) -> LabelledImages:
+    """One split of the article's manifest as uint8 tensors (through the decode cache)."""
+    params = ctx.params()
+    vocab = params.attributes(ctx.article)
+    df = read_manifest(ctx.path(data.manifest), params.taxonomy)
+    x, y, _ = load_arrays(df, ctx.path(data.data_root), ctx.path(params.data.cache), params.model.image_size,
+                          list(vocab), split)
+    return LabelledImages.from_arrays(x, y, list(vocab), vocab)
+
+
+def _stage_cache_key(task_ctx: TaskRunContext, inputs: dict) -> str:
+    """Stage identity without the flow run id (Prefect's default includes it), so reruns hit it."""
+    ctx = inputs["ctx"]
+    text = f"{ctx.store.tracking_uri}|{inputs['key']}|{inputs['index']}"
+    return "progattr-stage-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _fit_metrics(result: FitResult) -> dict[str, float]:
+    return {"seconds": result.seconds, "image_passes": result.image_passes, "n_images": result.n_images}
+
+
+def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
+    """Stage `index` of the schedule: reuse its completed MLflow checkpoint, or train and log one."""
+    log = task_logger()
+    store = Store(ctx.store)
+    params = ctx.params()
+    stage = build_schedule(params, ctx.article)[index]
+    tags = {"kind": "stage", "train_key": key, "stage_index": index}
+    done = store.find_completed(tags)
+    if done is not None:
+        log.info("stage %d %s already completed in MLflow run %s: not retraining", index, stage.name, done.info.run_id)
+        return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False,
+                          done.data.metrics.get("seconds", 0.0))
+    for stale in store.close_interrupted(tags):
+        log.warning("stage %d: run %s was interrupted; training the stage again", index, stale)
+    device = resolve_device(params.device)
+    with tempfile.TemporaryDirectory(prefix="progattr-stage-") as tmp:
+        if previous is None:
+            model = build_model(params.model, params.seed)
+        else:
+            model, _ = load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))
+        train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
+        run_id = store.start_run(f"stage-{index}-{stage.name}", {
+            **tags, "stage_name": stage.name, "stage_kind": stage.kind, "article": ctx.article,
+            "data_version": data.data_version}, parent_run_id=ctx.flow_run_id or None)
+        try:
+            store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
+            result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info)
+            for epoch, loss in enumerate(result.epoch_losses):
+                store.log_metrics(run_id, {"loss": loss}, step=epoch)
+            val_acc = accuracy_on(model, val, list(model.classes), device) if len(val) else {}
+            store.log_metrics(run_id, {**_fit_metrics(result), **{f"val_accuracy.{a}": v for a, v in val_acc.items()}})
+            save_checkpoint(Path(tmp) / "out" / "checkpoint.pt", model.cpu(), stage, result)
+            store.log_artifacts(run_id, Path(tmp) / "out", "checkpoint")
+        except BaseException:
+            store.finish_run(run_id, completed=False)
+            raise
+        store.finish_run(run_id)
+    log.info("stage %d %s trained in %.1fs (run %s), val accuracy %s", index, stage.name, result.seconds, run_id,
+             {a: round(v, 3) for a, v in val_acc.items()})
+    return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
+
+
+def export_progressive(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
+    """The last stage's checkpoint as a plain saved model (the registry format), plus the stage list,
+    in outputs/<article>/progressive/."""
+    store = Store(ctx.store)
+    with tempfile.TemporaryDirectory(prefix="progattr-final-") as tmp:
+        model, _ = load_checkpoint(store.download(stages[-1].run_id, stages[-1].artifact, tmp))
+    write_refs(ctx.outputs("progressive", "stages.json"), stages)
+    return str(save_model(model, ctx.outputs("progressive", "model.pt")))
+
+
+def write_refs(path: Path, refs: list[TrainedRef]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([asdict(r) for r in refs], indent=1))
+
+
+def read_refs(path: Path) -> list[TrainedRef]:
+    return [TrainedRef(**r) for r in json.loads(Path(path).read_text())]
+
+
+def run_baseline(ctx: PipelineContext, data: DataRef, key: str, method: str, attribute: str | None) -> TrainedRef:
+    """One baseline model (a method, or one attribute of `individual`), reused from MLflow if done."""
+    log = task_logger()
+    store = Store(ctx.store)
+    params = ctx.params()
+    name = f"{method}:{attribute}" if attribute else method
+    tags = {"kind": "baseline", "baseline_key": key, "method": method, "attribute": attribute or "all"}
+    local = baseline_path(ctx, name)
+    done = store.find_completed(tags)
+    if done is not None:
+        log.info("baseline %s already completed in MLflow run %s: not retraining", name, done.info.run_id)
+        fetch(store, done.info.run_id, MODEL, local)
+        return TrainedRef("baseline", name, done.info.run_id, MODEL, False, done.data.metrics.get("seconds", 0.0))
+    store.close_interrupted(tags)
+    device = resolve_device(params.device)
+    train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
+    run_id = store.start_run(f"baseline-{name}", {**tags, "article": ctx.article, "data_version": data.data_version},
+                             parent_run_id=ctx.flow_run_id or None)
+    try:
+        if method == "individual":
+            model, result = train_one_individual(params, train, attribute, device, val, log.info)
+        else:
+            model, result = train_multilabel(params, train, method == "multilabel_masked", device, val, log.info)
+        store.log_metrics(run_id, _fit_metrics(result))
+        with tempfile.TemporaryDirectory(prefix="progattr-baseline-") as tmp:
+            saved = save_model(model.cpu(), Path(tmp) / "model.pt")
+            store.log_artifacts(run_id, saved, "model")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(saved, local)
+    except BaseException:
+        store.finish_run(run_id, completed=False)
+        raise
+    store.finish_run(run_id)
+    log.info("baseline %s trained in %.1fs (run %s)", name, result.seconds, run_id)
+    return TrainedRef("baseline", name, run_id, MODEL, True, result.seconds)
+
+
+def baseline_path(ctx: PipelineContext, name: str) -> Path:
+    return ctx.outputs("baselines", f"{name.replace(':', '-')}.pt")
+
+
+def baseline_jobs(ctx: PipelineContext) -> list[tuple[str, str | None]]:
+    """(method, attribute) per baseline model: `individual` is one independent model per attribute."""
+    params = ctx.params()
+    jobs: list[tuple[str, str | None]] = []
+    for method in params.baselines.methods:
+        if method == "individual":
+            jobs += [(method, attr) for attr in params.attributes(ctx.article)]
+        else:
+            jobs.append((method, None))
+    return jobs
+
+
+def fetch(store: Store, run_id: str, artifact: str, dest: Path) -> Path:
+    """Copy one artifact file of a run to `dest`."""
+    with tempfile.TemporaryDirectory(prefix="progattr-fetch-") as tmp:
+        got = store.download(run_id, artifact, tmp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(got, dest)
+    return dest
+
+
+train_stage_task = task(run_stage, name="train-stage", cache_key_fn=_stage_cache_key, persist_result=True,
+                        task_run_name="stage-{index}")
+baseline_task = task(run_baseline, name="baseline", task_run_name="baseline-{method}-{attribute}")
+export_task = task(export_progressive, name="export-progressive")

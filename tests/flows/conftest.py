@@ -1,0 +1,109 @@
+"""Real local components for the flow tests: Prefect's test harness, MLflow on SQLite or a real
+`mlflow server` on loopback, and an S3-compatible server (moto) on loopback. No mocks."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported: no telemetry, a harness start-up timeout that fits 2 cores.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server for the whole session (~10 s to start here)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def params(tmp_path):
+    """The project's params with the flow-test profile: tiny, fast, and stores under tmp_path."""
+    from progattr_core.config import load_params
+
+    return load_params(REPO / "params.yaml", tiny_overrides(tmp_path))
+
+
+def tiny_overrides(tmp_path: Path) -> list[str]:
+    return [
+        "model.image_size=32", "train.batch_size=32", "train.epochs_first=1", "train.epochs_add=1",
+        "train.epochs_finetune=1", "train.epochs_final=1", "baselines.epochs=1",
+        "validation.min_class_count=1", "validation.min_label_coverage=0.3",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "mlflow.retry_delay_s=0.1",
+    ]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible server on loopback; dummy credentials for boto3, dvc and mlflow."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real `mlflow server` subprocess on loopback (one worker), SQLite backend under tmp_path."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+           "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    log = open(tmp_path / "mlflow-server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/health", proc, timeout=90)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")

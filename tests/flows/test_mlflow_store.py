@@ -1,0 +1,112 @@
+"""tasks/mlflow_store.py against a real SQLite store and a real `mlflow server` on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from progattr_core.config import load_params
+from tasks.mlflow_store import Store, decide_challenger, store_config
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.flows
+
+
+def _store(tmp_path, monkeypatch, uri: str = "") -> Store:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = load_params(REPO / "params.yaml", [f"mlflow.tracking_uri={uri!r}", "mlflow.retry_delay_s=0.1"])
+    return Store(store_config(params, tmp_path))
+
+
+def test_default_store_is_sqlite_in_the_project_with_pinned_artifacts(tmp_path, monkeypatch):
+    store = _store(tmp_path, monkeypatch)
+    assert store.cfg.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert store.cfg.artifact_location == (tmp_path.resolve() / "mlartifacts").as_uri()
+    run = store.start_run("r", {"kind": "flow"})
+    (tmp_path / "f.txt").write_text("x")
+    store.log_artifacts(run, tmp_path / "f.txt", "a")
+    assert (tmp_path / "mlartifacts").is_dir() and (tmp_path / "mlflow.db").is_file()
+
+
+def test_env_tracking_uri_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
+    params = load_params(REPO / "params.yaml")
+    assert store_config(params, tmp_path).tracking_uri.endswith("/other.db")
+
+
+def _stage_cycle(store: Store, tmp_path: Path) -> None:
+    """A killed stage run, then a completed one: only the completed one counts."""
+    tags = {"kind": "stage", "train_key": "k1", "stage_index": 2}
+    killed = store.start_run("stage-2", tags)
+    assert store.find_completed(tags) is None
+    assert store.close_interrupted(tags) == [killed]
+    done = store.start_run("stage-2", tags)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir(exist_ok=True)
+    (ckpt / "checkpoint.pt").write_bytes(b"weights")
+    store.log_artifacts(done, ckpt, "checkpoint")
+    store.finish_run(done)
+    found = store.find_completed(tags)
+    assert found.info.run_id == done
+    got = store.download(done, "checkpoint/checkpoint.pt", tmp_path / "dl")
+    assert got.read_bytes() == b"weights"
+    statuses = sorted(r.info.status for r in store.search(tags))
+    assert statuses == ["FINISHED", "KILLED"]
+
+
+def _registry_cycle(store: Store, tmp_path: Path) -> None:
+    run = store.start_run("flow", {"kind": "flow"})
+    model = tmp_path / "model"
+    model.mkdir(exist_ok=True)
+    (model / "model.pt").write_bytes(b"w")
+    (model / "model.json").write_text("{}")
+    store.log_artifacts(run, model, "model")
+    v1 = store.register("progattr-test", run, "model", {"data_version": "d1"})
+    v2 = store.register("progattr-test", run, "model", {"data_version": "d2"})
+    assert (v1, v2) == ("1", "2")
+    assert store.version_by_alias("progattr-test", "challenger") is None
+    store.set_alias("progattr-test", "challenger", v2)
+    assert str(store.version_by_alias("progattr-test", "challenger").version) == "2"
+    assert [str(v.version) for v in store.versions_with_tag("progattr-test", "data_version", "d1")] == ["1"]
+
+
+def test_stage_checkpoints_and_registry_on_sqlite(tmp_path, monkeypatch):
+    store = _store(tmp_path, monkeypatch)
+    _stage_cycle(store, tmp_path)
+    _registry_cycle(store, tmp_path)
+
+
+def test_stage_checkpoints_and_registry_on_a_real_server(tmp_path, monkeypatch, mlflow_server):
+    store = _store(tmp_path, monkeypatch, uri=mlflow_server)
+    assert store.cfg.artifact_location is None  # the server decides (proxied artifacts)
+    _stage_cycle(store, tmp_path)
+    _registry_cycle(store, tmp_path)
+    assert list((tmp_path / "server-artifacts").rglob("checkpoint.pt"))
+
+
+def test_retries_stop_at_permanent_errors(tmp_path, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    store = _store(tmp_path, monkeypatch)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("connection reset")
+        return "ok"
+
+    assert store._call(flaky) == "ok" and len(calls) == 3
+    with pytest.raises(MlflowException):
+        store.get_run("0" * 32)
+
+
+def test_challenger_gates():
+    prog = {"neck": 0.70, "pattern": 0.80, "overall": 0.75}
+    ok = decide_challenger(prog, {"individual": 0.76}, None, 0.02, 0.02)
+    assert ok.passed and ok.reasons == ()
+    far = decide_challenger(prog, {"individual": 0.80, "multilabel": 0.6}, None, 0.02, 0.02)
+    assert not far.passed and "trails individual 0.8000" in far.reasons[0]
+    champ = decide_challenger(prog, {}, {"neck": 0.75, "pattern": 0.79, "overall": 0.77}, 0.02, 0.02)
+    assert not champ.passed and len(champ.reasons) == 1 and champ.reasons[0].startswith("neck:")

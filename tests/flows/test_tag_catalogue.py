@@ -1,0 +1,80 @@
+"""The batch tagging flow, for real: a registered champion in MLflow (SQLite), Prefect's test harness,
+a folder and an S3 prefix on a loopback S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+import boto3
+import pandas as pd
+import pytest
+
+from progattr_core.config import ImageParams
+from progattr_core.data.images import decode_image, to_square_array
+from progattr_core.predict import predict
+from tests.flows.conftest import REPO, tiny_overrides
+from tests.serving.helpers import png_bytes, register_versions, set_alias, tiny_model
+
+pytestmark = pytest.mark.flows
+IMAGES = {"a/one.png": png_bytes(40, 50, seed=1), "a/two.jpg": png_bytes(64, 64, seed=2, fmt="JPEG"),
+          "three.png": png_bytes(33, 80, seed=3), "odd name (1).png": png_bytes(32, 32, seed=4)}
+BAD = {"broken.jpg": b"not an image at all", "empty.png": b""}
+
+
+@pytest.fixture
+def champion(tmp_path):
+    uri, versions = register_versions(tmp_path, "tops", [1, 2])
+    set_alias(uri, "tops", "champion", versions[1])
+    return versions[1]
+
+
+def _expected(data: bytes) -> dict:
+    model = tiny_model(2)
+    x = to_square_array(decode_image(data, ImageParams(10**8, 10**8)), model.image_size)
+    return {a: p.probability for a, p in predict(model, x[None], top_k=1)[0].items()}
+
+
+def _check_table(summary: dict, champion: str, names: dict[str, str]) -> None:
+    tags = pd.read_parquet(summary["outputs"]["parquet"])
+    assert summary["version"] == champion and set(tags["model_version"]) == {champion}
+    assert len(tags) == 3 * len(IMAGES) and summary["rows"] == len(tags)
+    assert set(tags["image"]) == {names[k] for k in IMAGES}
+    for key, data in IMAGES.items():
+        got = tags[tags["image"] == names[key]].set_index("attribute")["probability"].to_dict()
+        assert got == pytest.approx(_expected(data), abs=1e-5)
+    csv = pd.read_csv(summary["outputs"]["csv"], dtype={"model_version": str})
+    assert list(csv.columns) == list(tags.columns) and len(csv) == len(tags)
+    rejects = pd.read_csv(summary["outputs"]["rejects"])
+    assert set(rejects["image"]) == {names[k] for k in BAD}
+    assert rejects["reason"].str.contains("not an image|zero-byte|empty").all()
+
+
+def test_tags_a_folder(prefect_harness, tmp_path, champion):
+    from flows.tag_catalogue import tag_catalogue_flow
+
+    folder = tmp_path / "catalogue"
+    for rel, data in {**IMAGES, **BAD}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    (folder / "notes.txt").write_text("not listed: not an image suffix")
+    summary = tag_catalogue_flow(str(folder), "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+                                 output=str(tmp_path / "out"))
+    _check_table(summary, champion, {k: k for k in {**IMAGES, **BAD}})
+
+
+def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path, champion, monkeypatch):
+    from flows.tag_catalogue import tag_catalogue_flow
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket="catalogue")
+    for rel, data in {**IMAGES, **BAD}.items():
+        s3.put_object(Bucket="catalogue", Key=f"shop/{rel}", Body=data)
+    s3.put_object(Bucket="catalogue", Key="elsewhere/x.png", Body=IMAGES["three.png"])
+    names = {k: f"s3://catalogue/shop/{k}" for k in {**IMAGES, **BAD}}
+    summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+                                 output=str(tmp_path / "out-s3"))
+    _check_table(summary, champion, names)
+    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+                                min_probability=0.3, output=str(tmp_path / "out-strict"))
+    kept = pd.read_parquet(strict["outputs"]["parquet"])
+    assert (kept["probability"] >= 0.3).all() and strict["below_threshold"] > 0
+    assert len(kept) + strict["below_threshold"] == 3 * len(IMAGES)

@@ -1,0 +1,135 @@
+"""The training flow for real: Prefect's test harness, MLflow on SQLite under tmp, a tiny synthetic
+catalogue. A flow killed with SIGKILL mid-stage resumes without retraining earlier stages and ends
+with the weights of an uninterrupted run; a manifest failing validation stops before training."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from progattr_core.config import load_params
+from progattr_core.data.synth import generate_catalogue
+from progattr_core.errors import DataValidationError
+from tasks.context import make_context
+from tasks.mlflow_store import Store
+
+from .conftest import REPO, tiny_overrides
+
+pytestmark = pytest.mark.flows
+ARTICLE = "jeans"
+
+
+def make_project(folder: Path, n: int = 120) -> tuple[Path, list[str]]:
+    """A project folder: params.yaml, a synthetic catalogue in data/raw/mini; flow-test overrides."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REPO / "params.yaml", folder / "params.yaml")
+    p = load_params(folder / "params.yaml")
+    raw = folder / "data" / "raw" / "mini"
+    generate_catalogue(ARTICLE, n, raw, p.taxonomy, 32, p.synth.full_label_fraction, p.synth.label_rate,
+                       p.synth.label_noise, 0, p.data.split, root=raw, workers=1)
+    return folder / "params.yaml", tiny_overrides(folder)
+
+
+def _store(params_path: Path, overrides: list[str]) -> Store:
+    return Store(make_context(params_path, ARTICLE, overrides).store)
+
+
+def _stage_runs(store: Store) -> dict[int, list[str]]:
+    runs: dict[int, list[str]] = {}
+    for r in store.search({"kind": "stage"}):
+        runs.setdefault(int(r.data.tags["progattr.stage_index"]), []).append(r.info.status)
+    return runs
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path) -> int:
+    """Start the flow in a subprocess; SIGKILL it as soon as a stage >= 2 is running. Returns that stage."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        try:
+            while time.time() < deadline and proc.poll() is None:
+                running = [int(r.data.tags["progattr.stage_index"]) for r in store.search({"kind": "stage"}, "RUNNING")]
+                if running and running[0] >= 2:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return running[0]
+                time.sleep(0.2)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    raise AssertionError(f"the flow never reached stage 2 (exit {proc.returncode}); log:\n{log.read_text()[-3000:]}")
+
+
+def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_path, prefect_harness):
+    from flows.train_flow import train_flow
+
+    # Uninterrupted reference run (all baselines: this is also the end-to-end test).
+    params_a, over_a = make_project(tmp_path / "a")
+    result = train_flow(ARTICLE, "data/raw/mini", str(params_a), over_a)
+    assert set(result["accuracy"]) == {"progressive", "individual", "multilabel", "multilabel_masked"}
+    assert "overall" in result["table"] and result["registry"]["version"] == "1"
+    store_a = _store(params_a, over_a)
+    flow_run = store_a.get_run(result["mlflow_run_id"])
+    assert flow_run.info.status == "FINISHED" and flow_run.data.tags["progattr.validation"] == "passed"
+    listed = {f.path for f in store_a.client.list_artifacts(result["mlflow_run_id"], "evaluation")}
+    assert {"evaluation/pr_curves.png", "evaluation/comparison.csv", "evaluation/metrics.json"} <= listed
+    version = store_a.client.get_model_version("progattr-jeans", "1")
+    assert version.tags["progattr.data_version"] == result["data"]["data_version"]
+    assert "progattr.accuracy.fade" in version.tags and "progattr.git_commit" in version.tags
+    n_stages = len(_stage_runs(store_a))
+
+    # Same data and params in a second project: killed mid-stage, then run again.
+    params_b, over_b = make_project(tmp_path / "b")
+    over_b = [*over_b, "baselines.methods=[multilabel_masked]"]  # not part of the training key
+    store_b = _store(params_b, over_b)
+    env = {**os.environ, "PREFECT_API_URL": prefect_harness}
+    cmd = [sys.executable, "-m", "flows.train_flow", "--article", ARTICLE, "--source", "data/raw/mini",
+           "--params", str(params_b), *[a for o in over_b for a in ("--set", o)]]
+    killed = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log")
+    before = _stage_runs(store_b)
+    assert all(before[i] == ["FINISHED"] for i in range(killed)) and before[killed] == ["RUNNING"]
+
+    resumed = train_flow(ARTICLE, "data/raw/mini", str(params_b), over_b)
+    after = _stage_runs(store_b)
+    assert resumed["stages_trained"] == list(range(killed, n_stages))
+    for i in range(n_stages):  # earlier stages: still exactly one run each, i.e. not retrained
+        expected = ["FINISHED"] if i != killed else ["KILLED", "FINISHED"]
+        assert after[i] == expected, (i, after)
+    a, b = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, prefect_harness):
+    from flows.train_flow import train_flow
+
+    params, over = make_project(tmp_path, n=60)
+    manifest = tmp_path / "data/raw/mini/jeans/manifest.parquet"
+    df = pd.read_parquet(manifest)
+    df["fade"] = df["fade"].astype(object)
+    df.loc[0, "fade"] = "acid-wash"
+    df.to_parquet(manifest)
+    over = [*over, "validation.min_class_count=1000"]
+    with pytest.raises(DataValidationError) as err:
+        train_flow(ARTICLE, "data/raw/mini", str(params), over)
+    text = str(err.value)
+    assert "expect_column_values_to_be_in_set(fade): observed 1 unexpected rows" in text and "acid-wash" in text
+    assert "expect_column_values_to_be_between(train_count, min_value=1000" in text
+    store = _store(params, over)
+    (flow_run,) = store.search({"kind": "flow"})
+    assert flow_run.info.status == "FAILED" and flow_run.data.tags["progattr.validation"] == "failed"
+    names = {f.path for f in store.client.list_artifacts(flow_run.info.run_id, "validation")}
+    assert {"validation/summary.json", "validation/result.json", "validation/data_docs"} <= names
+    assert store.search({"kind": "stage"}) == [] and not (tmp_path / "outputs/jeans/progressive").exists()

@@ -1,0 +1,60 @@
+"""tasks/validation.py: the Great Expectations suite generated from the taxonomy, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from progattr_core.config import ValidationParams
+from tasks.validation import validate_manifest
+
+pytestmark = pytest.mark.flows
+VOCAB = {"fade": ("no-fade", "light-fade", "heavy-fade"), "shade": ("light", "dark")}
+LIMITS = ValidationParams(min_label_coverage=0.5, min_class_count=1, min_full_label_fraction=0.2)
+
+
+def _manifest(root: Path, n: int = 12) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        path = f"raw/img{i}.png"
+        (root / "raw").mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(b"png")
+        rows.append({"image_id": f"id{i}", "path": path, "sha256": f"{i:064x}", "article": "jeans",
+                     "fade": VOCAB["fade"][i % 3], "shade": VOCAB["shade"][i % 2] if i % 4 else None,
+                     "split": "train" if i < 8 else "test"})
+    return pd.DataFrame(rows)
+
+
+def test_a_clean_manifest_passes_and_writes_reports(tmp_path):
+    out = validate_manifest(_manifest(tmp_path), tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report")
+    assert out.success, out.failures
+    assert out.coverage == {"fade": 1.0, "shade": 0.75} and out.fully_labelled_fraction == 0.75
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["success"] is True
+    assert (tmp_path / "report" / "data_docs" / "index.html").is_file()
+
+
+def test_each_failing_expectation_is_named_with_its_observed_value(tmp_path):
+    df = _manifest(tmp_path)
+    df.loc[1, "image_id"] = "id0"                 # duplicate id
+    df.loc[2, "fade"] = "acid-wash"               # outside the vocabulary
+    (tmp_path / df.loc[3, "path"]).unlink()       # missing image file
+    df.loc[:, "shade"] = None                     # coverage 0 < 0.5, and the fully-labelled fraction 0
+    out = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report")
+    text = "\n".join(out.failures)
+    assert not out.success
+    assert "expect_column_values_to_be_unique(image_id)" in text and "'id0'" in text
+    assert "expect_column_values_to_be_in_set(fade)" in text and "acid-wash" in text
+    assert "expect_column_values_to_be_in_set(file_present)" in text and "id3" in text
+    assert "expect_column_values_to_not_be_null(shade, mostly=0.5)" in text and "(100.0%)" in text
+    assert "expect_column_mean_to_be_between(fully_labelled, min_value=0.2): observed 0.0" in text
+    assert "expect_column_values_to_be_between(train_count, min_value=1.0)" in text and "shade=light" in text
+    assert (tmp_path / "report" / "result.json").is_file()
+
+
+def test_missing_columns_are_named(tmp_path):
+    df = _manifest(tmp_path).drop(columns=["sha256", "shade"])
+    out = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report")
+    assert any("expect_table_columns_to_match_set" in f and "sha256" in f and "shade" in f for f in out.failures)
