@@ -73,10 +73,13 @@ class RegistrySource:
         return sorted(({"version": str(v.version), "aliases": sorted(by_version.get(str(v.version), []))}
                        for v in found), key=lambda v: int(str(v["version"])))
 
+    def download(self, ref: VersionRef, dst: str | Path) -> Path:
+        """The version's model file, downloaded into the folder `dst`."""
+        uri = self.client.get_model_version_download_uri(ref.name, ref.version).rstrip("/")
+        return Path(download_artifacts(artifact_uri=f"{uri}/{MODEL_FILE}", dst_path=str(dst),
+                                       tracking_uri=self.tracking_uri))
+
     def load(self, ref: VersionRef) -> nn.Module:
         """Download the version's model file to a private temporary folder and load it (no pickle)."""
-        uri = self.client.get_model_version_download_uri(ref.name, ref.version).rstrip("/")
         with tempfile.TemporaryDirectory(prefix="progattr-serve-") as tmp:
-            path = download_artifacts(artifact_uri=f"{uri}/{MODEL_FILE}", dst_path=tmp,
-                                      tracking_uri=self.tracking_uri)
-            return load_model(Path(path))
+            return load_model(self.download(ref, tmp))

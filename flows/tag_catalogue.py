@@ -1,0 +1,74 @@
+"""Batch tagging: fill in a catalogue's missing attributes with the champion model of an article.
+
+Scores a folder, an S3 prefix, or (`--source manifest`) the manifest's unlabelled cells, batch by
+batch, and writes <serving.tag_output>/<article>/tags.parquet + tags.csv (image, sha256, attribute,
+label, probability, model name and version) and rejects.csv (images that could not be decoded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+
+from prefect import flow
+
+from tasks.context import make_context, task_logger
+from tasks.tagging import (
+    MANIFEST_SOURCE,
+    batches,
+    fetch_champion_task,
+    list_catalogue_task,
+    tag_batch_task,
+    write_tags_task,
+)
+
+
+@flow(name="progattr-tag-catalogue")
+def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "params.yaml",
+                       overrides: list[str] | None = None, only_missing: bool = False,
+                       min_probability: float | None = None, output: str | None = None) -> dict:
+    """Tag every image of `source` (folder, s3://bucket/prefix or 'manifest') with `article`'s champion."""
+    log = task_logger()
+    ctx = make_context(params_path, article, overrides or [])
+    params = ctx.params()
+    threshold = params.serving.tag_min_probability if min_probability is None else min_probability
+    labelled = str(ctx.path(params.data.manifest)) if only_missing and source != MANIFEST_SOURCE else None
+    with tempfile.TemporaryDirectory(prefix="progattr-tag-") as tmp:
+        champion = fetch_champion_task(ctx.store.tracking_uri, article, params.serving.alias, tmp)
+        items = list_catalogue_task(source, params, ctx.root, article)
+        results, done = [], 0
+        chunks = batches(items, params.serving.tag_batch_size)
+        for i, chunk in enumerate(chunks, start=1):
+            results.append(tag_batch_task(champion, chunk, params.data.image, threshold, labelled))
+            done += len(chunk)
+            log.info("batch %d/%d: %d/%d images tagged, %d rejected so far", i, len(chunks), done, len(items),
+                     sum(len(r.rejects) for r in results))
+    out_dir = output or str(ctx.path(params.serving.tag_output) / article)
+    paths = write_tags_task(results, out_dir)
+    summary = {"model": champion.name, "version": champion.version, "images": len(items),
+               "rows": sum(len(r.rows) for r in results), "rejected": sum(len(r.rejects) for r in results),
+               "below_threshold": sum(r.below_threshold for r in results), "outputs": paths}
+    log.info("tagged %(images)d images with %(model)s v%(version)s: %(rows)d rows, %(rejected)d rejected", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.tag_catalogue", description=tag_catalogue_flow.__doc__)
+    ap.add_argument("--source", required=True, help=f"a folder, s3://bucket/prefix, or {MANIFEST_SOURCE!r}")
+    ap.add_argument("--article", default="tops")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--only-missing", action="store_true", help="skip cells the manifest already labels")
+    ap.add_argument("--min-probability", type=float, help="overrides serving.tag_min_probability")
+    ap.add_argument("--output", help="output folder (default <serving.tag_output>/<article>)")
+    args = ap.parse_args(argv)
+    summary = tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
+                                 args.min_probability, args.output)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Batch tagging: score a catalogue (folder, S3 prefix or the manifest's unlabelled cells) with the
+champion, batch by batch, into a table of (image, attribute, label, probability, model version).
+
+Tasks pass paths and small records; the model is loaded once per process from the downloaded file.
+Images are decoded and resized exactly as the service does (serving.inference), the Base runs once
+per image, and a bad image becomes a row in rejects.csv instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+
+from progattr_core.config import ImageParams, Params
+from progattr_core.data.images import ImageRejected, read_image_bytes, sha256_bytes
+from progattr_core.data.manifest import read_manifest, resolve_inside
+from progattr_core.errors import DataValidationError
+from progattr_core.model import load_model
+from progattr_core.predict import predict
+from serving.inference import Refused, image_array
+from serving.registry import RegistrySource
+from tasks import s3_images
+from tasks.context import task_logger
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+MANIFEST_SOURCE = "manifest"
+COLUMNS = ["image", "sha256", "attribute", "label", "probability", "model_name", "model_version"]
+
+
+@dataclass(frozen=True)
+class ChampionRef:
+    name: str
+    version: str
+    path: str                          # the downloaded model.pt
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    image: str                         # what the table calls the image: relative path, s3 URI or image_id
+    location: str                      # where its bytes are: an absolute local path or an s3 URI
+    skip: tuple[str, ...] = ()         # attributes already labelled (not scored)
+
+
+@dataclass(frozen=True)
+class TagBatch:
+    rows: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    below_threshold: int = 0
+
+
+def fetch_champion(tracking_uri: str, article: str, alias: str, dst: str) -> ChampionRef:
+    """Download the version `alias` points to; DataValidationError if there is none."""
+    source = RegistrySource(tracking_uri, alias)
+    ref = source.current(article)
+    if ref is None:
+        raise DataValidationError(f"no @{alias} version of progattr-{article} in the registry at {tracking_uri}: "
+                                  "approve a version first")
+    path = source.download(ref, Path(dst) / f"v{ref.version}")
+    task_logger().info("tagging with %s version %s (@%s)", ref.name, ref.version, alias)
+    return ChampionRef(ref.name, ref.version, str(path))
+
+
+def _folder_items(folder: Path) -> list[ImageItem]:
+    if not folder.is_dir():
+        raise DataValidationError(f"tagging source {str(folder)!r} is not a folder, an s3:// prefix or "
+                                  f"{MANIFEST_SOURCE!r}")
+    items = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        items.append(ImageItem(rel, str(resolve_inside(folder, rel))))  # refuses symlinks leading outside
+    return items
+
+
+def _manifest_items(params: Params, root: Path, article: str) -> list[ImageItem]:
+    """Images of `article` with at least one unlabelled attribute; labelled ones are skipped."""
+    attrs = list(params.attributes(article))
+    manifest = read_manifest(root / params.data.manifest, params.taxonomy)
+    rows = manifest[manifest["article"] == article]
+    data_root = root / params.data.root
+    items = []
+    for rec in rows[["image_id", "path", *attrs]].itertuples(index=False):
+        labelled = tuple(a for a, v in zip(attrs, rec[2:], strict=True) if not pd.isna(v))
+        if len(labelled) < len(attrs):
+            items.append(ImageItem(str(rec.image_id), str(resolve_inside(data_root, rec.path)), labelled))
+    return items
+
+
+def list_catalogue(source: str, params: Params, root: str, article: str) -> list[ImageItem]:
+    """The images to score: a folder (relative to `root` unless absolute), an s3:// prefix, or 'manifest'."""
+    if source == MANIFEST_SOURCE:
+        items = _manifest_items(params, Path(root), article)
+    elif source.startswith("s3://"):
+        items = [ImageItem(uri, uri) for uri in s3_images.list_objects(source, IMAGE_SUFFIXES)]
+    else:
+        folder = Path(source) if os.path.isabs(source) else Path(root) / source
+        items = _folder_items(folder.resolve())
+    task_logger().info("%d images to tag from %s", len(items), source)
+    return items
+
+
+def batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+@functools.lru_cache(maxsize=2)
+def _model(path: str):
+    return load_model(path)
+
+
+@functools.lru_cache(maxsize=2)
+def _labelled_by_hash(manifest: str, article: str, attrs: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """sha256 -> attributes the manifest already labels, for `only_missing` on folders and S3."""
+    df = pd.read_parquet(manifest, columns=["sha256", "article", *attrs])
+    df = df[df["article"] == article]
+    return {sha: tuple(a for a, v in zip(attrs, vals, strict=True) if not pd.isna(v))
+            for sha, *vals in df[["sha256", *attrs]].itertuples(index=False)}
+
+
+def _read(item: ImageItem, limits: ImageParams) -> bytes:
+    if item.location.startswith("s3://"):
+        return s3_images.read_object(item.location, limits.max_bytes)
+    return read_image_bytes(item.location, limits)
+
+
+def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParams, min_probability: float,
+              labelled_manifest: str | None = None) -> TagBatch:
+    """Score one batch: every attribute not in the item's `skip` (or labelled in `labelled_manifest`)."""
+    model = _model(model_ref.path)
+    attrs = tuple(model.classes)
+    known = _labelled_by_hash(labelled_manifest, model_ref.name.removeprefix("progattr-"), attrs) \
+        if labelled_manifest else {}
+    arrays, kept, hashes, rejects = [], [], [], []
+    for item in items:
+        try:
+            data = _read(item, limits)
+            arrays.append(image_array(data, limits, model.image_size, item.image))
+        except ImageRejected as exc:
+            rejects.append({"image": item.image, "reason": exc.reason})
+            continue
+        except Refused as exc:
+            rejects.append({"image": item.image, "reason": f"{exc.code}: {exc.message}"})
+            continue
+        kept.append(item)
+        hashes.append(sha256_bytes(data))
+    if not kept:
+        return TagBatch([], rejects)
+    preds = predict(model, np.stack(arrays), top_k=1, batch_size=len(arrays))
+    rows, below = [], 0
+    for item, sha, pred in zip(kept, hashes, preds, strict=True):
+        skip = set(item.skip) | set(known.get(sha, ()))
+        for attr, p in pred.items():
+            if attr in skip:
+                continue
+            if p.probability < min_probability:
+                below += 1
+                continue
+            rows.append({"image": item.image, "sha256": sha, "attribute": attr, "label": p.label,
+                         "probability": p.probability, "model_name": model_ref.name,
+                         "model_version": model_ref.version})
+    return TagBatch(rows, rejects, below)
+
+
+def write_tags(results: list[TagBatch], out_dir: str) -> dict[str, str]:
+    """tags.parquet, tags.csv and rejects.csv in `out_dir` (written whole, then renamed into place)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tags = pd.DataFrame([r for b in results for r in b.rows], columns=COLUMNS)
+    rejects = pd.DataFrame([r for b in results for r in b.rejects], columns=["image", "reason"])
+    paths = {"parquet": out / "tags.parquet", "csv": out / "tags.csv", "rejects": out / "rejects.csv"}
+    for kind, path in paths.items():
+        tmp = path.with_name(f".{path.name}.tmp")
+        if kind == "parquet":
+            tags.to_parquet(tmp, index=False)
+        else:
+            (tags if kind == "csv" else rejects).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    return {k: str(v) for k, v in paths.items()}
+
+
+fetch_champion_task = task(fetch_champion, name="fetch-champion", retries=2, retry_delay_seconds=2)
+list_catalogue_task = task(list_catalogue, name="list-catalogue", retries=2, retry_delay_seconds=2)
+tag_batch_task = task(tag_batch, name="tag-batch", retries=1, retry_delay_seconds=2)
+write_tags_task = task(write_tags, name="write-tags")
