@@ -1,0 +1,298 @@
+"""The paper's Tables 2-4: per-attribute and overall accuracy of individual, multilabel (the paper's),
+multilabel_masked and progressive models, trained in the same run on the same data, over seeds.
+
+Fairness (issue 8): every method trains through progattr_core.train.fit (same optimiser, LR ramp,
+cosine schedule, augmentation, best-epoch-on-validation rule); the majority-class rate is printed
+per attribute; image passes (forward+backward) are counted, and beside the epoch-matched comparison
+each baseline is retrained with the epoch count whose image passes come closest to progressive's
+(compute-matched). `progressive_lean` is the same procedure with a cheaper schedule (params values
+only), measured for the training-time goal.
+
+    .venv/bin/python -m bench.accuracy --profile quick
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from bench import common
+
+log = logging.getLogger("bench.accuracy")
+METHODS = ("individual", "multilabel", "multilabel_masked", "progressive", "progressive_lean")
+BASELINES = ("individual", "multilabel", "multilabel_masked")
+# progressive_lean: no fine-tune stages; the frozen-Base final stage re-fits every Branch to the last Base
+LEAN = ["train.epochs_finetune=0"]
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {"articles": ["jeans"], "n": 60, "seeds": [0], "orders": 2, "real": [], "real_n": None,
+              "real_seeds": [0], "matched_cap": 1,
+              "set": ["model.image_size=32", "train.epochs_first=1", "baselines.epochs=1", "train.batch_size=32"]},
+    "quick": {"articles": ["jeans", "tops"], "n": 300, "seeds": [0, 1, 2], "orders": 6, "real": ["topwear"],
+              "real_n": 300, "real_seeds": [0], "matched_cap": None, "set": ["model.image_size=32"]},
+    "full": {"articles": ["jeans", "tops", "dresses"], "n": None, "seeds": [0, 1, 2], "orders": 6,
+             "real": ["topwear"], "real_n": None, "real_seeds": [0, 1, 2], "matched_cap": None, "set": []},
+}
+
+
+def _probs(method: str, trained: Any, data: Any) -> dict[str, np.ndarray]:
+    from progattr_core.predict import predict_proba
+
+    if method == "individual":
+        return {a: predict_proba(m, data.images, 256, "cpu", [a])[a] for a, m in trained.items()}
+    return predict_proba(trained, data.images, 256, "cpu", data.attributes)
+
+
+def train_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int) -> tuple[Any, list]:
+    """Train one method; (trained model or dict of models, its FitResults)."""
+    from progattr_core.baselines import train_individual, train_multilabel
+    from progattr_core.model import build_model
+    from progattr_core.schedule import build_schedule
+    from progattr_core.train import run_schedule
+
+    train, val = splits["train"], splits["val"]
+    if method == "individual":
+        models, results = train_individual(params, train, "cpu", val, list(params.attributes(article)))
+        return models, list(results.values())
+    if method in ("multilabel", "multilabel_masked"):
+        model, result = train_multilabel(params, train, method == "multilabel_masked", "cpu", val)
+        return model, [result]
+    model = build_model(params.model, seed)
+    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, "cpu", val)
+
+
+def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int) -> dict[str, Any]:
+    """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds."""
+    from progattr_core.metrics import evaluate
+
+    start = time.perf_counter()
+    trained, results = train_method(method, params, splits, article, seed)
+    seconds = time.perf_counter() - start
+    test = splits["test"]
+    report = evaluate(method, _probs(method, trained, test), test.labels.numpy(), test.attributes, test.classes)
+    return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
+            "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
+            "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
+            "fit_s": float(sum(r.seconds for r in results)), "epochs": params.baselines.epochs,
+            "best_epochs": [r.best_epoch for r in results]}
+
+
+def _params(base_set: list[str], article: str, seed: int, extra: list[str] = ()) -> Any:
+    return common.bench_params([*base_set, f"train.article={article}", f"seed={seed}", *extra])
+
+
+def matched_epochs(run: dict[str, Any], target_passes: int) -> int:
+    """Epochs whose image passes come closest to target_passes (passes scale linearly with epochs)."""
+    per_epoch = run["image_passes"] / run["epochs"]
+    return max(1, int(round(target_passes / per_epoch)))
+
+
+def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: int,
+             matched_cap: int | None = None) -> dict[str, Any]:
+    """All methods for one (article, seed), in an order rotated by seed so timing drift is shared."""
+    methods = list(METHODS)
+    methods = methods[seed % len(methods):] + methods[:seed % len(methods)]
+    runs = {}
+    for method in methods:
+        extra = LEAN if method == "progressive_lean" else []
+        runs[method] = run_method(method, _params(base_set, article, seed, extra), splits, article, seed)
+        log.info("%s seed %d %s: overall %.3f, %d passes, %.0f s", article, seed, method,
+                 runs[method]["overall"], runs[method]["image_passes"], runs[method]["train_s"])
+    matched = {}
+    for method in BASELINES:
+        epochs = matched_epochs(runs[method], runs["progressive"]["image_passes"])
+        epochs = min(epochs, matched_cap) if matched_cap else epochs  # smoke: keep it quick
+        if epochs == runs[method]["epochs"]:
+            matched[method] = runs[method]
+        else:
+            params = _params(base_set, article, seed, [f"baselines.epochs={epochs}"])
+            matched[method] = run_method(method, params, splits, article, seed)
+        matched[method]["epochs"] = epochs
+    matched["progressive"] = runs["progressive"]
+    return {"epoch_matched": runs, "compute_matched": matched}
+
+
+def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: int, limit: int) -> list[dict]:
+    """Progressive with every order of the article's attributes (the paper: 'did not vary much')."""
+    attrs = list(common.bench_params(base_set).attributes(article))
+    out = []
+    for order in list(itertools.permutations(attrs))[:limit]:
+        params = _params(base_set, article, seed, [f"train.attribute_order=[{', '.join(order)}]"])
+        run = run_method("progressive", params, splits, article, seed)
+        out.append({"order": list(order), "overall": run["overall"], "accuracy": run["accuracy"]})
+    return out
+
+
+def _agg(runs: list[dict[str, Any]], key: str, attr: str | None = None) -> list[float]:
+    return [r[key][attr] if attr else r[key] for r in runs]
+
+
+def article_tables(article: str, seeds: list[dict[str, Any]], label: str) -> tuple[list[dict], dict[str, Any]]:
+    """The accuracy table (per attribute + overall, mean ± std over seeds, majority) and the cost table."""
+    tables, summary = [], {}
+    for kind in ("epoch_matched", "compute_matched"):
+        methods = list(seeds[0][kind])
+        attrs = list(seeds[0][kind]["progressive"]["accuracy"])
+        rows = [[a, *[common.pm(_agg([s[kind][m] for s in seeds], "accuracy", a)) for m in methods],
+                 round(100 * float(np.mean(_agg([s[kind]["progressive"] for s in seeds], "majority", a))), 2)]
+                for a in attrs]
+        rows.append(["overall", *[common.pm(_agg([s[kind][m] for s in seeds], "overall")) for m in methods], None])
+        cost = ["image passes", *[int(np.mean(_agg([s[kind][m] for s in seeds], "image_passes"))) for m in methods],
+                None]
+        epochs = ["baseline epochs", *[s_ep(seeds, kind, m) for m in methods], None]
+        rows += [cost, epochs] if kind == "compute_matched" else [cost]
+        tables.append(common.table(f"{label}: accuracy % ({kind.replace('_', '-')}, mean ± std over "
+                                   f"{len(seeds)} seeds)", ["attribute", *methods, "majority"], rows))
+        summary[kind] = {m: {"overall": common.mean_std(_agg([s[kind][m] for s in seeds], "overall")),
+                             "passes": float(np.mean(_agg([s[kind][m] for s in seeds], "image_passes")))}
+                         for m in methods}
+    return tables, summary
+
+
+def s_ep(seeds: list[dict[str, Any]], kind: str, method: str) -> Any:
+    return "-" if method.startswith("progressive") else "/".join(str(s[kind][method]["epochs"]) for s in seeds)
+
+
+def below_majority(article: str, seeds: list[dict[str, Any]]) -> list[str]:
+    """Every (method, attribute, seed) whose test accuracy is below the majority-class rate."""
+    out = []
+    for i, s in enumerate(seeds):
+        for kind, runs in s.items():
+            for m, r in runs.items():
+                out += [f"{article} {kind} seed {i} {m}.{a}: {100 * acc:.1f}% < majority {100 * r['majority'][a]:.1f}%"
+                        for a, acc in r["accuracy"].items() if acc < r["majority"][a]]
+    return sorted(set(out))
+
+
+def time_ratios(seeds: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over seeds of training wall time per method / individual's (same run, same data)."""
+    ratios = {}
+    for m in ("progressive", "progressive_lean", "multilabel_masked"):
+        ratios[m] = float(np.median([s["epoch_matched"][m]["train_s"] / s["epoch_matched"]["individual"]["train_s"]
+                                     for s in seeds]))
+    return ratios
+
+
+REAL = common.ROOT.parent / "shared" / "datasets" / "fashion-product-images-small"
+
+
+def real_manifest(params: Any, article: str) -> tuple[Any, Any]:
+    """The real catalogue imported once (imports.kaggle.<article>) under data/bench; (manifest, root)."""
+    from progattr_core.data.importers import import_kaggle
+    from progattr_core.data.manifest import read_manifest, write_manifest
+
+    root = common.DATA / f"real-{article}"
+    path = root / "manifest.parquet"
+    if path.exists():
+        return read_manifest(path, params.taxonomy), root
+    result = import_kaggle(REAL, article, params.imports.kaggle[article], params.taxonomy, root, article,
+                           params.data.split, params.data.image)
+    write_manifest(result.manifest, path)
+    return result.manifest, root
+
+
+def real_splits(params: Any, article: str, n: int | None, hide: bool, seed: int) -> dict[str, Any]:
+    """The real article's splits, subsampled to n images (None: all), optionally with extra labels
+    hidden so ~45% of images are fully labelled and each attribute ~80% (the paper's sparsity)."""
+    manifest, root = real_manifest(params, article)
+    if n is not None and n < len(manifest):
+        manifest = manifest.sample(n=n, random_state=seed).sort_index()
+    splits = common.manifest_splits(params, manifest, root, article)
+    if hide:
+        for i, split in enumerate(splits.values()):
+            split.labels = torch_labels(common.hide_labels(split.labels.numpy(), params.synth.full_label_fraction,
+                                                           params.synth.label_rate, seed * 10 + i))
+    return splits
+
+
+def torch_labels(labels: np.ndarray) -> Any:
+    import torch
+
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def label_stats(splits: dict[str, Any]) -> dict[str, Any]:
+    y = np.concatenate([s.labels.numpy() for s in splits.values()])
+    return {"n_images": int(len(y)), "full_label_fraction": float((y >= 0).all(1).mean()),
+            "label_rate": {a: float((y[:, j] >= 0).mean()) for j, a in enumerate(splits["train"].attributes)},
+            "n_train": len(splits["train"]), "n_val": len(splits["val"]), "n_test": len(splits["test"])}
+
+
+def datasets(prof: dict[str, Any], base_set: list[str]) -> list[tuple[str, str, Any, list[int]]]:
+    """(label, article, loader() -> splits, seeds) for every catalogue of the profile."""
+    params = common.bench_params(base_set)
+    n = prof["n"] or params.synth.n_images
+    out = [(f"synthetic {a}", a, lambda a=a: common.synth_splits(params, a, n, params.synth.seed), prof["seeds"])
+           for a in prof["articles"]]
+    for a in prof["real"]:
+        out.append((f"real {a}, labels hidden to 45% full / 80% per attribute", a,
+                    lambda a=a: real_splits(params, a, prof["real_n"], True, 0), prof["real_seeds"]))
+        out.append((f"real {a}", a, lambda a=a: real_splits(params, a, prof["real_n"], False, 0), prof["real_seeds"]))
+    return out
+
+
+def goals_for(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Progressive >= individual + 1 point and > the paper's multilabel, overall, both matchings."""
+    out = []
+    for kind, runs in summary.items():
+        prog = runs["progressive"]["overall"][0]
+        out.append(common.goal(f"{label}, {kind}: progressive - individual overall (points)",
+                               100 * (prog - runs["individual"]["overall"][0]), 1.0, ">="))
+        out.append(common.goal(f"{label}, {kind}: progressive - multilabel overall (points)",
+                               100 * (prog - runs["multilabel"]["overall"][0]), 0.0, ">="))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = common.parse_args("Tables 2-4: accuracy of every method, same run, same data", argv)
+    common.setup_torch(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started, info = time.perf_counter(), common.machine()
+    prof = PROFILES[args.profile]
+    base_set = [*prof["set"], *args.set]
+    tables, goals, ratios, notes, data = [], [], {}, [], {"catalogues": {}, "orders": {}}
+    jobs = datasets(prof, base_set)
+    for i, (label, article, load, seed_list) in enumerate(jobs):
+        splits = load()
+        seeds = [run_seed(base_set, splits, article, seed, prof["matched_cap"]) for seed in seed_list]
+        t, summary = article_tables(article, seeds, label)
+        tables += t
+        goals += goals_for(label, summary)
+        ratios.update({f"{label}: train time {m} / individual": v for m, v in time_ratios(seeds).items()})
+        notes += below_majority(label, seeds)
+        data["catalogues"][label] = {"article": article, "labels": label_stats(splits), "seeds": seeds,
+                                     "summary": summary}
+        if i == 0:  # the 3-attribute article's attribute orders, right after its own table
+            tables.append(orders_table(base_set, splits, article, prof, ratios, data))
+        result = _write(args, base_set, tables, ratios, goals, notes, data, info, started)
+    return result
+
+
+def orders_table(base_set: list[str], splits: dict[str, Any], article: str, prof: dict[str, Any],
+                 ratios: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    orders = run_orders(base_set, splits, article, prof["seeds"][0], prof["orders"])
+    overall = [o["overall"] for o in orders]
+    ratios[f"{article}: attribute-order spread (max - min overall, points)"] = 100 * (max(overall) - min(overall))
+    ratios[f"{article}: attribute-order std (points)"] = 100 * common.mean_std(overall)[1]
+    data["orders"] = {"article": article, "runs": orders}
+    return common.table(f"synthetic {article}: progressive, every attribute order (seed {prof['seeds'][0]})",
+                        ["order", "overall %", *splits["train"].attributes],
+                        [[" > ".join(o["order"]), 100 * o["overall"],
+                          *[100 * o["accuracy"][a] for a in splits["train"].attributes]] for o in orders])
+
+def _write(args: Any, base_set: list[str], tables: list, ratios: dict, goals: list, notes: list, data: dict,
+           info: dict, started: float) -> dict[str, Any]:
+    params = {"overrides": base_set, "lean_overrides": LEAN, "profile": PROFILES[args.profile],
+              "values": common.bench_params(base_set).to_dict()}
+    return common.write_results("accuracy", args, params, tables, ratios, goals,
+                                ["accuracy: % on the test split; mean ± sample std over seeds",
+                                 "compute-matched: each baseline retrained with the epoch count whose image "
+                                 "passes are closest to progressive's", *notes], data, info, started)
+
+
+if __name__ == "__main__":
+    main()

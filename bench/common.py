@@ -1,0 +1,228 @@
+"""What every benchmark shares: the --profile CLI, machine facts, fair interleaved timing, the
+results file (one stable JSON schema, see bench/README.md) and its Markdown table, and the data."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DATA = ROOT / "data" / "bench"          # generated catalogues and decode caches (git-ignored)
+SCHEMA_VERSION = 1
+PROFILES = ("smoke", "quick", "full")
+
+
+def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """--profile smoke|quick|full, --set overrides on params.yaml, --out results folder, --threads."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--profile", choices=PROFILES, default="quick")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params.yaml overrides")
+    ap.add_argument("--out", default=str(RESULTS), help="where <name>.json and <name>.md are written")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    return ap.parse_args(argv)
+
+
+def setup_torch(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+
+
+def git_commit() -> tuple[str, bool]:
+    """(HEAD commit, whether tracked files differ from it); ('unknown', False) outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpu": platform.processor() or platform.machine(), "loadavg_start": list(os.getloadavg())}
+
+
+def time_call(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, dict[str, Any]]:
+    """Time each callable `repeats` times, alternating A,B,C,A,B,C... so load from other processes
+    falls on every method alike; the median is what is reported (the samples are kept)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(repeats):
+        names = list(fns) if r % 2 == 0 else list(reversed(fns))  # also alternate who goes first
+        for name in names:
+            samples[name].append(time_call(fns[name]))
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "samples_s": v} for k, v in samples.items()}
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's fp32 matrix-multiply throughput (torch, current thread count), GFLOP/s (median)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = [time_call(lambda: torch.mm(a, b)) for _ in range(repeats)]
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def goal(name: str, value: float, target: float, op: str = "<=") -> dict[str, Any]:
+    met = bool(value <= target) if op == "<=" else bool(value >= target)
+    if isinstance(value, float) and np.isnan(value):
+        met = False
+    return {"name": name, "value": _num(value), "target": target, "op": op, "met": met}
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> dict[str, Any]:
+    return {"title": title, "columns": columns, "rows": [[_num(v) for v in row] for row in rows]}
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return None if np.isnan(v) else round(float(v), 6)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The results file as Markdown: every table, then ratios, goals and notes."""
+    m = result["machine"]
+    lines = [f"# {result['name']} (profile {result['profile']})", "",
+             f"commit `{result['git_commit'][:12]}`{' (dirty)' if result['git_dirty'] else ''}, "
+             f"{result['created_utc']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} "
+             f"threads, load average {m['loadavg_start'][0]:.2f} at start / {m['loadavg_end'][0]:.2f} at end, "
+             f"wall {result['wall_s']:.0f} s", ""]
+    for t in result["tables"]:
+        lines += [f"### {t['title']}", "", "| " + " | ".join(t["columns"]) + " |",
+                  "|" + "---|" * len(t["columns"])]
+        lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
+        lines.append("")
+    if result["goals"]:
+        lines += ["### Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
+        lines += [f"| {g['name']} | {_cell(g['value'])} | {g['op']} {g['target']} | "
+                  f"{'yes' if g['met'] else '**NO**'} |" for g in result["goals"]]
+        lines.append("")
+    lines += [f"- {n}" for n in result["notes"]]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], tables: list[dict[str, Any]],
+                  ratios: dict[str, Any], goals: list[dict[str, Any]], notes: list[str], data: dict[str, Any],
+                  machine_info: dict[str, Any], started: float) -> dict[str, Any]:
+    """Write <out>/<name>.json (the schema in bench/README.md) and <name>.md; print the Markdown."""
+    commit, dirty = git_commit()
+    result = {"schema_version": SCHEMA_VERSION, "name": name, "profile": args.profile,
+              "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit,
+              "git_dirty": dirty, "command": "python -m bench." + name + " --profile " + args.profile +
+              (" --set " + " ".join(args.set) if args.set else ""),
+              "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
+              "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,
+              "ratios": {k: _num(v) for k, v in ratios.items()}, "goals": goals, "notes": notes, "data": data}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=_num) + "\n")
+    text = markdown(result)
+    (out / f"{name}.md").write_text(text)
+    print(text)
+    return result
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+    if len(arr) == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def pm(values: Sequence[float], scale: float = 100.0) -> str:
+    """'mean ± sample std' of a list, scaled (accuracy in %)."""
+    mean, std = mean_std(values)
+    return "-" if np.isnan(mean) else f"{scale * mean:.2f} ± {scale * std:.2f}"
+
+
+def bench_params(overrides: Sequence[str]) -> Any:
+    from progattr_core.config import load_params
+
+    return load_params(ROOT / "params.yaml", list(overrides))
+
+
+def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]:
+    """The built-in catalogue for `article` (generated once under data/bench, then reused), as
+    LabelledImages per split at the model's image size."""
+    from progattr_core.data.manifest import read_manifest
+    from progattr_core.data.synth import generate_catalogue
+
+    s = params.synth
+    out_dir = DATA / f"synth-{article}-n{n}-seed{seed}-px{s.image_size}"
+    path = out_dir / article / "manifest.parquet"
+    if path.exists():
+        manifest = read_manifest(path, params.taxonomy)
+    else:
+        manifest = generate_catalogue(article, n, out_dir, params.taxonomy, s.image_size, s.full_label_fraction,
+                                      s.label_rate, s.label_noise, seed, params.data.split)
+    return manifest_splits(params, manifest, out_dir, article)
+
+
+def manifest_splits(params: Any, manifest: Any, root: Path, article: str) -> dict[str, Any]:
+    """train/val/test LabelledImages of an article from a manifest (decoded through the shared cache)."""
+    from progattr_core.data.arrays import load_arrays
+    from progattr_core.train import LabelledImages
+
+    attrs = list(params.attributes(article))
+    classes = {a: list(params.attributes(article)[a]) for a in attrs}
+    out = {}
+    for split in ("train", "val", "test"):
+        x, y, _ = load_arrays(manifest, root, DATA / "cache", params.model.image_size, attrs, split)
+        out[split] = LabelledImages.from_arrays(x, y, attrs, classes)
+    return out
+
+
+def hide_labels(labels: np.ndarray, full_fraction: float, label_rate: float, seed: int) -> np.ndarray:
+    """Hide labels at random so ~full_fraction of images keep every attribute and each attribute keeps
+    ~label_rate of its labels (the paper's section 4 sparsity), on top of what is already missing.
+    Same model as the built-in catalogue: an image is 'full' with probability f, otherwise each label
+    is kept with probability q, redrawn until at least one is hidden (synth.labelled_probability)."""
+    from progattr_core.data.synth import labelled_probability
+
+    rng = np.random.default_rng(seed)
+    n, k = labels.shape
+    q = labelled_probability(k, full_fraction, label_rate)
+    keep = rng.random((n, k)) < q
+    redraw = keep.all(1)
+    while redraw.any():
+        keep[redraw] = rng.random((int(redraw.sum()), k)) < q
+        redraw = keep.all(1)
+    keep[rng.random(n) < full_fraction] = True
+    return np.where(keep, labels, -1)
