@@ -127,8 +127,9 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
 
 
 def _run(jobs: list[tuple], workers: int | None) -> list[tuple]:
-    workers = workers or min(2, os.cpu_count() or 1)
-    if workers <= 1 or len(jobs) < _PARALLEL_FROM:
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if len(jobs) >= _PARALLEL_FROM else 1
+    if workers <= 1:
         return [_make_one(j) for j in jobs]
     # fork: workers only run numpy/PIL, and unlike spawn it needs no `if __name__ == "__main__"` in scripts
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
