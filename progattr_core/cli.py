@@ -176,9 +176,21 @@ def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=run_demo)
 
 
+# ---------------------------------------------------------------- serve (handler in serving/cli.py)
+
+
+def _add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    from serving.cli import add_serve_options, run_serve  # light: argparse only, no torch or mlflow
+
+    serve = subparsers.add_parser("serve", parents=[_common()], help="serve each article's champion model over HTTP")
+    add_serve_options(serve)
+    serve.set_defaults(handler=run_serve)
+
+
 # ---------------------------------------------------------------- entry point
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pipeline_parser, _add_demo_parser]
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pipeline_parser, _add_demo_parser,
+                                                              _add_serve_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,7 +41,7 @@ def served(tmp_path_factory) -> Served:
     uri, versions = register_versions(root, "tops", [1, 2])
     set_alias(uri, "tops", "champion", versions[0])
     port = free_port()
-    cmd = [sys.executable, "-m", "serving", "--params", str(REPO / "params.yaml"), "--articles", "tops",
+    cmd = [sys.executable, "-m", "progattr_core.cli", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
            "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",
            f"mlflow.tracking_uri={uri}", "serving.poll_interval_s=0.3", f"serving.max_body_bytes={MAX_BODY}",
            f"data.image.max_pixels={MAX_PIXELS}"]
