@@ -24,10 +24,23 @@ def tiny_model(seed: int, size: int = 32) -> ProgressiveResNet:
     return model.eval()
 
 
+def _store(uri: str, root: Path | None = None) -> Store:
+    return Store(StoreConfig(uri, "progattr", (root / "artifacts").as_uri() if root else None, 2, 0.1))
+
+
+def register_folder(uri: str, root: Path, article: str, folder: Path, tags: dict) -> str:
+    """A new version of progattr-<article> whose files are `folder` (model.pt, model.json)."""
+    store = _store(uri, root)
+    run_id = store.start_run(f"flow-{folder.parent.name}", {"kind": "flow", "article": article})
+    store.log_artifacts(run_id, folder, "model")
+    version = store.register(f"progattr-{article}", run_id, "model", {"article": article, **tags})
+    store.finish_run(run_id)
+    return version
+
+
 def register_versions(root: Path, article: str, seeds: list[int]) -> tuple[str, list[str]]:
     """(tracking URI, versions): one registered version of progattr-<article> per seed, under `root`."""
     uri = f"sqlite:///{root}/mlflow.db"
-    store = Store(StoreConfig(uri, "progattr", (root / "artifacts").as_uri(), 2, 0.1))
     versions = []
     for seed in seeds:
         folder = root / f"model-{seed}" / "model"
@@ -35,16 +48,12 @@ def register_versions(root: Path, article: str, seeds: list[int]) -> tuple[str, 
         model = tiny_model(seed)
         save_model(model, folder / "model.pt")
         (folder / "model.json").write_text(json.dumps(model.describe()))
-        run_id = store.start_run(f"flow-{seed}", {"kind": "flow", "article": article})
-        store.log_artifacts(run_id, folder, "model")
-        versions.append(store.register(f"progattr-{article}", run_id, "model", {"article": article, "seed": seed}))
-        store.finish_run(run_id)
+        versions.append(register_folder(uri, root, article, folder, {"seed": seed}))
     return uri, versions
 
 
 def set_alias(uri: str, article: str, alias: str, version: str) -> None:
-    store = Store(StoreConfig(uri, "progattr", None, 2, 0.1))
-    store.set_alias(f"progattr-{article}", alias, version)
+    _store(uri).set_alias(f"progattr-{article}", alias, version)
 
 
 def png_bytes(width: int = 40, height: int = 52, seed: int = 0, fmt: str = "PNG") -> bytes:

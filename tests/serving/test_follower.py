@@ -1,0 +1,65 @@
+"""The model follower in process, over a real SQLite registry: swaps, and what a bad version does."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from serving.follower import ModelFollower
+from serving.registry import RegistrySource
+from tests.serving.helpers import register_folder, register_versions, set_alias
+
+
+class Evil:
+    """Unpickling this would run a command; weights_only loading must refuse it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("follower")
+    uri, versions = register_versions(root, "tops", [1, 2])
+    return uri, versions, root
+
+
+def test_swaps_on_alias_move_and_held_reference_stays(registry):
+    uri, (v1, v2), _ = registry
+    follower = ModelFollower(["tops"], RegistrySource(uri, "no-such-alias"), poll_interval_s=60)
+    assert follower.poll_once() == [] and not follower.ready()     # no such alias: nothing to serve
+    follower = ModelFollower(["tops"], RegistrySource(uri, "champion"), poll_interval_s=60)
+    set_alias(uri, "tops", "champion", v1)
+    assert [s.version for s in follower.poll_once()] == [v1] and follower.ready()
+    held = follower.get("tops")                                     # a request in flight
+    assert follower.poll_once() == []                               # alias unchanged: no reload
+    set_alias(uri, "tops", "champion", v2)
+    assert [s.version for s in follower.poll_once()] == [v2]
+    assert follower.get("tops").version == v2 and held.version == v1
+    x = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
+    assert set(held.model(x)) == set(follower.get("tops").model(x))  # the old model still answers
+
+
+@pytest.mark.parametrize("payload", ["malicious-pickle", "garbage"])
+def test_a_bad_version_never_replaces_the_served_one(registry, tmp_path, payload):
+    uri, (v1, _), root = registry
+    marker = tmp_path / "pwned"
+    folder = tmp_path / f"bad-{payload}" / "model"
+    folder.mkdir(parents=True)
+    if payload == "malicious-pickle":
+        torch.save({"format": "progattr-model/1", "config": Evil(str(marker))}, folder / "model.pt")
+    else:
+        (folder / "model.pt").write_bytes(b"\x00not a torch file" * 10)
+    bad = register_folder(uri, root, "tops", folder, {"bad": payload})
+    follower = ModelFollower(["tops"], RegistrySource(uri, "champion"), poll_interval_s=60)
+    set_alias(uri, "tops", "champion", v1)
+    follower.poll_once()
+    set_alias(uri, "tops", "champion", bad)
+    assert follower.poll_once() == []
+    assert follower.get("tops").version == v1 and follower.ready()
+    assert not marker.exists()                                      # nothing was unpickled
