@@ -116,10 +116,11 @@ def _model(path: str):
 @functools.lru_cache(maxsize=2)
 def _labelled_by_hash(manifest: str, article: str, attrs: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     """sha256 -> attributes the manifest already labels, for `only_missing` on folders and S3."""
-    df = pd.read_parquet(manifest, columns=["sha256", "article", *attrs])
+    df = read_manifest(manifest)
     df = df[df["article"] == article]
-    return {sha: tuple(a for a, v in zip(attrs, vals, strict=True) if not pd.isna(v))
-            for sha, *vals in df[["sha256", *attrs]].itertuples(index=False)}
+    present = [a for a in attrs if a in df.columns]  # an attribute the manifest lacks is missing everywhere
+    return {sha: tuple(a for a, v in zip(present, vals, strict=True) if not pd.isna(v))
+            for sha, *vals in df[["sha256", *present]].itertuples(index=False)}
 
 
 def _read(item: ImageItem, limits: ImageParams) -> bytes:

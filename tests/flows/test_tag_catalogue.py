@@ -78,3 +78,36 @@ def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path
     kept = pd.read_parquet(strict["outputs"]["parquet"])
     assert (kept["probability"] >= 0.3).all() and strict["below_threshold"] > 0
     assert len(kept) + strict["below_threshold"] == 3 * len(IMAGES)
+
+
+def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_path, champion):
+    from flows.tag_catalogue import tag_catalogue_flow
+    from progattr_core.config import load_params
+    from progattr_core.data.images import sha256_bytes
+    from progattr_core.data.manifest import make_manifest, write_manifest
+
+    params = load_params(REPO / "params.yaml")
+    labels = {"full.png": {"sleeve_style": "cap", "sleeve_length": "short", "pattern": "solid", "neck": "round"},
+              "no-pattern.png": {"sleeve_style": "cap", "sleeve_length": "long", "pattern": None, "neck": "boat"},
+              "bare.png": {"sleeve_style": None, "sleeve_length": None, "pattern": None, "neck": None}}
+    raw = tmp_path / "data" / "raw" / "shop"
+    raw.mkdir(parents=True)
+    records = []
+    for i, (name, cells) in enumerate(labels.items()):
+        data = png_bytes(40, 40, seed=10 + i)
+        (raw / name).write_bytes(data)
+        records.append({"image_id": name.split(".")[0], "path": f"raw/shop/{name}", "sha256": sha256_bytes(data),
+                        "article": "tops", **cells})
+    write_manifest(make_manifest(pd.DataFrame(records), params.taxonomy, params.data.split),
+                   tmp_path / "data" / "manifest.parquet")
+    overrides = [*tiny_overrides(tmp_path), f"data.root={tmp_path / 'data'}",
+                 f"data.manifest={tmp_path / 'data' / 'manifest.parquet'}"]
+    want = {("no-pattern", "pattern"), ("bare", "sleeve_length"), ("bare", "pattern"), ("bare", "neck")}
+    from_manifest = tag_catalogue_flow("manifest", "tops", str(REPO / "params.yaml"), overrides,
+                                       output=str(tmp_path / "out-m"))
+    got = pd.read_parquet(from_manifest["outputs"]["parquet"])
+    assert set(zip(got["image"], got["attribute"], strict=True)) == want
+    from_folder = tag_catalogue_flow(str(raw), "tops", str(REPO / "params.yaml"), overrides, only_missing=True,
+                                     output=str(tmp_path / "out-f"))
+    got = pd.read_parquet(from_folder["outputs"]["parquet"])
+    assert {(i.split(".")[0], a) for i, a in zip(got["image"], got["attribute"], strict=True)} == want
