@@ -19,11 +19,12 @@ Rng = np.random.Generator
 
 SUPERSAMPLE = 2
 # Difficulty knobs of the built-in catalogue (calibrated, see README "The built-in synthetic catalogue").
-POSE_ROTATE_DEG = 10.0
-POSE_SCALE = (0.78, 1.04)
-POSE_SHIFT = 0.09
-CLUTTER_SHAPES = (3, 8)
-NOISE_SIGMA = (3.0, 12.0)
+POSE_ROTATE_DEG = 7.0
+POSE_SCALE = (0.98, 1.2)
+POSE_SHIFT = 0.06
+CLUTTER_SHAPES = (1, 5)
+NOISE_SIGMA = (2.0, 7.0)
+NECK_ZOOM = 1.5  # necklines drawn this much larger than life: they are small details at 64 px
 
 
 # ---------------------------------------------------------------- colours
@@ -52,7 +53,7 @@ def _rgb(c: np.ndarray, alpha: int = 255) -> tuple[int, int, int, int]:
 
 def _grid(n: int, rng: Rng) -> tuple[np.ndarray, np.ndarray, float]:
     y, x = np.mgrid[0:n, 0:n].astype(np.float32)
-    period = n * rng.uniform(0.07, 0.13)
+    period = n * rng.uniform(0.09, 0.15)
     return x + rng.uniform(0, period), y + rng.uniform(0, period), period
 
 
@@ -172,15 +173,23 @@ class Canvas:
         self.deco = Image.new("RGBA", (n, n), (0, 0, 0, 0))
         self.m = ImageDraw.Draw(self.mask)
         self.d = ImageDraw.Draw(self.deco)
+        self.zoom: tuple[float, float, float] | None = None  # (cx, cy, k): enlarge drawing around (cx, cy)
+
+    def _z(self, x: float, y: float) -> Point:
+        if self.zoom is None:
+            return x * self.n, y * self.n
+        cx, cy, k = self.zoom
+        return (cx + (x - cx) * k) * self.n, (cy + (y - cy) * k) * self.n
 
     def px(self, pts: list[Point]) -> list[Point]:
-        return [(x * self.n, y * self.n) for x, y in pts]
+        return [self._z(x, y) for x, y in pts]
 
     def fill(self, pts: list[Point], on: bool = True) -> None:
         self.m.polygon(self.px(pts), fill=255 if on else 0)
 
     def ellipse(self, box: tuple[float, float, float, float], on: bool = True) -> None:
-        self.m.ellipse([v * self.n for v in box], fill=255 if on else 0)
+        (x0, y0), (x1, y1) = self._z(box[0], box[1]), self._z(box[2], box[3])
+        self.m.ellipse([x0, y0, x1, y1], fill=255 if on else 0)
 
     def paint(self, pts: list[Point], colour: np.ndarray, alpha: int = 255) -> None:
         self.d.polygon(self.px(pts), fill=_rgb(colour, alpha))
@@ -195,7 +204,7 @@ class Canvas:
 
     def dots(self, pts: list[Point], r: float, colour: np.ndarray) -> None:
         for x, y in self.px(pts):
-            rr = r * self.n
+            rr = r * self.n * (self.zoom[2] if self.zoom else 1.0)
             self.d.ellipse([x - rr, y - rr, x + rr, y + rr], fill=_rgb(colour))
 
 
@@ -300,6 +309,14 @@ def _sleeve(c: Canvas, style: str, length: float, top: Point, bottom: Point, ang
 
 def _neck(c: Canvas, neck: str, y0: float, colours: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     """Cut or add the neckline around (0.5, y0), the top of the body."""
+    c.zoom = (0.5, y0, NECK_ZOOM)
+    try:
+        _draw_neck(c, neck, y0, colours)
+    finally:
+        c.zoom = None
+
+
+def _draw_neck(c: Canvas, neck: str, y0: float, colours: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     p, s, trim = colours
     cut = {
         "round": [(0.43, y0 - 0.01), (0.45, y0 + 0.04), (0.5, y0 + 0.055), (0.55, y0 + 0.04), (0.57, y0 - 0.01)],
