@@ -187,10 +187,39 @@ def _add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=run_serve)
 
 
+# ---------------------------------------------------------------- operations (handlers in flows/ops_commands.py)
+
+
+def _add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
+    from flows.ops_commands import add_registry_arguments  # light: argparse only
+
+    registry = subparsers.add_parser("registry", help="approvals: show, history, approve, reject, rollback, "
+                                     "request/answer the approval flow")
+    sub = registry.add_subparsers(dest="registry_command", required=True)
+    add_registry_arguments(sub, _common())
+
+
+def _add_attribute_parser(subparsers: argparse._SubParsersAction) -> None:
+    from flows.ops_commands import add_attribute_arguments
+
+    attribute = subparsers.add_parser("attribute", help="announce a new attribute (starts the branch-add flow)")
+    add_attribute_arguments(attribute.add_subparsers(dest="attribute_command", required=True), _common())
+
+
+def _add_deploy_parser(subparsers: argparse._SubParsersAction) -> None:
+    from flows.ops_commands import add_deploy_arguments, add_worker_arguments
+
+    add_deploy_arguments(subparsers.add_parser("deploy", parents=[_common()], help="apply the Prefect deployments "
+                                               "(nightly per article, branch-add, approval) to PREFECT_API_URL"))
+    add_worker_arguments(subparsers.add_parser("worker", parents=[_common()], help="run a Prefect process worker "
+                                               "on the params' work pool"))
+
+
 # ---------------------------------------------------------------- entry point
 
 GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pipeline_parser, _add_demo_parser,
-                                                              _add_serve_parser]
+                                                              _add_serve_parser, _add_registry_parser,
+                                                              _add_attribute_parser, _add_deploy_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

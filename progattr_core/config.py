@@ -166,6 +166,25 @@ class ServingParams:
 
 
 @dataclass(frozen=True)
+class BranchAddParams:
+    mode: Literal["frozen_base", "progressive"]
+    epochs_add: int
+    epochs_finetune: int
+    epochs_final: int
+
+
+@dataclass(frozen=True)
+class OperationsParams:
+    articles: tuple[str, ...]
+    nightly_cron: str
+    timezone: str
+    work_pool: str
+    audit_log: str
+    approval_timeout_s: int
+    approval_poll_s: int
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -182,6 +201,8 @@ class Params:
     registry: RegistryParams
     pipeline: PipelineParams
     serving: ServingParams
+    branch_add: BranchAddParams
+    operations: OperationsParams
 
     def attributes(self, article: str) -> dict[str, tuple[str, ...]]:
         """The ordered attribute -> class-vocabulary mapping of one article."""
@@ -333,6 +354,7 @@ def _check_values(p: Params, source: str) -> None:
         p.attributes(a)
     _check_imports(p, source)
     _check_serving(p.serving, source)
+    _check_operations(p, source)
 
 
 def _check_serving(s: ServingParams, source: str) -> None:
@@ -344,6 +366,19 @@ def _check_serving(s: ServingParams, source: str) -> None:
                           f"= {s.poll_interval_s!r} > 0")
     if not 0.0 <= s.tag_min_probability <= 1.0:
         raise ConfigError(f"{source}: serving.tag_min_probability = {s.tag_min_probability!r}; must be in [0, 1]")
+
+
+def _check_operations(p: Params, source: str) -> None:
+    b, o = p.branch_add, p.operations
+    for key in ("epochs_add", "epochs_finetune", "epochs_final"):
+        if getattr(b, key) < 0:
+            raise ConfigError(f"{source}: branch_add.{key} = {getattr(b, key)!r}; must be >= 0")
+    for a in o.articles:
+        p.attributes(a)
+    if len(o.nightly_cron.split()) != 5:
+        raise ConfigError(f"{source}: operations.nightly_cron = {o.nightly_cron!r}; need 5 cron fields, e.g. '0 2 * * *'")
+    if o.approval_timeout_s < 1 or o.approval_poll_s < 1:
+        raise ConfigError(f"{source}: operations.approval_timeout_s and approval_poll_s must be >= 1")
 
 
 def _check_imports(p: Params, source: str) -> None:

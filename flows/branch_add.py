@@ -1,0 +1,81 @@
+"""The branch-add flow: a new attribute becomes a new Branch of the article's champion model.
+
+ingest -> validate the new attribute's labels -> load the champion (or latest) version -> the
+branch-add stages (params branch_add.mode) -> evaluate all attributes against the base model ->
+register, `challenger` when the gates pass. Started by the `progattr.attribute.added` event through
+the branch-add deployment's trigger (flows/deploy.py), or by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from tasks.branch_add import (
+    branch_key,
+    branch_schedule,
+    branch_stage_task,
+    evaluate_branch_task,
+    export_branch_task,
+    load_base_task,
+    register_branch_task,
+    validate_attribute_task,
+)
+from tasks.context import end_flow_run, make_context, start_flow_run
+from tasks.ingest import ingest_task
+
+
+@flow(name="progattr-branch-add", flow_run_name="branch-add-{article}-{attribute}")
+def branch_add_flow(article: str, attribute: str, source: str = "", mode: str = "",
+                    params_path: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    """Add `attribute` to `article`'s champion model as a new Branch (mode: params branch_add.mode
+    unless given: frozen_base | progressive), evaluate, register as a challenger."""
+    ctx = make_context(params_path, article, overrides or [])
+    source = source or ctx.params().pipeline.source
+    mode = mode or ctx.params().branch_add.mode
+    ctx = start_flow_run(ctx, f"branch-add-{article}-{attribute}", {
+        "prefect_flow_run_id": str(flow_run.get_id()), "added_attribute": attribute, "branch_add_mode": mode})
+    try:
+        data = ingest_task(ctx, source)
+        validate_attribute_task(ctx, data, attribute)
+        base = load_base_task(ctx, attribute)
+        key = branch_key(ctx, data, base, attribute, mode)
+        schedule = branch_schedule(ctx, base, attribute, mode)
+        stages = []
+        for stage in schedule:
+            stages.append(branch_stage_task(ctx, data, key, base, attribute, mode, stage.index,
+                                            stages[-1] if stages else None))
+        model_path = export_branch_task(ctx, stages)
+        evaluation = evaluate_branch_task(ctx, data, base, model_path)
+        registry = register_branch_task(ctx, data, key, base, attribute, mode, model_path, evaluation,
+                                        [s.name for s in schedule])
+    except BaseException:
+        end_flow_run(ctx, ok=False)
+        raise
+    end_flow_run(ctx, ok=True)
+    return {"mlflow_run_id": ctx.flow_run_id, "article": article, "attribute": attribute, "mode": mode,
+            "base_version": base.version, "stages_trained": [s.name for s in stages if s.trained_now],
+            "evaluation": asdict(evaluation), "registry": asdict(registry)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.branch_add", description=branch_add_flow.__doc__)
+    ap.add_argument("--article", required=True)
+    ap.add_argument("--attribute", required=True)
+    ap.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
+    ap.add_argument("--mode", default="", choices=["", "frozen_base", "progressive"])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    result = branch_add_flow(args.article, args.attribute, args.source, args.mode, args.params, args.overrides)
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The nightly retrain of one article (deployed on a cron by flows/deploy.py).
+
+ingest -> announce attributes the registered model lacks (`progattr.attribute.added`, which runs the
+branch-add deployment) -> if this data version and these params are already registered, stop:
+"nothing changed" -> else the training flow as a subflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from flows.train_flow import run_train_flow
+from tasks.attribute_events import announce_task
+from tasks.context import make_context
+from tasks.ingest import ingest_task
+from tasks.retrain import registered_training_task
+
+
+@flow(name="progattr-nightly", flow_run_name="nightly-{article}")
+def nightly_flow(article: str = "tops", source: str = "", params_path: str = "params.yaml",
+                 overrides: list[str] | None = None) -> dict:
+    """Retrain `article` if its data or params changed since the registered version; else skip."""
+    overrides = overrides or []
+    ctx = make_context(params_path, article, overrides)
+    source = source or ctx.params().pipeline.source
+    data = ingest_task.with_options(retries=2, retry_delay_seconds=10)(ctx, source)
+    announced = announce_task(ctx, data, source)
+    registered = registered_training_task(ctx, data)
+    if registered is not None:
+        get_run_logger().info("nothing changed for %s: data version %s and params hash %s are those of registered "
+                              "version %s; no training", article, data.data_version, registered["params_hash"],
+                              registered["version"])
+        return {"skipped": True, "reason": "nothing changed", "registered": registered, "announced": announced}
+    result = run_train_flow(article, source, params_path, overrides)
+    return {"skipped": False, "announced": announced, "registry": result["registry"],
+            "stages_trained": result["stages_trained"], "data_version": result["data"]["data_version"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.nightly", description=nightly_flow.__doc__)
+    ap.add_argument("--article", default="tops")
+    ap.add_argument("--source", default="")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    print(json.dumps(nightly_flow(args.article, args.source, args.params, args.overrides), indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

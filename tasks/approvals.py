@@ -1,0 +1,217 @@
+"""Registry approvals: a person moves `champion`; every alias move goes to an append-only audit log.
+
+A version's approval state lives in the registry as tags (`progattr.approval.status` pending /
+approved / rejected / rolled_back, `.by`, `.at`, `.reason`, `.gate` = the gate results the approver
+saw, `.override` when a gate-failed version was approved anyway). Approving moves `champion` to the
+version and `previous` to the old champion, so `rollback` is one command.
+
+MLflow aliases keep no history (mlflow/mlflow#10336), so each move is also appended, as one JSON line
+(at, by, action, model, alias, from, to, reason), to the project's audit log (params
+operations.audit_log). Every read-decide-move-append sequence runs under an exclusive `flock` on
+`<audit log>.lock`, so racing approvals on one machine serialise: the aliases and the log agree.
+(Approvers on several machines need the log on a shared filesystem with working `flock`.)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from progattr_core.errors import ProgattrError
+from tasks.mlflow_store import TAG, Store
+from tasks.registry import model_name
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
+STATUS = "approval.status"
+
+
+class ApprovalError(ProgattrError):
+    """An approval that the registry's state does not allow (unknown version, failed gates, ...)."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One line of the audit log."""
+
+    at: str
+    by: str
+    action: str          # approve | reject | rollback
+    model: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    reason: str
+    override: bool = False
+
+
+def default_user() -> str:
+    return os.environ.get("PROGATTR_USER") or getpass.getuser()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class AuditLog:
+    """Append-only JSON lines, one per alias move; `locked()` serialises whole approval decisions."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def append(self, moves: list[AliasMove]) -> None:
+        """Write the moves and fsync, so an entry acknowledged to the approver survives a crash."""
+        with open(self.path, "a", encoding="utf-8") as f:
+            for move in moves:
+                f.write(json.dumps(asdict(move), sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self, model: str | None = None) -> list[AliasMove]:
+        if not self.path.is_file():
+            return []
+        moves = []
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                move = AliasMove(**json.loads(line))
+            except (ValueError, TypeError) as exc:
+                raise ApprovalError(f"{self.path}:{n}: not an audit log entry ({exc})") from None
+            if model is None or move.model == model:
+                moves.append(move)
+        return moves
+
+
+def _version(store: Store, name: str, version: str) -> Any:
+    try:
+        return store._call(store.client.get_model_version, name, str(version))
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise ApprovalError(f"{name} has no version {version!r} ({exc.message})") from None
+
+
+def _alias_version(store: Store, name: str, alias: str) -> str | None:
+    mv = store.version_by_alias(name, alias)
+    return None if mv is None else str(mv.version)
+
+
+def _gate(mv: Any) -> str:
+    return mv.tags.get(TAG + "gate", "unknown (no gate recorded)")
+
+
+def _tag_decision(store: Store, name: str, version: str, status: str, by: str, at: str, reason: str,
+                  gate: str, override: bool = False) -> None:
+    tags = {STATUS: status, "approval.by": by, "approval.at": at, "approval.reason": reason,
+            "approval.gate": gate, "approval.override": str(override).lower()}
+    for k, v in tags.items():
+        store._call(store.client.set_model_version_tag, name, version, TAG + k, v)
+
+
+def _move(store: Store, name: str, alias: str, version: str | None) -> None:
+    if version is None:
+        store._call(store.client.delete_registered_model_alias, name, alias)
+    else:
+        store.set_alias(name, alias, version)
+
+
+def mark_pending(store: Store, article: str, version: str) -> None:
+    """A new version waits for a person's decision (set by the flows that register versions)."""
+    name = model_name(article)
+    if TAG + STATUS not in _version(store, name, version).tags:
+        store._call(store.client.set_model_version_tag, name, version, TAG + STATUS, "pending")
+
+
+def approve(store: Store, audit: AuditLog, article: str, version: str, by: str, reason: str,
+            override_gates: bool = False) -> list[AliasMove]:
+    """`champion` -> `version`, `previous` -> the old champion. A gate-failed version needs the override."""
+    name = model_name(article)
+    with audit.locked():
+        mv = _version(store, name, version)
+        gate = _gate(mv)
+        if gate != "passed" and not override_gates:
+            raise ApprovalError(f"{name} version {version} did not pass its gates ({gate}); approving it "
+                                "needs --override-gates, which is recorded")
+        old = _alias_version(store, name, CHAMPION)
+        if old == str(version):
+            raise ApprovalError(f"{name} version {version} is already @{CHAMPION}")
+        at = _now()
+        why = reason + (" [gates overridden]" if gate != "passed" else "")
+        moves = [AliasMove(at, by, "approve", name, CHAMPION, old, str(version), why, gate != "passed")]
+        if old is not None:
+            moves.append(AliasMove(at, by, "approve", name, PREVIOUS, _alias_version(store, name, PREVIOUS), old, why))
+            _move(store, name, PREVIOUS, old)
+        _move(store, name, CHAMPION, str(version))
+        _tag_decision(store, name, str(version), "approved", by, at, reason, gate, gate != "passed")
+        audit.append(moves)
+    return moves
+
+
+def reject(store: Store, audit: AuditLog, article: str, version: str, by: str, reason: str) -> list[AliasMove]:
+    """Mark the version rejected; if it is `challenger`, the alias is removed (and logged)."""
+    name = model_name(article)
+    with audit.locked():
+        mv = _version(store, name, version)
+        if _alias_version(store, name, CHAMPION) == str(version):
+            raise ApprovalError(f"{name} version {version} is @{CHAMPION}: roll back instead of rejecting it")
+        at = _now()
+        moves = []
+        if _alias_version(store, name, CHALLENGER) == str(version):
+            moves.append(AliasMove(at, by, "reject", name, CHALLENGER, str(version), None, reason))
+            _move(store, name, CHALLENGER, None)
+        _tag_decision(store, name, str(version), "rejected", by, at, reason, _gate(mv))
+        audit.append(moves or [AliasMove(at, by, "reject", name, "-", str(version), str(version), reason)])
+    return moves
+
+
+def rollback(store: Store, audit: AuditLog, article: str, by: str, reason: str) -> list[AliasMove]:
+    """`champion` back to `previous`; `previous` then names the rolled-back version (undo = rollback)."""
+    name = model_name(article)
+    with audit.locked():
+        current, prev = _alias_version(store, name, CHAMPION), _alias_version(store, name, PREVIOUS)
+        if prev is None or current is None:
+            raise ApprovalError(f"{name}: nothing to roll back to (@{CHAMPION} = {current}, @{PREVIOUS} = {prev})")
+        at = _now()
+        moves = [AliasMove(at, by, "rollback", name, CHAMPION, current, prev, reason),
+                 AliasMove(at, by, "rollback", name, PREVIOUS, prev, current, reason)]
+        _move(store, name, CHAMPION, prev)
+        _move(store, name, PREVIOUS, current)
+        _tag_decision(store, name, current, "rolled_back", by, at, reason, _gate(_version(store, name, current)))
+        audit.append(moves)
+    return moves
+
+
+def describe(store: Store, article: str) -> dict[str, Any]:
+    """Aliases and every version's approval state, gate and lineage tags (for `registry show`)."""
+    name = model_name(article)
+    found = store._call(store.client.search_model_versions, f"name = '{name}'")
+    aliases = {a: _alias_version(store, name, a) for a in (CHAMPION, PREVIOUS, CHALLENGER)}
+    keep = ("approval.status", "approval.by", "approval.at", "approval.reason", "approval.override", "gate",
+            "added_attribute", "branch_add_mode", "data_version", "params_hash")
+    versions = [{"version": str(v.version), "aliases": [a for a, n in aliases.items() if n == str(v.version)],
+                 **{k: v.tags[TAG + k] for k in keep if TAG + k in v.tags},
+                 "accuracy": {k.split(".", 2)[2]: v.tags[k] for k in v.tags if k.startswith(TAG + "accuracy.")}}
+                for v in sorted(found, key=lambda v: int(v.version))]
+    return {"model": name, "aliases": aliases, "versions": versions}

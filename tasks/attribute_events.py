@@ -1,0 +1,84 @@
+"""The `progattr.attribute.added` Prefect event: an attribute the data has labels for (and the
+taxonomy a vocabulary for) that the article's champion model lacks.
+
+The branch-add deployment's trigger (flows/deploy.py) runs the branch-add flow for each such event.
+Emitted by the nightly flow after ingestion, or by hand (`progattr attribute add`, e.g. from a DVC
+commit hook or CI: Prefect's incoming webhooks are Cloud-only).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from prefect import task
+
+from progattr_core.data.manifest import read_manifest
+from progattr_core.errors import ConfigError
+from progattr_core.model import load_model
+from tasks.branch_add import registered_version
+from tasks.context import DataRef, PipelineContext, task_logger
+from tasks.mlflow_store import Store
+from tasks.registry import model_name
+from tasks.training import MODEL
+
+EVENT = "progattr.attribute.added"
+
+
+def article_resource(article: str) -> dict[str, str]:
+    """The event's resource: one per article, so triggers can match (or group by) an article."""
+    return {"prefect.resource.id": f"progattr.article.{article}", "prefect.resource.name": article,
+            "progattr.article": article}
+
+
+def model_attributes(ctx: PipelineContext) -> tuple[str, ...] | None:
+    """Attributes of the champion (else latest) registered model; None when none is registered."""
+    store = Store(ctx.store)
+    found = registered_version(store, model_name(ctx.article))
+    if found is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="progattr-attrs-") as tmp:
+        return tuple(load_model(store.download(found[0].run_id, MODEL, tmp)).classes)
+
+
+def new_attributes(ctx: PipelineContext, data: DataRef) -> list[str]:
+    """Taxonomy attributes with labels in the manifest that the registered model lacks.
+
+    Nothing is new before the first registered version: the first training covers every attribute.
+    """
+    existing = model_attributes(ctx)
+    if existing is None:
+        return []
+    df = read_manifest(ctx.path(data.manifest))
+    labelled = [a for a in ctx.params().attributes(ctx.article) if a in df and df[a].notna().any()]
+    return [a for a in labelled if a not in existing]
+
+
+def emit_attribute_added(article: str, attribute: str, source: str, data_version: str, by: str) -> str:
+    """Send the event to the Prefect API in PREFECT_API_URL and wait until it is sent; its id."""
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise ConfigError("PREFECT_API_URL is not set: the event needs a Prefect server to go to "
+                          "(e.g. PREFECT_API_URL=http://127.0.0.1:4200/api)")
+    event = emit_event(EVENT, resource=article_resource(article),
+                       payload={"article": article, "attribute": attribute, "source": source,
+                                "data_version": data_version, "emitted_by": by})
+    EventsWorker.instance().wait_until_empty()
+    if event is None:
+        raise ConfigError(f"Prefect did not emit {EVENT} (events are disabled for API {PREFECT_API_URL.value()})")
+    return str(event.id)
+
+
+def announce_new_attributes(ctx: PipelineContext, data: DataRef, source: str) -> list[str]:
+    """Emit one event per new attribute; the attributes announced."""
+    found = new_attributes(ctx, data)
+    for attribute in found:
+        event_id = emit_attribute_added(ctx.article, attribute, source, data.data_version, "nightly ingestion")
+        task_logger().info("new attribute %r in %s's data, absent from its model: emitted %s (event %s)",
+                           attribute, ctx.article, EVENT, event_id)
+    return found
+
+
+announce_task = task(announce_new_attributes, name="announce-new-attributes", retries=2, retry_delay_seconds=5)

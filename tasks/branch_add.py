@@ -1,0 +1,261 @@
+"""Add one attribute's Branch to a registered model (paper: "it is very easy to add a new attribute by
+just adding a branch"), as Prefect tasks: base model, new-attribute validation, stages, evaluation,
+registration.
+
+Modes (params branch_add.mode, stages from `progattr_core.schedule.branch_add_stages`):
+- `frozen_base`: only the new Branch trains; the old Branches' predictions stay bit-identical to the
+  base model's, which the evaluation checks on every test image and the gate requires.
+- `progressive`: add, fine-tune everything, frozen-Base final; the old attributes are re-evaluated
+  against the base model on the same test images and gated on no regression.
+Stage checkpoints go to MLflow keyed like the training flow's (here: article + data version + base
+version + attribute + mode + params), so a killed run resumes at the stage it was in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from progattr_core.config import Params
+from progattr_core.data.manifest import read_manifest
+from progattr_core.errors import DataValidationError, ModelError
+from progattr_core.model import load_model, resolve_device, save_model
+from progattr_core.predict import predict_proba
+from progattr_core.schedule import Stage, branch_add_stages
+from progattr_core.train import accuracy_on, load_checkpoint, save_checkpoint, train_stage
+from tasks.context import DataRef, PipelineContext, git_commit, task_logger
+from tasks.mlflow_store import Store, decide_challenger
+from tasks.registry import RegistryRef, model_name
+from tasks.training import CHECKPOINT, MODEL, TrainedRef, fetch, load_split
+from tasks.validation import ValidationOutcome, validate_manifest
+
+
+@dataclass(frozen=True)
+class BaseModelRef:
+    """The registered version a branch is added to, copied locally."""
+
+    name: str
+    version: str
+    chosen_as: str                 # "champion", or "latest" when no champion is set yet
+    path: str
+    attributes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BranchEvaluation:
+    accuracy: dict[str, float]             # new model: attribute (and "overall") -> test accuracy
+    base_accuracy: dict[str, float]        # base model on the same test images
+    old_predictions_identical: bool        # old attributes' probabilities equal bit for bit
+    n_test: int
+
+
+def registered_version(store: Store, name: str) -> tuple[object, str] | None:
+    """The champion version of `name`, else its latest version, with which of the two it is."""
+    champion = store.version_by_alias(name, "champion")
+    if champion is not None:
+        return champion, "champion"
+    found = store._call(store.client.search_model_versions, f"name = '{name}'")
+    return (max(found, key=lambda v: int(v.version)), "latest") if found else None
+
+
+def load_base(ctx: PipelineContext, attribute: str) -> BaseModelRef:
+    """The article's champion (or latest) model, which must not already have `attribute`."""
+    store = Store(ctx.store)
+    name = model_name(ctx.article)
+    found = registered_version(store, name)
+    if found is None:
+        raise ModelError(f"{name} has no registered version to add {attribute!r} to: train the article first "
+                         f"(progattr pipeline run --article {ctx.article})")
+    mv, chosen_as = found
+    local = fetch(store, mv.run_id, MODEL, ctx.outputs("branch_add", f"base-v{mv.version}.pt"))
+    attributes = tuple(load_model(local).classes)
+    if attribute in attributes:
+        raise ModelError(f"{name} version {mv.version} (@{chosen_as}) already has attribute {attribute!r}")
+    task_logger().info("adding %r to %s version %s (@%s, attributes %s)", attribute, name, mv.version, chosen_as,
+                       list(attributes))
+    return BaseModelRef(name, str(mv.version), chosen_as, str(local), attributes)
+
+
+def validate_attribute(ctx: PipelineContext, data: DataRef, attribute: str) -> ValidationOutcome:
+    """The training flow's Great Expectations checks, for the new attribute's labels."""
+    params = ctx.params()
+    vocab = params.attributes(ctx.article)
+    if attribute not in vocab:
+        raise DataValidationError(f"attribute {attribute!r} is not in taxonomy.{ctx.article} {list(vocab)}: add "
+                                  "its class vocabulary to params.yaml first")
+    df = read_manifest(ctx.path(data.manifest))
+    outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, {attribute: vocab[attribute]},
+                                params.validation, ctx.outputs("branch_add", f"validation-{attribute}"))
+    if ctx.flow_run_id:
+        store = Store(ctx.store)
+        store.log_artifacts(ctx.flow_run_id, outcome.report_dir, f"validation-{attribute}")
+        store.set_tags(ctx.flow_run_id, {"validation": "passed" if outcome.success else "failed"})
+    if not outcome.success:
+        raise DataValidationError(f"{data.manifest}: labels of the new attribute {attribute!r} fail "
+                                  f"{len(outcome.failures)} expectation(s):\n  " + "\n  ".join(outcome.failures))
+    task_logger().info("labels of %r pass %d expectations (coverage %.3f)", attribute, outcome.n_expectations,
+                       outcome.coverage[attribute])
+    return outcome
+
+
+def _branch_params(params: Params) -> Params:
+    """Params whose train epochs are the branch_add ones (the schedule reads train.epochs_*)."""
+    b = params.branch_add
+    return replace(params, train=replace(params.train, epochs_add=b.epochs_add, epochs_finetune=b.epochs_finetune,
+                                         epochs_final=b.epochs_final))
+
+
+def branch_schedule(ctx: PipelineContext, base: BaseModelRef, attribute: str, mode: str) -> list[Stage]:
+    return branch_add_stages(list(base.attributes), attribute, _branch_params(ctx.params()), mode)
+
+
+def branch_key(ctx: PipelineContext, data: DataRef, base: BaseModelRef, attribute: str, mode: str) -> str:
+    """Identity of one branch-add training: resume and re-registration key on it, never on a run id."""
+    digest = ctx.params().digest("seed", "model", "train", "branch_add")
+    text = f"{ctx.article}|{data.data_version}|{base.name}:{base.version}|{attribute}|{mode}|{digest}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
+                     mode: str, index: int, previous: TrainedRef | None) -> TrainedRef:
+    """One branch-add stage from the base model (or the previous stage's checkpoint), logged to MLflow."""
+    log = task_logger()
+    store = Store(ctx.store)
+    params = ctx.params()
+    stage = branch_schedule(ctx, base, attribute, mode)[index]
+    tags = {"kind": "branch_stage", "train_key": key, "stage_index": index}
+    done = store.find_completed(tags)
+    if done is not None:
+        log.info("branch stage %d %s already completed in MLflow run %s", index, stage.name, done.info.run_id)
+        return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False, done.data.metrics.get("seconds", 0.0))
+    store.close_interrupted(tags)
+    with tempfile.TemporaryDirectory(prefix="progattr-branch-") as tmp:
+        model = load_model(base.path) if previous is None else \
+            load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
+        train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
+        run_id = store.start_run(f"branch-{index}-{stage.name}", {
+            **tags, "stage_name": stage.name, "article": ctx.article, "added_attribute": attribute,
+            "branch_add_mode": mode, "base_version": base.version, "data_version": data.data_version},
+            parent_run_id=ctx.flow_run_id or None)
+        try:
+            store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
+            result = train_stage(model, stage, train, params.train, params.seed, resolve_device(params.device), val,
+                                 log.info)
+            store.log_metrics(run_id, {"seconds": result.seconds, "image_passes": result.image_passes})
+            save_checkpoint(Path(tmp) / "out" / "checkpoint.pt", model.cpu(), stage, result)
+            store.log_artifacts(run_id, Path(tmp) / "out", "checkpoint")
+        except BaseException:
+            store.finish_run(run_id, completed=False)
+            raise
+        store.finish_run(run_id)
+    log.info("branch stage %d %s trained in %.1fs (run %s)", index, stage.name, result.seconds, run_id)
+    return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
+
+
+def export_branch_model(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
+    """The last stage's checkpoint as a plain saved model: outputs/<article>/branch_add/model.pt."""
+    store = Store(ctx.store)
+    with tempfile.TemporaryDirectory(prefix="progattr-branch-final-") as tmp:
+        model, _ = load_checkpoint(store.download(stages[-1].run_id, stages[-1].artifact, tmp))
+    return str(save_model(model, ctx.outputs("branch_add", "model.pt")))
+
+
+def _with_overall(acc: dict[str, float]) -> dict[str, float]:
+    known = [v for v in acc.values() if not math.isnan(v)]
+    return {**acc, "overall": sum(known) / len(known) if known else float("nan")}
+
+
+def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef, model_path: str) -> BranchEvaluation:
+    """Both models on the same test images: accuracies, and whether old predictions are unchanged."""
+    params = ctx.params()
+    device = resolve_device(params.device)
+    test = load_split(ctx, data, "test")
+    new, old = load_model(model_path), load_model(base.path)
+    old_attrs = list(base.attributes)
+    p_new = predict_proba(new, test.images, params.train.batch_size, device, old_attrs)
+    p_old = predict_proba(old, test.images, params.train.batch_size, device, old_attrs)
+    identical = all(np.array_equal(p_new[a], p_old[a]) for a in old_attrs)
+    evaluation = BranchEvaluation(_with_overall(accuracy_on(new, test, list(new.classes), device)),
+                                  _with_overall(accuracy_on(old, test, old_attrs, device)), identical, len(test))
+    if ctx.flow_run_id:
+        store = Store(ctx.store)
+        store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},
+                                            **{f"test.base.{a}.accuracy": v for a, v in evaluation.base_accuracy.items()},
+                                            "old_predictions_identical": float(identical)})
+    task_logger().info("on %d test images: new %s, base %s, old attributes' predictions %s", len(test),
+                       _rounded(evaluation.accuracy), _rounded(evaluation.base_accuracy),
+                       "bit-identical" if identical else "changed")
+    return evaluation
+
+
+def _rounded(acc: dict[str, float]) -> dict[str, float]:
+    return {a: round(v, 4) for a, v in acc.items()}
+
+
+def branch_gates(params: Params, mode: str, evaluation: BranchEvaluation) -> tuple[bool, tuple[str, ...]]:
+    """No old attribute may regress vs the base model; frozen_base must leave old predictions unchanged."""
+    old = {a: v for a, v in evaluation.base_accuracy.items() if a != "overall" and not math.isnan(v)}
+    gate = decide_challenger(evaluation.accuracy, {}, old, 0.0, params.registry.max_regression_vs_champion)
+    reasons = list(gate.reasons)
+    if mode == "frozen_base" and not evaluation.old_predictions_identical:
+        reasons.append("frozen_base: the old attributes' predictions differ from the base model's")
+    return not reasons, tuple(reasons)
+
+
+def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
+                        mode: str, model_path: str, evaluation: BranchEvaluation, schedule: list[str]) -> RegistryRef:
+    """A new version tagged with the added attribute and mode; `challenger` when the gates pass."""
+    from tasks.approvals import mark_pending
+
+    log = task_logger()
+    params = ctx.params()
+    store = Store(ctx.store)
+    passed, reasons = branch_gates(params, mode, evaluation)
+    existing = store.versions_with_tag(base.name, "train_key", key)
+    if existing:
+        version, new = str(existing[-1].version), False
+        log.info("%s version %s already holds this branch-add (key %s)", base.name, version, key)
+    else:
+        tags = {"train_key": key, "data_version": data.data_version, "git_commit": git_commit(ctx.root),
+                "params_hash": params.digest("seed", "model", "train"), "schedule": " > ".join(schedule),
+                "flow_run_id": ctx.flow_run_id, "article": ctx.article, "added_attribute": attribute,
+                "branch_add_mode": mode, "base_version": base.version,
+                "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
+                **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)},
+                "gate": "passed" if passed else "; ".join(reasons)}
+        _log_model_folder(store, ctx.flow_run_id, model_path)
+        version, new = store.register(base.name, ctx.flow_run_id, "model", tags), True
+    mark_pending(store, ctx.article, version)
+    if passed:
+        store.set_alias(base.name, "challenger", version)
+        log.info("%s version %s (+%s, %s) is now @challenger", base.name, version, attribute, mode)
+    else:
+        log.warning("%s version %s did not pass the branch-add gates:\n  %s", base.name, version, "\n  ".join(reasons))
+    champion = store.version_by_alias(base.name, "champion")
+    return RegistryRef(base.name, version, passed, reasons, None if champion is None else str(champion.version), new)
+
+
+def _log_model_folder(store: Store, run_id: str, model_path: str) -> None:
+    """model/model.pt + model/model.json in the run: the registry format serving loads."""
+    with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:
+        folder = Path(tmp) / "model"
+        folder.mkdir()
+        shutil.copyfile(model_path, folder / "model.pt")
+        (folder / "model.json").write_text(json.dumps(load_model(model_path).describe(), indent=1))
+        store.log_artifacts(run_id, folder, "model")
+
+
+load_base_task = task(load_base, name="load-base-model", retries=2, retry_delay_seconds=5)
+validate_attribute_task = task(validate_attribute, name="validate-new-attribute")
+branch_stage_task = task(run_branch_stage, name="branch-stage", task_run_name="branch-stage-{index}")
+export_branch_task = task(export_branch_model, name="export-branch-model")
+evaluate_branch_task = task(evaluate_branch_add, name="evaluate-branch-add")
+register_branch_task = task(register_branch_add, name="register-branch-add", retries=2, retry_delay_seconds=5)
