@@ -20,13 +20,13 @@ def add_pipeline_arguments(sub: argparse._SubParsersAction, common: argparse.Arg
         p = sub.add_parser(stage, parents=[common], help=f"the `{stage}` step alone (a dvc.yaml stage)")
         p.add_argument("--article", required=True)
         if stage == "ingest":
-            p.add_argument("--source", required=True, help="a folder, or s3://bucket/prefix")
+            p.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
             p.add_argument("--no-track", action="store_true", help="do not `dvc add` the raw folder "
                            "(inside `dvc repro`, which holds DVC's lock)")
         p.set_defaults(handler=run_stage_command, stage=stage)
     run = sub.add_parser("run", parents=[common], help="the whole training flow in Prefect")
     run.add_argument("--article", required=True)
-    run.add_argument("--source", required=True, help="a folder, or s3://bucket/prefix")
+    run.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
     run.set_defaults(handler=run_flow_command)
 
 
@@ -60,7 +60,7 @@ def _data(ctx):
 def _ingest(ctx, args) -> str:
     from tasks.ingest import ingest
 
-    data = ingest(ctx, args.source, track=not args.no_track)
+    data = ingest(ctx, args.source or ctx.params().pipeline.source, track=not args.no_track)
     return f"{data.n_images} images, data version {data.data_version}"
 
 
@@ -114,9 +114,9 @@ _STEPS: dict[str, Callable] = {"ingest": _ingest, "validate": _validate, "slice"
 
 
 def run_flow_command(args: argparse.Namespace) -> int:
-    from flows.train_flow import train_flow
+    from flows.train_flow import run_train_flow
 
-    result = train_flow(args.article, args.source, args.params, args.overrides)
+    result = run_train_flow(args.article, args.source, args.params, args.overrides)
     print(result["table"])
     _print_registry(result)
     return 0
@@ -143,13 +143,13 @@ def run_demo(args: argparse.Namespace) -> int:
     params_path = Path(args.params).resolve()
     root = params_path.parent
     params = load_params(params_path, args.overrides)
-    raw = root / params.data.raw / "synth"
+    raw = root / params.pipeline.source
     _ensure_synth(params, args.article, raw)
     if not dvc_store.is_repo(root):
         dvc_store.run_dvc(root, "init", "-q", *([] if (root / ".git").exists() else ["--no-scm"]))
-    from flows.train_flow import train_flow
+    from flows.train_flow import run_train_flow
 
-    result = train_flow(args.article, str(raw.relative_to(root)), str(params_path), args.overrides)
+    result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), list(args.overrides))
     pushed = _push(root)
     print("\n== progattr demo: test accuracy (%) per attribute and method ==")
     print(result["table"])

@@ -21,10 +21,12 @@ from tasks.training import baseline_jobs, baseline_task, export_task, train_stag
 
 
 @flow(name="progattr-train", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def train_flow(article: str = "tops", source: str = "data/raw/synth", params_path: str = "params.yaml",
+def train_flow(article: str = "tops", source: str = "", params_path: str = "params.yaml",
                overrides: list[str] | None = None) -> dict:
-    """Train, evaluate and register `article` from `source` (a folder or s3://bucket/prefix)."""
+    """Train, evaluate and register `article` from `source` (a folder or s3://bucket/prefix;
+    default: params pipeline.source)."""
     ctx = make_context(params_path, article, overrides or [])
+    source = source or ctx.params().pipeline.source
     ctx = start_flow_run(ctx, f"train-{article}", {"prefect_flow_run_id": str(flow_run.get_id())})
     try:
         data = ingest_task(ctx, source)
@@ -49,14 +51,21 @@ def train_flow(article: str = "tops", source: str = "data/raw/synth", params_pat
             "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry)}
 
 
+def run_train_flow(article: str, source: str, params_path: str, overrides: list[str]) -> dict:
+    """The flow with `pipeline.max_workers` concurrent tasks (the decorator's runner is a default)."""
+    workers = make_context(params_path, article, overrides).params().pipeline.max_workers
+    return train_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(
+        article, source, params_path, overrides)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.train_flow", description=train_flow.__doc__)
     ap.add_argument("--article", default="tops")
-    ap.add_argument("--source", default="data/raw/synth", help="a folder, or s3://bucket/prefix")
+    ap.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    result = train_flow(args.article, args.source, args.params, args.overrides)
+    result = run_train_flow(args.article, args.source, args.params, args.overrides)
     print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1, default=str))
     print(result["table"])
     return 0

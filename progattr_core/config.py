@@ -145,6 +145,7 @@ class RegistryParams:
 
 @dataclass(frozen=True)
 class PipelineParams:
+    source: str
     outputs: str
     max_workers: int
 

@@ -2,7 +2,7 @@
 
 Writes under outputs/<article>/evaluation/: the paper's table (comparison.csv / .md), metrics.json
 (DVC metrics: accuracy per attribute and overall, model size, train and inference time per method),
-pr.csv (DVC plots) and PNGs of the precision-recall curves and confusion matrices; logs all of it
+pr.csv (DVC plots), pr_curves.png and confusion/<method>.png; logs all of it
 to the flow's MLflow run.
 """
 
@@ -134,7 +134,8 @@ def _write_plots(out: Path, reports: dict[str, EvaluationReport]) -> None:
             ax.set_yticklabels(m.classes, fontsize=6)
         fig.suptitle(f"confusion matrices: {method}")
         fig.tight_layout()
-        fig.savefig(out / f"confusion_{method}.png", dpi=80)
+        (out / "confusion").mkdir(exist_ok=True)
+        fig.savefig(out / "confusion" / f"{method}.png", dpi=80)
         plt.close(fig)
 
 

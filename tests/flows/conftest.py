@@ -77,13 +77,13 @@ def s3_server():
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real `mlflow server` subprocess on loopback (one worker), SQLite backend under tmp_path."""
+    """The project's mlflow/start-server.sh on loopback (one worker), SQLite backend under tmp_path."""
     port = free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-           "--artifacts-destination", str(tmp_path / "server-artifacts"), "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1"]
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/server.db",
+           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "server-artifacts"), "MLFLOW_HOST": "127.0.0.1",
+           "MLFLOW_PORT": str(port), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
     log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{url}/health", proc, timeout=90)
