@@ -83,6 +83,8 @@ def _make_one(job: tuple) -> tuple[int, str, dict[str, str | None]]:
         noisy = label_rng.random() < label_noise
         value = classes[int(label_rng.integers(len(classes)))] if noisy else truth[a]
         observed[a] = value if keep else None
+    if truth.get("sleeve_length") == "sleeveless" and "sleeve_style" in observed:
+        observed["sleeve_style"] = None  # not applicable (nothing drawn), as an annotator would leave it
     return index, sha256_bytes(data), observed
 
 

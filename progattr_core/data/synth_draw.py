@@ -19,12 +19,12 @@ Rng = np.random.Generator
 
 SUPERSAMPLE = 2
 # Difficulty knobs of the built-in catalogue (calibrated, see README "The built-in synthetic catalogue").
-POSE_ROTATE_DEG = 7.0
-POSE_SCALE = (0.98, 1.2)
-POSE_SHIFT = 0.06
-CLUTTER_SHAPES = (1, 5)
-NOISE_SIGMA = (2.0, 7.0)
-NECK_ZOOM = 1.5  # necklines drawn this much larger than life: they are small details at 64 px
+POSE_ROTATE_DEG = 5.0
+POSE_SCALE = (1.05, 1.22)
+POSE_SHIFT = 0.05
+CLUTTER_SHAPES = (0, 4)
+NOISE_SIGMA = (1.0, 5.0)
+NECK_ZOOM = 1.8  # necklines drawn this much larger than life: they are small details at 64 px
 
 
 # ---------------------------------------------------------------- colours
@@ -233,22 +233,22 @@ def _sleeve_widths(style: str, t: np.ndarray, root: float) -> np.ndarray:
     w = {
         "regular": 1 - 0.35 * t,
         "cap": 1.25 - 0.5 * t,
-        "puff": 1 + 0.9 * np.exp(-((t - 0.2) / 0.15) ** 2) - 0.35 * t,
+        "puff": 1 + 1.3 * np.exp(-((t - 0.2) / 0.15) ** 2) - 0.35 * t,
         "flutter": 0.9 + 0.8 * t,
-        "bell": 0.7 + 1.3 * t**2,
+        "bell": 0.7 + 1.9 * t**2,
         "bishop": (1 + 0.7 * np.sin(np.pi * np.clip(t / 0.9, 0, 1))) * np.where(t > 0.9, 0.55, 1.0),
         "cold-shoulder": 1 - 0.35 * t,
         "raglan": 1 - 0.3 * t,
         "kimono": np.full_like(t, 1.05),
         "roll-up": 1 - 0.3 * t,
         "batwing": 1.0 - 0.8 * t,
-        "lantern": 0.6 + 1.0 * np.sin(np.pi * t),
+        "lantern": 0.6 + 1.3 * np.sin(np.pi * t),
         "ruffle": 1 - 0.2 * t,
         "cuffed": 0.85 - 0.3 * t,
         "slit": 1 - 0.3 * t,
         "layered": 1 - 0.3 * t,
         "dolman": 1.0 - 0.65 * t,
-        "balloon": 0.8 + 0.9 * np.exp(-((t - 0.7) / 0.18) ** 2) - 0.4 * (t > 0.93),
+        "balloon": 0.8 + 1.3 * np.exp(-((t - 0.7) / 0.18) ** 2) - 0.4 * (t > 0.93),
     }[style]
     return root * np.maximum(w, 0.25)
 
@@ -530,8 +530,10 @@ def _distress(c: Canvas, level: str, rng: Rng, crotch: float, hem: float, hw: fl
 # ---------------------------------------------------------------- composition
 
 
-def _background(n: int, rng: Rng) -> Image.Image:
-    base = _hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.55, 1.0))
+def _background(n: int, rng: Rng, garment: np.ndarray) -> Image.Image:
+    """A muted backdrop whose brightness keeps away from the garment's, with a few clutter shapes."""
+    dark = garment.max() / 255 > 0.6
+    base = _hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.15, 0.4) if dark else rng.uniform(0.7, 1.0))
     y = np.linspace(0, 1, n, dtype=np.float32)[:, None, None]
     grad = base[None, None, :] * (1 - rng.uniform(-0.15, 0.15) * y)
     img = Image.fromarray(np.clip(np.broadcast_to(grad, (n, n, 3)), 0, 255).astype(np.uint8), "RGB")
@@ -539,7 +541,7 @@ def _background(n: int, rng: Rng) -> Image.Image:
     for _ in range(int(rng.integers(*CLUTTER_SHAPES))):
         box = sorted(rng.uniform(-0.1, 1.1, 2) * n), sorted(rng.uniform(-0.1, 1.1, 2) * n)
         xy = [box[0][0], box[1][0], box[0][1], box[1][1]]
-        colour = _rgb(_hsv(rng.random(), rng.uniform(0, 1), rng.uniform(0.2, 1)))[:3]
+        colour = _rgb(_hsv(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.15, 0.4) if dark else rng.uniform(0.7, 1.0)))[:3]
         kind = rng.integers(3)
         if kind == 0:
             d.rectangle(xy, fill=colour)
@@ -563,7 +565,7 @@ def _pose(layer: Image.Image, rng: Rng) -> Image.Image:
     return layer.transform((n, n), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
 
 
-SLEEVE_LENGTHS = {"sleeveless": 0.0, "short": 0.11, "elbow": 0.19, "three-quarter": 0.27, "long": 0.36}
+SLEEVE_LENGTHS = {"sleeveless": 0.0, "short": 0.1, "elbow": 0.2, "three-quarter": 0.3, "long": 0.4}
 
 
 def draw_garment(article: str, labels: dict[str, str], rng: Rng, size: int) -> Image.Image:
@@ -581,7 +583,7 @@ def draw_garment(article: str, labels: dict[str, str], rng: Rng, size: int) -> I
     rgb = Image.fromarray(np.clip(tex * shade, 0, 255).astype(np.uint8), "RGB")
     garment = Image.merge("RGBA", (*rgb.split(), c.mask))
     garment = Image.alpha_composite(garment, c.deco)
-    out = _background(n, rng)
+    out = _background(n, rng, colours[0] if article != "jeans" else np.array([100.0, 120.0, 160.0]))
     posed = _pose(garment, rng)
     out.paste(posed, (0, 0), posed)
     small = out.resize((size, size), Image.Resampling.BOX)
