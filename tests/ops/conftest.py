@@ -1,0 +1,113 @@
+"""A real Prefect server and a process worker on loopback, and a small project to operate on.
+
+The server (`prefect server start`, with its services: scheduler, triggers, actions) and the worker
+(`prefect worker start --type process`) are subprocesses with their own PREFECT_HOME under tmp;
+this process talks to them through PREFECT_API_URL (temporary settings, restored afterwards).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.flows.conftest import REPO, _wait_http, free_port, tiny_overrides
+
+ARTICLE = "jeans"
+NEW_ATTRIBUTE = "distress"
+POOL = "progattr-ops-test"
+BIN = Path(sys.executable).parent
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "GX_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MPLBACKEND": "Agg",
+            **extra}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    """`prefect server start` on a free loopback port; yields its API URL, set for this process."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
+                             "--no-ui"], env=_env(home), stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        _wait_http(f"{url}/health", proc, timeout=180)
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A project whose jeans data and taxonomy lack `distress` (kept aside to be "added" later)."""
+    from progattr_core.config import load_params
+    from progattr_core.data.synth import generate_catalogue
+
+    folder = tmp_path_factory.mktemp("project")
+    full = load_params(REPO / "params.yaml")
+    raw = folder / "data" / "raw" / "mini"
+    generate_catalogue(ARTICLE, 120, raw, full.taxonomy, 32, full.synth.full_label_fraction, full.synth.label_rate,
+                       full.synth.label_noise, 0, full.data.split, root=raw, workers=1)
+    manifest = raw / ARTICLE / "manifest.parquet"
+    shutil.copyfile(manifest, folder / "manifest-with-distress.parquet")
+    import pandas as pd
+
+    pd.read_parquet(manifest).drop(columns=[NEW_ATTRIBUTE]).to_parquet(manifest)
+    raw_params = yaml.safe_load((REPO / "params.yaml").read_text())
+    (folder / "params-with-distress.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    del raw_params["taxonomy"][ARTICLE][NEW_ATTRIBUTE]
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    overrides = [*tiny_overrides(folder), "baselines.methods=[multilabel]", "pipeline.source=data/raw/mini",
+                 f"operations.articles=[{ARTICLE}]", f"operations.work_pool={POOL}", "operations.approval_poll_s=1",
+                 "branch_add.epochs_add=1"]
+    return folder, overrides
+
+
+def add_new_attribute(folder: Path) -> None:
+    """What a data team does: the attribute's column into the annotations, its vocabulary into params."""
+    shutil.copyfile(folder / "manifest-with-distress.parquet", folder / "data/raw/mini" / ARTICLE / "manifest.parquet")
+    shutil.copyfile(folder / "params-with-distress.yaml", folder / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def worker(prefect_server, project):
+    """The project's deployments applied (`progattr deploy`), and a process worker on their pool."""
+    from flows.deploy import deploy_all
+
+    folder, overrides = project
+    names = deploy_all(folder / "params.yaml", overrides)
+    home = folder / "worker-home"
+    home.mkdir()
+    log = open(folder / "worker.log", "w")
+    proc = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+                            cwd=REPO, env=_env(home, PREFECT_API_URL=prefect_server, PREFECT_WORKER_QUERY_SECONDS="1"),
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield names
+    finally:
+        _stop(proc)
+        log.close()

@@ -1,0 +1,162 @@
+"""Operations against a real Prefect server and process worker on loopback, MLflow on SQLite:
+the nightly deployment skips when nothing changed, the approval flow pauses for input and moves
+`champion`, and the attribute-added event runs the branch-add deployment (frozen_base: old
+predictions bit-identical). The tests share one server, worker and project, in this order."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import pytest
+
+from progattr_core.cli import main as cli
+from tasks.context import make_context
+from tasks.mlflow_store import Store
+
+from .conftest import ARTICLE, NEW_ATTRIBUTE, add_new_attribute
+
+pytestmark = pytest.mark.flows
+NAME = f"progattr-{ARTICLE}"
+
+
+def _store(project) -> Store:
+    folder, overrides = project
+    return Store(make_context(folder / "params.yaml", ARTICLE, overrides).store)
+
+
+def _wait(flow_run_id: UUID, until: tuple[str, ...], timeout: float = 300):
+    """Poll the server until the run's state name is one of `until` (or final); the flow run."""
+    from prefect import get_client
+
+    deadline = time.time() + timeout
+    with get_client(sync_client=True) as client:
+        while time.time() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state and (run.state.name in until or run.state.is_final()):
+                return run
+            time.sleep(1)
+    raise TimeoutError(f"flow run {flow_run_id} not in {until} after {timeout}s (state {run.state})")
+
+
+def _logs(flow_run_id: UUID) -> str:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return "\n".join(entry.message for entry in logs)
+
+
+def _runs_of(deployment: str) -> list:
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name(deployment)
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+
+
+@pytest.fixture(scope="module")
+def trained(prefect_server, project):
+    """The first nightly run, in this process: new data, so it trains and registers version 1."""
+    from flows.nightly import nightly_flow
+
+    folder, overrides = project
+    result = nightly_flow(ARTICLE, "", str(folder / "params.yaml"), overrides)
+    assert result["skipped"] is False and result["registry"]["version"] == "1"
+    return result
+
+
+def test_nightly_deployment_through_the_worker_skips_when_nothing_changed(project, worker, trained):
+    from prefect.deployments import run_deployment
+
+    assert f"progattr-nightly/nightly-{ARTICLE}" in worker
+    store = _store(project)
+    stage_runs = len(store.search({"kind": "stage"}))
+    run = run_deployment(f"progattr-nightly/nightly-{ARTICLE}", timeout=0)
+    run = _wait(run.id, ())
+    assert run.state.is_completed(), run.state
+    assert "nothing changed" in _logs(run.id)
+    assert len(store.search({"kind": "stage"})) == stage_runs  # no training
+    assert [str(v.version) for v in store.versions_with_tag(NAME, "article", ARTICLE)] == ["1"]
+
+
+def test_nightly_deployment_has_cron_and_one_at_a_time_limit(prefect_server, worker):
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        dep = client.read_deployment_by_name(f"progattr-nightly/nightly-{ARTICLE}")
+        branch = client.read_deployment_by_name("progattr-branch-add/branch-add")
+        automations = client.read_automations_by_name("attribute-added")
+    assert dep.schedules[0].schedule.cron == "0 2 * * *" and dep.schedules[0].schedule.timezone == "UTC"
+    for d in (dep, branch):  # a second run waits in the queue instead of overlapping
+        assert d.global_concurrency_limit.limit == 1 and d.concurrency_options.collision_strategy == "ENQUEUE"
+    (automation,) = automations
+    assert automation.trigger.expect == {"progattr.attribute.added"}
+    assert automation.actions[0].deployment_id == branch.id
+
+
+def test_approval_flow_pauses_for_input_then_moves_champion(project, worker, trained, capsys):
+    from prefect.deployments import run_deployment
+
+    folder, overrides = project
+    run = run_deployment("progattr-approval/approval", parameters={"article": ARTICLE}, timeout=0)
+    paused = _wait(run.id, ("Paused",))
+    assert paused.state.name == "Paused", paused.state
+    store = _store(project)
+    assert store.client.get_model_version(NAME, "1").tags["progattr.approval.status"] == "pending"
+    assert store.version_by_alias(NAME, "champion") is None
+    assert cli(["registry", "answer", "--flow-run", str(run.id), "--approve", "--by", "ana",
+                "--reason", "first nightly model"]) == 0
+    done = _wait(run.id, ())
+    assert done.state.is_completed(), done.state
+    assert str(store.version_by_alias(NAME, "champion").version) == "1"
+    tags = store.client.get_model_version(NAME, "1").tags
+    assert tags["progattr.approval.status"] == "approved" and tags["progattr.approval.by"] == "ana"
+
+
+def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_history(project, worker, trained, capsys):
+    import torch
+
+    from progattr_core.model import load_model
+    from tasks.training import MODEL, fetch
+
+    folder, overrides = project
+    common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
+    add_new_attribute(folder)
+    assert cli(["attribute", "add", "--article", ARTICLE, "--attribute", NEW_ATTRIBUTE, *common]) == 0
+    deadline = time.time() + 120
+    while not (runs := _runs_of("progattr-branch-add/branch-add")) and time.time() < deadline:
+        time.sleep(1)
+    assert runs, "the attribute-added event started no branch-add run"
+    assert runs[0].parameters["attribute"] == NEW_ATTRIBUTE and runs[0].parameters["article"] == ARTICLE
+    run = _wait(runs[0].id, ())
+    assert run.state.is_completed(), (run.state, _logs(run.id)[-3000:])
+
+    store = _store(project)
+    v2 = store.client.get_model_version(NAME, "2")
+    assert v2.tags["progattr.added_attribute"] == NEW_ATTRIBUTE and v2.tags["progattr.branch_add_mode"] == "frozen_base"
+    assert v2.tags["progattr.base_version"] == "1" and v2.tags["progattr.gate"] == "passed"
+    assert str(store.version_by_alias(NAME, "challenger").version) == "2"
+    old = load_model(fetch(store, store.client.get_model_version(NAME, "1").run_id, MODEL, folder / "v1.pt"))
+    new = load_model(fetch(store, v2.run_id, MODEL, folder / "v2.pt"))
+    assert list(new.classes) == [*old.classes, NEW_ATTRIBUTE]
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = old.eval()(images), new.eval()(images, list(old.classes))
+    assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in old.classes)  # bit-identical
+
+    assert cli(["registry", "approve", "--article", ARTICLE, "--version", "2", "--by", "ben",
+                "--reason", "adds distress", *common]) == 0
+    assert cli(["registry", "rollback", "--article", ARTICLE, "--by", "cy", "--reason", "distress too noisy",
+                *common]) == 0
+    assert str(store.version_by_alias(NAME, "champion").version) == "1"
+    capsys.readouterr()
+    assert cli(["registry", "history", "--article", ARTICLE, *common]) == 0
+    history = capsys.readouterr().out
+    assert "@champion: - -> 1 (approve by ana" in history and "first nightly model" in history
+    assert "@champion: 1 -> 2 (approve by ben" in history and "@champion: 2 -> 1 (rollback by cy" in history
+    assert "distress too noisy" in history
