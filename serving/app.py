@@ -5,7 +5,8 @@ Routes (every error is JSON: {"error": {"code": ..., "message": ...}}):
                                        (a part named `image`, else the first file part)
   GET  /v1/articles                    served articles, their attributes and registry versions
   GET  /healthz                        the process is up
-  GET  /readyz                         200 once every served article has a model, 503 before
+  GET  /readyz                         200 once every served article has a model, 503 before; which
+                                       version this worker process serves
   GET  /metrics                        Prometheus text format
 /v1/* needs `Authorization: Bearer <token>` when the env var named by serving.auth_token_env is set.
 The request's bytes are decoded in memory; nothing from a request is used as a file path.
@@ -14,6 +15,7 @@ The request's bytes are decoded in memory; nothing from a request is used as a f
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import time
 from contextlib import asynccontextmanager
@@ -58,6 +60,10 @@ def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        # The first load happens before this worker accepts connections (uvicorn finishes startup
+        # first), so a starting or restarted worker never answers 503 beside ready ones; later
+        # versions load in the follower's background thread.
+        await run_in_threadpool(follower.poll_once)
         follower.start()
         yield
         follower.stop()
@@ -188,7 +194,8 @@ def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         missing = [a for a in cfg.articles if follower.get(a) is None]
-        body = {"ready": not missing, "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles}}
+        body = {"ready": not missing, "worker": os.getpid(),
+                "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles}}
         return JSONResponse(body, status_code=503 if missing else 200)
 
     @app.get("/metrics")

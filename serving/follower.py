@@ -42,7 +42,10 @@ def warm_up(model: nn.Module) -> None:
 
 
 class ModelFollower:
-    """The served model of each article, following `source`'s alias; polled in a daemon thread."""
+    """The served model of each article, following `source`'s alias; polled in a daemon thread.
+
+    Articles are checked one after another; the app calls `poll_once` at startup, then `start`.
+    """
 
     def __init__(self, articles: list[str], source: RegistrySource, poll_interval_s: float,
                  on_swap: Callable[[ServedModel], None] | None = None):

@@ -1,4 +1,7 @@
-"""Images under an S3 prefix, read straight into memory (boto3): nothing from a key becomes a local path.
+"""Images under an S3 prefix, read straight into memory: nothing from a key becomes a local path.
+
+Ingestion mirrors a prefix to disk (tasks/s3_source.py); tagging only needs each image once, so it
+streams objects instead, with the same client.
 
 The endpoint comes from boto3's own settings (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, or the AWS
 config), so the same code reads AWS S3, MinIO or a loopback test server. botocore retries throttling
@@ -24,10 +27,9 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _client():
-    import boto3
-    from botocore.config import Config
+    from tasks.s3_source import make_client  # the data layer's client: same retries and endpoint rules
 
-    return boto3.client("s3", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    return make_client()
 
 
 def list_objects(uri: str, suffixes: tuple[str, ...]) -> list[str]:

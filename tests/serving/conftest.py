@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def served(tmp_path_factory) -> Served:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{url}/readyz", proc, timeout=150)
+        _wait_all_workers(url, workers=2, timeout=60)
         yield Served(url, uri, versions, root)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -60,3 +62,17 @@ def served(tmp_path_factory) -> Served:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _wait_all_workers(url: str, workers: int, timeout: float) -> None:
+    """Until /readyz has answered 200 from `workers` distinct worker processes."""
+    import requests
+
+    deadline, seen = time.monotonic() + timeout, set()
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only workers {sorted(seen)} became ready within {timeout}s")
+        r = requests.get(f"{url}/readyz", headers={"Connection": "close"}, timeout=10)
+        if r.status_code == 200:
+            seen.add(r.json()["worker"])
+        time.sleep(0.05)
