@@ -64,14 +64,18 @@ def serve(params_path: str | Path, overrides: list[str], articles: list[str]) ->
     """Run the service (blocks): `serving.workers` uvicorn worker processes on serving.host:port."""
     import uvicorn
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # workers' logs stay readable
     params = load_params(params_path, overrides)
     articles = articles or [params.train.article]
     app_config(params, articles)
     if len(set(articles)) != len(articles):
         raise ConfigError(f"--articles lists an article twice: {articles}")
-    os.environ[OPTIONS_ENV] = json.dumps({"params_path": str(Path(params_path).resolve()),
-                                          "overrides": list(overrides), "articles": articles})
+    # Workers inherit these. A down tracking server must not hold a worker's startup for minutes (the
+    # next poll retries anyway), and download progress bars would garble the logs.
+    os.environ.update({OPTIONS_ENV: json.dumps({"params_path": str(Path(params_path).resolve()),
+                                                "overrides": list(overrides), "articles": articles})})
+    for key, value in (("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"), ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+        os.environ.setdefault(key, value)
     if params.serving.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="progattr-metrics-")
     s = params.serving
