@@ -4,6 +4,7 @@ the gate override, rollback, racing approvals, and the CLI."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -16,17 +17,30 @@ from tasks.mlflow_store import Store, StoreConfig
 NAME = "progattr-jeans"
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> tuple[Store, approvals.AuditLog, list[str]]:
-    """Versions 1-4 of progattr-jeans (1-3 passed their gates, 4 failed); a project params file."""
-    store = Store(StoreConfig(f"sqlite:///{tmp_path}/mlflow.db", "ops", (tmp_path / "art").as_uri(), 2, 0.05))
-    (tmp_path / "model.json").write_text("{}")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> tuple[Path, list[str]]:
+    """Versions 1-4 of progattr-jeans (1-3 passed their gates, 4 failed), built once (MLflow's schema
+    migrations take seconds); each test gets a copy of the database."""
+    folder = tmp_path_factory.mktemp("registry")
+    store = _open(folder / "mlflow.db", folder)
+    (folder / "model.json").write_text("{}")
     versions = []
     for gate in ("passed", "passed", "passed", "overall 0.1 trails multilabel 0.5 by 0.4 > tolerance 0.02"):
         run = store.start_run("flow", {"kind": "flow"})
-        store.log_artifacts(run, tmp_path / "model.json", "model")
+        store.log_artifacts(run, folder / "model.json", "model")
         versions.append(store.register(NAME, run, "model", {"gate": gate, "accuracy.fade": "0.5"}))
-    return store, approvals.AuditLog(tmp_path / "registry-audit.jsonl"), versions
+    return folder, versions
+
+
+def _open(db: Path, folder: Path) -> Store:
+    return Store(StoreConfig(f"sqlite:///{db}", "ops", (folder / "art").as_uri(), 2, 0.05))
+
+
+@pytest.fixture
+def registry(template, tmp_path: Path) -> tuple[Store, approvals.AuditLog, list[str]]:
+    folder, versions = template
+    shutil.copyfile(folder / "mlflow.db", tmp_path / "mlflow.db")
+    return _open(tmp_path / "mlflow.db", folder), approvals.AuditLog(tmp_path / "registry-audit.jsonl"), versions
 
 
 def _alias(store: Store, alias: str) -> str | None:

@@ -76,10 +76,12 @@ def test_nightly_deployment_through_the_worker_skips_when_nothing_changed(projec
     assert f"progattr-nightly/nightly-{ARTICLE}" in worker
     store = _store(project)
     stage_runs = len(store.search({"kind": "stage"}))
-    run = run_deployment(f"progattr-nightly/nightly-{ARTICLE}", timeout=0)
-    run = _wait(run.id, ())
-    assert run.state.is_completed(), run.state
-    assert "nothing changed" in _logs(run.id)
+    # Two runs at once for one article: the deployment's limit queues the second behind the first.
+    ids = [run_deployment(f"progattr-nightly/nightly-{ARTICLE}", timeout=0).id for _ in range(2)]
+    runs = sorted((_wait(i, ()) for i in ids), key=lambda r: r.start_time)
+    assert all(r.state.is_completed() for r in runs), [r.state for r in runs]
+    assert runs[0].end_time <= runs[1].start_time, "two nightly runs of one article overlapped"
+    assert all("nothing changed" in _logs(r.id) for r in runs)
     assert len(store.search({"kind": "stage"})) == stage_runs  # no training
     assert [str(v.version) for v in store.versions_with_tag(NAME, "article", ARTICLE)] == ["1"]
 
@@ -122,11 +124,15 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     import torch
 
     from progattr_core.model import load_model
+    from tasks.attribute_events import new_attributes
+    from tasks.ingest import ingest
     from tasks.training import MODEL, fetch
 
     folder, overrides = project
     common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
     add_new_attribute(folder)
+    ctx = make_context(folder / "params.yaml", ARTICLE, overrides)
+    assert new_attributes(ctx, ingest(ctx, "data/raw/mini")) == [NEW_ATTRIBUTE]  # what the nightly announces
     assert cli(["attribute", "add", "--article", ARTICLE, "--attribute", NEW_ATTRIBUTE, *common]) == 0
     deadline = time.time() + 120
     while not (runs := _runs_of("progattr-branch-add/branch-add")) and time.time() < deadline:

@@ -1,0 +1,42 @@
+"""The branch-add gates and schedule, without training: what makes a version `challenger`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from progattr_core.config import load_params
+from tasks.branch_add import BaseModelRef, BranchEvaluation, _branch_params, branch_gates
+
+PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml",
+                     ["registry.max_regression_vs_champion=0.02", "branch_add.epochs_add=3"])
+BASE = {"fade": 0.80, "shade": 0.70}
+
+
+def _evaluation(fade: float, identical: bool) -> BranchEvaluation:
+    new = {"fade": fade, "shade": 0.70, "distress": 0.5}
+    return BranchEvaluation({**new, "overall": sum(new.values()) / 3}, {**BASE, "overall": 0.75}, identical, 50)
+
+
+@pytest.mark.parametrize(("mode", "fade", "identical", "passed", "reason"), [
+    ("frozen_base", 0.80, True, True, None),
+    ("frozen_base", 0.80, False, False, "predictions differ from the base model"),
+    ("progressive", 0.79, False, True, None),                       # within the 0.02 tolerance
+    ("progressive", 0.70, False, False, "fade: 0.7000 regresses vs champion 0.8000 by 0.1000 > tolerance 0.02"),
+])
+def test_branch_gates(mode, fade, identical, passed, reason):
+    ok, reasons = branch_gates(PARAMS, mode, _evaluation(fade, identical))
+    assert ok is passed
+    assert (reason is None and reasons == ()) or any(reason in r for r in reasons)
+
+
+def test_branch_schedule_uses_the_branch_add_epochs():
+    from progattr_core.schedule import branch_add_stages
+
+    base = BaseModelRef("progattr-jeans", "1", "champion", "-", ("fade", "shade"))
+    (stage,) = branch_add_stages(list(base.attributes), "distress", _branch_params(PARAMS), "frozen_base")
+    assert stage.freeze_base and stage.attributes == ("distress",) and stage.epochs == 3
+    stages = branch_add_stages(list(base.attributes), "distress", _branch_params(PARAMS), "progressive")
+    assert [s.kind for s in stages] == ["add", "finetune", "final"]
+    assert stages[1].attributes == ("fade", "shade", "distress")
