@@ -17,7 +17,7 @@ from tasks.context import baseline_key, end_flow_run, make_context, start_flow_r
 from tasks.evaluation import evaluate_task
 from tasks.ingest import ingest_task, slice_task, validate_task
 from tasks.registry import register_task
-from tasks.training import baseline_jobs, baseline_task, export_task, train_stage_task
+from tasks.training import baseline_jobs, baseline_task, export_task, stages_trained_in, train_stage_task
 
 
 @flow(name="progattr-train", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -47,7 +47,7 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
         raise
     end_flow_run(ctx, ok=True)
     return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": ctx.store.tracking_uri, "data": asdict(data),
-            "train_key": key, "stages_trained": [s.index for s in schedule if stages[s.index].trained_now],
+            "train_key": key, "stages_trained": stages_trained_in(ctx, key),
             "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry)}
 
 

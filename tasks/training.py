@@ -50,7 +50,7 @@ class TrainedRef:
     name: str                      # stage name, or baseline method[:attribute]
     run_id: str
     artifact: str                  # artifact path inside the run
-    trained_now: bool
+    trained_now: bool              # by the call that produced it (a Prefect cache hit replays the old value)
     seconds: float
 
 
@@ -115,6 +115,13 @@ def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previou
     log.info("stage %d %s trained in %.1fs (run %s), val accuracy %s", index, stage.name, result.seconds, run_id,
              {a: round(v, 3) for a, v in val_acc.items()})
     return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
+
+
+def stages_trained_in(ctx: PipelineContext, key: str) -> list[int]:
+    """Indices of the stages this flow run trained (from MLflow: Prefect cache hits replay old results)."""
+    runs = Store(ctx.store).search({"kind": "stage", "train_key": key}, status="FINISHED")
+    return sorted(int(r.data.tags["progattr.stage_index"]) for r in runs
+                  if r.data.tags.get("mlflow.parentRunId") == ctx.flow_run_id)
 
 
 def export_progressive(ctx: PipelineContext, stages: list[TrainedRef]) -> str:

@@ -48,8 +48,8 @@ def params(tmp_path):
 
 def tiny_overrides(tmp_path: Path) -> list[str]:
     return [
-        "model.image_size=32", "train.batch_size=32", "train.epochs_first=1", "train.epochs_add=1",
-        "train.epochs_finetune=1", "train.epochs_final=1", "baselines.epochs=1",
+        "model.image_size=32", "model.split_point=layer4.1", "train.batch_size=32", "train.epochs_first=1",
+        "train.epochs_add=1", "train.epochs_finetune=1", "train.epochs_final=1", "baselines.epochs=1",
         "validation.min_class_count=1", "validation.min_label_coverage=0.3",
         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "mlflow.retry_delay_s=0.1",
     ]

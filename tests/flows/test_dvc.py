@@ -51,8 +51,8 @@ def dvc_project(tmp_path) -> Path:
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copyfile(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
-    _set(root / "params.yaml", model__image_size=32, train__article="jeans", train__epochs_first=1,
-         train__batch_size=32, baselines__epochs=1, baselines__methods=["multilabel_masked"],
+    _set(root / "params.yaml", model__image_size=32, model__split_point="layer4.1", train__article="jeans",
+         train__epochs_first=1, train__batch_size=32, baselines__epochs=1, baselines__methods=["multilabel_masked"],
          validation__min_class_count=1, validation__min_label_coverage=0.3, pipeline__source="data/raw/mini")
     p = load_params(root / "params.yaml")
     raw = root / "data/raw/mini"
@@ -95,11 +95,11 @@ def test_push_and_pull_through_an_s3_server_on_loopback(dvc_project, s3_server):
     _dvc(root, "remote", "add", "-d", "s3", "s3://progattr-dvc/store")
     _dvc(root, "remote", "modify", "s3", "endpointurl", s3_server)
     before = _tree_digest(root / "data/raw/mini")
-    _dvc(root, "push")
+    _dvc(root, "push", "data/raw/mini.dvc")
     objects = boto3.client("s3", endpoint_url=s3_server).list_objects_v2(Bucket="progattr-dvc")
     assert objects["KeyCount"] > 0
     shutil.rmtree(root / ".dvc/cache")
     shutil.rmtree(root / "data/raw/mini")
-    _dvc(root, "pull")
+    _dvc(root, "pull", "data/raw/mini.dvc")
     assert _tree_digest(root / "data/raw/mini") == before
-    assert "in sync" in _dvc(root, "status", "-c").lower()
+    assert "in sync" in _dvc(root, "status", "-c", "data/raw/mini.dvc").lower()

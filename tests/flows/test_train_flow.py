@@ -76,10 +76,12 @@ def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path) -> int:
 def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_path, prefect_harness):
     from flows.train_flow import train_flow
 
-    # Uninterrupted reference run (all baselines: this is also the end-to-end test).
+    # Uninterrupted reference run (also the end-to-end test).
     params_a, over_a = make_project(tmp_path / "a")
+    over_a = [*over_a, "baselines.methods=[individual]"]  # one task per attribute, run concurrently
     result = train_flow(ARTICLE, "data/raw/mini", str(params_a), over_a)
-    assert set(result["accuracy"]) == {"progressive", "individual", "multilabel", "multilabel_masked"}
+    assert set(result["accuracy"]) == {"progressive", "individual"}
+    assert result["stages_trained"] == list(range(6))
     assert "overall" in result["table"] and result["registry"]["version"] == "1"
     store_a = _store(params_a, over_a)
     flow_run = store_a.get_run(result["mlflow_run_id"])
