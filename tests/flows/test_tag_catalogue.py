@@ -19,11 +19,21 @@ IMAGES = {"a/one.png": png_bytes(40, 50, seed=1), "a/two.jpg": png_bytes(64, 64,
 BAD = {"broken.jpg": b"not an image at all", "empty.png": b""}
 
 
-@pytest.fixture
-def champion(tmp_path):
-    uri, versions = register_versions(tmp_path, "tops", [1, 2])
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """One registry for the module (creating an MLflow database costs seconds): champion = seed 2."""
+    uri, versions = register_versions(tmp_path_factory.mktemp("tag-registry"), "tops", [1, 2])
     set_alias(uri, "tops", "champion", versions[1])
-    return versions[1]
+    return uri, versions[1]
+
+
+@pytest.fixture
+def champion(registry):
+    return registry[1]
+
+
+def _overrides(tmp_path, registry) -> list[str]:
+    return [*tiny_overrides(tmp_path), f"mlflow.tracking_uri={registry[0]}"]
 
 
 def _expected(data: bytes) -> dict:
@@ -47,7 +57,7 @@ def _check_table(summary: dict, champion: str, names: dict[str, str]) -> None:
     assert rejects["reason"].str.contains("not an image|zero-byte|empty").all()
 
 
-def test_tags_a_folder(prefect_harness, tmp_path, champion):
+def test_tags_a_folder(prefect_harness, tmp_path, registry, champion):
     from flows.tag_catalogue import tag_catalogue_flow
 
     folder = tmp_path / "catalogue"
@@ -55,12 +65,12 @@ def test_tags_a_folder(prefect_harness, tmp_path, champion):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
     (folder / "notes.txt").write_text("not listed: not an image suffix")
-    summary = tag_catalogue_flow(str(folder), "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+    summary = tag_catalogue_flow(str(folder), "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
                                  output=str(tmp_path / "out"))
     _check_table(summary, champion, {k: k for k in {**IMAGES, **BAD}})
 
 
-def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path, champion, monkeypatch):
+def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path, registry, champion, monkeypatch):
     from flows.tag_catalogue import tag_catalogue_flow
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
@@ -70,17 +80,17 @@ def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path
         s3.put_object(Bucket="catalogue", Key=f"shop/{rel}", Body=data)
     s3.put_object(Bucket="catalogue", Key="elsewhere/x.png", Body=IMAGES["three.png"])
     names = {k: f"s3://catalogue/shop/{k}" for k in {**IMAGES, **BAD}}
-    summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+    summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
                                  output=str(tmp_path / "out-s3"))
     _check_table(summary, champion, names)
-    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), tiny_overrides(tmp_path),
+    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
                                 min_probability=0.3, output=str(tmp_path / "out-strict"))
     kept = pd.read_parquet(strict["outputs"]["parquet"])
     assert (kept["probability"] >= 0.3).all() and strict["below_threshold"] > 0
     assert len(kept) + strict["below_threshold"] == 3 * len(IMAGES)
 
 
-def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_path, champion):
+def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_path, registry):
     from flows.tag_catalogue import tag_catalogue_flow
     from progattr_core.config import load_params
     from progattr_core.data.images import sha256_bytes
@@ -100,7 +110,7 @@ def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_p
                         "article": "tops", **cells})
     write_manifest(make_manifest(pd.DataFrame(records), params.taxonomy, params.data.split),
                    tmp_path / "data" / "manifest.parquet")
-    overrides = [*tiny_overrides(tmp_path), f"data.root={tmp_path / 'data'}",
+    overrides = [*_overrides(tmp_path, registry), f"data.root={tmp_path / 'data'}",
                  f"data.manifest={tmp_path / 'data' / 'manifest.parquet'}"]
     want = {("no-pattern", "pattern"), ("bare", "sleeve_length"), ("bare", "pattern"), ("bare", "neck")}
     from_manifest = tag_catalogue_flow("manifest", "tops", str(REPO / "params.yaml"), overrides,

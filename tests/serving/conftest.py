@@ -36,11 +36,26 @@ class Served:
         return f"{self.url}/v1/articles/{article}/predict"
 
 
+@dataclass(frozen=True)
+class Registry:
+    tracking_uri: str
+    versions: list[str]
+    root: Path
+
+
 @pytest.fixture(scope="session")
-def served(tmp_path_factory) -> Served:
+def registry(tmp_path_factory) -> Registry:
+    """progattr-tops v1 (seed 1) and v2 (seed 2) in one SQLite registry for the session (a database
+    costs seconds to create); tests that move `champion` leave it on v1."""
     root = tmp_path_factory.mktemp("serving")
     uri, versions = register_versions(root, "tops", [1, 2])
     set_alias(uri, "tops", "champion", versions[0])
+    return Registry(uri, versions, root)
+
+
+@pytest.fixture(scope="session")
+def served(registry) -> Served:
+    uri, versions, root = registry.tracking_uri, registry.versions, registry.root
     port = free_port()
     cmd = [sys.executable, "-m", "progattr_core.cli", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
            "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",

@@ -1,4 +1,4 @@
-"""The model follower in process, over a real SQLite registry: swaps, and what a bad version does."""
+"""The model follower in process, over the session's SQLite registry: swaps, and what a bad version does."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from serving.follower import ModelFollower
 from serving.registry import RegistrySource
-from tests.serving.helpers import register_folder, register_versions, set_alias
+from tests.serving.helpers import register_folder, set_alias
 
 
 class Evil:
@@ -22,15 +22,8 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    root = tmp_path_factory.mktemp("follower")
-    uri, versions = register_versions(root, "tops", [1, 2])
-    return uri, versions, root
-
-
 def test_swaps_on_alias_move_and_held_reference_stays(registry):
-    uri, (v1, v2), _ = registry
+    uri, (v1, v2) = registry.tracking_uri, registry.versions
     follower = ModelFollower(["tops"], RegistrySource(uri, "no-such-alias"), poll_interval_s=60)
     assert follower.poll_once() == [] and not follower.ready()     # no such alias: nothing to serve
     follower = ModelFollower(["tops"], RegistrySource(uri, "champion"), poll_interval_s=60)
@@ -39,15 +32,18 @@ def test_swaps_on_alias_move_and_held_reference_stays(registry):
     held = follower.get("tops")                                     # a request in flight
     assert follower.poll_once() == []                               # alias unchanged: no reload
     set_alias(uri, "tops", "champion", v2)
-    assert [s.version for s in follower.poll_once()] == [v2]
-    assert follower.get("tops").version == v2 and held.version == v1
-    x = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
-    assert set(held.model(x)) == set(follower.get("tops").model(x))  # the old model still answers
+    try:
+        assert [s.version for s in follower.poll_once()] == [v2]
+        assert follower.get("tops").version == v2 and held.version == v1
+        x = torch.zeros((1, 3, 32, 32), dtype=torch.uint8)
+        assert set(held.model(x)) == set(follower.get("tops").model(x))  # the old model still answers
+    finally:
+        set_alias(uri, "tops", "champion", v1)
 
 
 @pytest.mark.parametrize("payload", ["malicious-pickle", "garbage"])
 def test_a_bad_version_never_replaces_the_served_one(registry, tmp_path, payload):
-    uri, (v1, _), root = registry
+    uri, v1, root = registry.tracking_uri, registry.versions[0], registry.root
     marker = tmp_path / "pwned"
     folder = tmp_path / f"bad-{payload}" / "model"
     folder.mkdir(parents=True)
@@ -60,6 +56,9 @@ def test_a_bad_version_never_replaces_the_served_one(registry, tmp_path, payload
     set_alias(uri, "tops", "champion", v1)
     follower.poll_once()
     set_alias(uri, "tops", "champion", bad)
-    assert follower.poll_once() == []
-    assert follower.get("tops").version == v1 and follower.ready()
-    assert not marker.exists()                                      # nothing was unpickled
+    try:
+        assert follower.poll_once() == []
+        assert follower.get("tops").version == v1 and follower.ready()
+        assert not marker.exists()                                  # nothing was unpickled
+    finally:
+        set_alias(uri, "tops", "champion", v1)
