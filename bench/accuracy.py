@@ -28,14 +28,16 @@ BASELINES = ("individual", "multilabel", "multilabel_masked")
 # progressive_lean: no fine-tune stages; the frozen-Base final stage re-fits every Branch to the last Base
 LEAN = ["train.epochs_finetune=0"]
 
+# articles: (article, seeds); the first is the 3-attribute article whose attribute orders are run
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"articles": ["jeans"], "n": 60, "seeds": [0], "orders": 2, "real": [], "real_n": None,
-              "real_seeds": [0], "matched_cap": 1,
-              "set": ["model.image_size=32", "train.epochs_first=1", "baselines.epochs=1", "train.batch_size=32"]},
-    "quick": {"articles": ["jeans", "tops"], "n": 300, "seeds": [0, 1, 2], "orders": 6, "real": ["topwear"],
-              "real_n": 300, "real_seeds": [0], "matched_cap": None, "set": ["model.image_size=32"]},
-    "full": {"articles": ["jeans", "tops", "dresses"], "n": None, "seeds": [0, 1, 2], "orders": 6,
-             "real": ["topwear"], "real_n": None, "real_seeds": [0, 1, 2], "matched_cap": None, "set": []},
+    "smoke": {"articles": [("jeans", [0])], "n": 40, "orders": 2, "real": [], "real_n": None, "real_seeds": [0],
+              "matched_cap": 1, "set": ["model.image_size=32", "train.epochs_first=1", "baselines.epochs=1",
+                                        "train.batch_size=16"]},
+    "quick": {"articles": [("jeans", [0, 1, 2]), ("tops", [0])], "n": 200, "orders": 6, "real": ["topwear"],
+              "real_n": 200, "real_seeds": [0], "matched_cap": None, "set": ["model.image_size=32"]},
+    "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": None,
+             "orders": 6, "real": ["topwear"], "real_n": None, "real_seeds": [0, 1, 2], "matched_cap": None,
+             "set": []},
 }
 
 
@@ -65,13 +67,17 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
     return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, "cpu", val)
 
 
-def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int) -> dict[str, Any]:
-    """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds."""
+def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
+               keep: list | None = None) -> dict[str, Any]:
+    """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds.
+    The trained model(s) are appended to `keep` when given."""
     from progattr_core.metrics import evaluate
 
     start = time.perf_counter()
     trained, results = train_method(method, params, splits, article, seed)
     seconds = time.perf_counter() - start
+    if keep is not None:
+        keep.append(trained)
     test = splits["test"]
     report = evaluate(method, _probs(method, trained, test), test.labels.numpy(), test.attributes, test.classes)
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
@@ -116,15 +122,16 @@ def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: in
     return {"epoch_matched": runs, "compute_matched": matched}
 
 
-def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: int, limit: int) -> list[dict]:
+def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: int, limit: int,
+               out: Partial) -> None:
     """Progressive with every order of the article's attributes (the paper: 'did not vary much')."""
-    attrs = list(common.bench_params(base_set).attributes(article))
-    out = []
+    attrs = list(splits["train"].attributes)
+    runs = []
     for order in list(itertools.permutations(attrs))[:limit]:
         params = _params(base_set, article, seed, [f"train.attribute_order=[{', '.join(order)}]"])
         run = run_method("progressive", params, splits, article, seed)
-        out.append({"order": list(order), "overall": run["overall"], "accuracy": run["accuracy"]})
-    return out
+        runs.append({"order": list(order), "overall": run["overall"], "accuracy": run["accuracy"]})
+        out.orders(article, seed, runs, attrs)
 
 
 def _agg(runs: list[dict[str, Any]], key: str, attr: str | None = None) -> list[float]:
@@ -226,8 +233,8 @@ def datasets(prof: dict[str, Any], base_set: list[str]) -> list[tuple[str, str, 
     """(label, article, loader() -> splits, seeds) for every catalogue of the profile."""
     params = common.bench_params(base_set)
     n = prof["n"] or params.synth.n_images
-    out = [(f"synthetic {a}", a, lambda a=a: common.synth_splits(params, a, n, params.synth.seed), prof["seeds"])
-           for a in prof["articles"]]
+    out = [(f"synthetic {a}", a, lambda a=a: common.synth_splits(params, a, n, params.synth.seed), seeds)
+           for a, seeds in prof["articles"]]
     for a in prof["real"]:
         out.append((f"real {a}, labels hidden to 45% full / 80% per attribute", a,
                     lambda a=a: real_splits(params, a, prof["real_n"], True, 0), prof["real_seeds"]))
@@ -254,35 +261,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started, info = time.perf_counter(), common.machine()
     prof = PROFILES[args.profile]
     base_set = [*prof["set"], *args.set]
-    tables, goals, ratios, notes, data = [], [], {}, [], {"catalogues": {}, "orders": {}}
+    out = Partial(args, base_set, info, started)
     jobs = datasets(prof, base_set)
-    for i, (label, article, load, seed_list) in enumerate(jobs):
+    first = jobs[0][0]
+    for label, article, load, seed_list in [j for j in jobs if args.only in j[0]]:
         splits = load()
-        seeds = [run_seed(base_set, splits, article, seed, prof["matched_cap"]) for seed in seed_list]
-        t, summary = article_tables(article, seeds, label)
-        tables += t
-        goals += goals_for(label, summary)
-        ratios.update({f"{label}: train time {m} / individual": v for m, v in time_ratios(seeds).items()})
-        notes += below_majority(label, seeds)
-        data["catalogues"][label] = {"article": article, "labels": label_stats(splits), "seeds": seeds,
-                                     "summary": summary}
-        if i == 0:  # the 3-attribute article's attribute orders, right after its own table
-            tables.append(orders_table(base_set, splits, article, prof, ratios, data))
-        result = _write(args, base_set, tables, ratios, goals, notes, data, info, started)
-    return result
+        seeds = []
+        for seed in seed_list:  # results are rewritten after every seed: a cut-short run keeps its part
+            seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"]))
+            out.catalogue(label, article, splits, seeds)
+        if label == first:  # the 3-attribute article's attribute orders, right after its own table
+            run_orders(base_set, splits, article, seed_list[0], prof["orders"], out)
+    return out.write()
 
 
-def orders_table(base_set: list[str], splits: dict[str, Any], article: str, prof: dict[str, Any],
-                 ratios: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    orders = run_orders(base_set, splits, article, prof["seeds"][0], prof["orders"])
-    overall = [o["overall"] for o in orders]
-    ratios[f"{article}: attribute-order spread (max - min overall, points)"] = 100 * (max(overall) - min(overall))
-    ratios[f"{article}: attribute-order std (points)"] = 100 * common.mean_std(overall)[1]
-    data["orders"] = {"article": article, "runs": orders}
-    return common.table(f"synthetic {article}: progressive, every attribute order (seed {prof['seeds'][0]})",
-                        ["order", "overall %", *splits["train"].attributes],
-                        [[" > ".join(o["order"]), 100 * o["overall"],
-                          *[100 * o["accuracy"][a] for a in splits["train"].attributes]] for o in orders])
+class Partial:
+    """The results so far, per part, rewritten to the results files whenever a part grows."""
+
+    def __init__(self, args: Any, base_set: list[str], info: dict, started: float) -> None:
+        self.args, self.base_set, self.info, self.started = args, base_set, info, started
+        self.parts: dict[str, dict[str, Any]] = {}
+        self.data: dict[str, Any] = {"catalogues": {}, "orders": {}}
+
+    def catalogue(self, label: str, article: str, splits: dict[str, Any], seeds: list[dict]) -> None:
+        tables, summary = article_tables(article, seeds, label)
+        self.parts[label] = {"tables": tables, "goals": goals_for(label, summary),
+                             "ratios": {f"{label}: train time {m} / individual": v
+                                        for m, v in time_ratios(seeds).items()},
+                             "notes": below_majority(label, seeds)}
+        self.data["catalogues"][label] = {"article": article, "labels": label_stats(splits), "seeds": seeds,
+                                          "summary": summary}
+        self.write()
+
+    def orders(self, article: str, seed: int, orders: list[dict], attributes: list[str]) -> None:
+        overall = [o["overall"] for o in orders]
+        table = common.table(f"synthetic {article}: progressive, every attribute order (seed {seed}, "
+                             f"{len(orders)} orders)", ["order", "overall %", *attributes],
+                             [[" > ".join(o["order"]), 100 * o["overall"],
+                               *[100 * o["accuracy"][a] for a in attributes]] for o in orders])
+        self.parts["orders"] = {"tables": [table], "goals": [], "notes": [], "ratios": {
+            f"{article}: attribute-order spread (max - min overall, points)": 100 * (max(overall) - min(overall)),
+            f"{article}: attribute-order std (points)": 100 * common.mean_std(overall)[1]}}
+        self.data["orders"] = {"article": article, "runs": orders}
+        self.write()
+
+    def write(self) -> dict[str, Any]:
+        parts = self.parts.values()
+        return _write(self.args, self.base_set, [t for p in parts for t in p["tables"]],
+                      {k: v for p in parts for k, v in p["ratios"].items()}, [g for p in parts for g in p["goals"]],
+                      [n for p in parts for n in p["notes"]], self.data, self.info, self.started)
+
 
 def _write(args: Any, base_set: list[str], tables: list, ratios: dict, goals: list, notes: list, data: dict,
            info: dict, started: float) -> dict[str, Any]:

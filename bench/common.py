@@ -31,6 +31,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params.yaml overrides")
     ap.add_argument("--out", default=str(RESULTS), help="where <name>.json and <name>.md are written")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    ap.add_argument("--only", default="", help="run only the parts whose label contains this text; results "
+                                               "go to <name>_<only>.json so a part can run beside the rest")
     return ap.parse_args(argv)
 
 
@@ -143,10 +145,13 @@ def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], t
                   machine_info: dict[str, Any], started: float) -> dict[str, Any]:
     """Write <out>/<name>.json (the schema in bench/README.md) and <name>.md; print the Markdown."""
     commit, dirty = git_commit()
+    script = name
+    if getattr(args, "only", ""):
+        name = f"{name}_{''.join(c if c.isalnum() else '_' for c in args.only.lower()).strip('_')}"
     result = {"schema_version": SCHEMA_VERSION, "name": name, "profile": args.profile,
               "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit,
-              "git_dirty": dirty, "command": "python -m bench." + name + " --profile " + args.profile +
-              (" --set " + " ".join(args.set) if args.set else ""),
+              "git_dirty": dirty, "command": "python -m bench." + script + " --profile " + args.profile +
+              (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else ""),
               "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
               "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,
               "ratios": {k: _num(v) for k, v in ratios.items()}, "goals": goals, "notes": notes, "data": data}
@@ -172,10 +177,22 @@ def pm(values: Sequence[float], scale: float = 100.0) -> str:
     return "-" if np.isnan(mean) else f"{scale * mean:.2f} ± {scale * std:.2f}"
 
 
-def bench_params(overrides: Sequence[str]) -> Any:
-    from progattr_core.config import load_params
+_RAW: dict[str, Any] = {}
 
-    return load_params(ROOT / "params.yaml", list(overrides))
+
+def bench_params(overrides: Sequence[str]) -> Any:
+    """params.yaml plus overrides, validated. The file is read once per process, so a long run keeps
+    the values it started with even if params.yaml is edited meanwhile."""
+    import copy
+
+    import yaml
+
+    from progattr_core.config import apply_overrides, params_from_dict
+
+    path = ROOT / "params.yaml"
+    if not _RAW:
+        _RAW.update(yaml.safe_load(path.read_text()))
+    return params_from_dict(apply_overrides(copy.deepcopy(_RAW), list(overrides)), str(path))
 
 
 def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]:

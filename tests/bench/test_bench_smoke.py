@@ -1,0 +1,40 @@
+"""Each benchmark runs end to end on its tiny profile (as CI does) and writes the documented schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOP_KEYS = {"schema_version", "name", "profile", "created_utc", "git_commit", "git_dirty", "command", "machine",
+            "wall_s", "params", "tables", "ratios", "goals", "notes", "data"}
+MACHINE_KEYS = {"cores", "torch_threads", "torch", "python", "platform", "cpu", "loadavg_start", "loadavg_end"}
+
+
+def check_schema(result: dict, name: str) -> None:
+    assert set(result) == TOP_KEYS
+    assert result["schema_version"] == 1 and result["name"] == name and result["profile"] == "smoke"
+    assert MACHINE_KEYS <= set(result["machine"]) and result["machine"]["cores"] >= 1
+    assert len(result["machine"]["loadavg_end"]) == 3
+    assert result["tables"], "at least one table"
+    for table in result["tables"]:
+        assert set(table) == {"title", "columns", "rows"}
+        assert all(len(row) == len(table["columns"]) for row in table["rows"]), table["title"]
+    for g in result["goals"]:
+        assert set(g) == {"name", "value", "target", "op", "met"} and g["op"] in ("<=", ">=")
+    assert all(isinstance(v, (int, float)) or v is None for v in result["ratios"].values())
+
+
+@pytest.mark.parametrize("name", ["accuracy", "size_speed"])
+def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--profile", "smoke", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / f"{name}.json").read_text())
+    check_schema(result, name)
+    md = (tmp_path / f"{name}.md").read_text()
+    assert md.startswith(f"# {name} (profile smoke)") and "| " in md
