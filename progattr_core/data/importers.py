@@ -23,7 +23,7 @@ import pandas as pd
 from ..config import ImageParams, KaggleArticleParams, SplitParams
 from ..errors import DataValidationError
 from .images import ImageRejected, check_image_file
-from .manifest import make_manifest, safe_relative_path
+from .manifest import make_manifest, resolve_inside, safe_relative_path
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Candidate:
     image_id: str
     dest: str  # path under the data root
     labels: dict[str, str | None]
+    base: Path | None = None  # the folder image_file must stay inside (symlinks included)
 
 
 @dataclass
@@ -103,8 +104,7 @@ def _clean_labels(c: Candidate, attrs: Mapping[str, Sequence[str]], log_: Import
     return out
 
 
-def _write_image(root: Path, dest: str, data: bytes) -> None:
-    target = root / dest
+def _write_image(target: Path, data: bytes) -> None:
     if target.exists() and target.stat().st_size == len(data) and target.read_bytes() == data:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +127,9 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
             continue
         try:
             dest = safe_relative_path(c.dest)
+            target = resolve_inside(root, dest)  # a symlinked folder under root must not lead out of it
+            if c.base is not None:
+                resolve_inside(c.base, Path(c.image_file).relative_to(c.base).as_posix())
             data, sha = check_image_file(c.image_file, limits)
         except ImageRejected as exc:
             log_.reject(c.source, c.row, "row", _image_kind(exc.reason), f"image {c.image_id!r}: {exc.reason}")
@@ -139,7 +142,7 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
                         f"image {c.image_id!r} has the same content (sha256 {sha[:12]}...) as {seen_hash[sha]!r}")
             continue
         seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
-        _write_image(root, dest, data)
+        _write_image(target, data)
         records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
                         **_clean_labels(c, attrs, log_)})
     table = pd.DataFrame(records, columns=["image_id", "path", "sha256", "article", *attrs])
@@ -181,12 +184,20 @@ def _read_table(path: Path, log_: ImportLog) -> tuple[list[str], list[tuple[int,
         df = pd.read_parquet(path)
         rows = [(i + 2, ["" if v is None or v != v else str(v) for v in r]) for i, r in enumerate(df.itertuples(index=False))]
         return [str(c) for c in df.columns], rows
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    # surrogateescape: a row that is not UTF-8 is rejected on its own, its neighbours still import
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
+        if _not_utf8(header):
+            raise DataValidationError(f"{path}: line 1 (the header) is not UTF-8: {_not_utf8(header)}; "
+                                      "save the file as UTF-8")
         rows = []
         for fields in reader:
             if not any(f.strip() for f in fields):
+                continue
+            if _not_utf8(fields):
+                log_.reject(path.name, reader.line_num, "row", "not UTF-8",
+                            f"{_not_utf8(fields)}; save the file as UTF-8")
                 continue
             if len(fields) != len(header):
                 log_.reject(path.name, reader.line_num, "row", "malformed row",
@@ -194,6 +205,16 @@ def _read_table(path: Path, log_: ImportLog) -> tuple[list[str], list[tuple[int,
                 continue
             rows.append((reader.line_num, fields))
     return header, rows
+
+
+def _not_utf8(fields: Sequence[str]) -> str:
+    """'' if every field decoded as UTF-8, else a description of the first bad field."""
+    for f in fields:
+        bad = re.search(r"[\udc80-\udcff]", f)
+        if bad:
+            raw = f.encode("utf-8", "surrogateescape")
+            return f"field {raw!r} has byte 0x{ord(bad.group()) - 0xDC00:02x}, which is not UTF-8"
+    return ""
 
 
 def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
@@ -207,7 +228,7 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
     for col in header:
         if col != image_column and col not in attrs:
             log_.note(f"column ignored (not an attribute of {article}): {col}")
-    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] in ("malformed row", "not UTF-8")))
     candidates = []
     for line, fields in rows:
         rec = dict(zip(header, fields, strict=True))
@@ -215,7 +236,7 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
         if ref is None:
             continue
         candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}",
-                                    {a: rec.get(a) for a in attrs}))
+                                    {a: rec.get(a) for a in attrs}, images_dir))
     return finish_import(candidates, article, taxonomy, root, split, limits, log_)
 
 
@@ -231,7 +252,7 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     if [c for c in need if c not in header]:
         raise DataValidationError(f"{table}: a long table needs columns {need} (+ optional annotator); has {header}")
     attrs = taxonomy[article]
-    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    log_.note("rows read", len(rows) + sum(1 for r in log_.rejects if r[3] in ("malformed row", "not UTF-8")))
     first_row: dict[str, int] = {}
     votes: dict[str, dict[str, dict[str, list[int]]]] = {}
     for line, fields in rows:
@@ -252,7 +273,7 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     candidates = []
     for ref, line in first_row.items():
         labels = {a: _agree(table.name, ref, a, votes.get(ref, {}).get(a, {}), log_) for a in attrs}
-        candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels))
+        candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels, images_dir))
     return finish_import(candidates, article, taxonomy, root, split, limits, log_)
 
 
@@ -288,7 +309,7 @@ def read_styles(styles_csv: str | Path, log_: ImportLog) -> list[tuple[int, dict
                             f"expected {len(header)} fields, got {len(fields)}")
                 continue
             out.append((reader.line_num, dict(zip(header, fields, strict=True))))
-    log_.note("styles.csv rows", len(out) + sum(1 for r in log_.rejects if r[3] == "malformed row"))
+    log_.note("styles.csv rows", len(out) + sum(1 for r in log_.rejects if r[3] in ("malformed row", "not UTF-8")))
     return out
 
 
@@ -322,7 +343,7 @@ def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, t
             elif not hits:
                 log_.note(f"{attr}: no keyword in productDisplayName (unlabelled)")
         candidates.append(Candidate("styles.csv", line, images / f"{sid}.jpg", f"kaggle-{sid}",
-                                    f"{dest}/images/{sid}.jpg", labels))
+                                    f"{dest}/images/{sid}.jpg", labels, images))
     return finish_import(candidates, article, taxonomy, root, split, limits, log_)
 
 
@@ -357,5 +378,5 @@ def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Ta
             continue
         parts = ref.split("/")
         label = parts[0] if len(parts) > 1 else None
-        candidates.append(Candidate(rel, i, path, ref, f"{dest}/{ref}", {attribute: label}))
+        candidates.append(Candidate(rel, i, path, ref, f"{dest}/{ref}", {attribute: label}, folder))
     return finish_import(candidates, article, taxonomy, root, split, limits, log_)
