@@ -104,12 +104,13 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _data_import(args: argparse.Namespace) -> int:
     from .data import importers
-    from .data.manifest import relative_to, write_manifest
+    from .data.manifest import relative_to, resolve_inside, write_manifest
 
     p = _params(args)
     common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image}
     name = Path(getattr(args, "table", None) or args.folder).stem
     dest = args.dest or _under_root(Path(p.data.raw) / name, Path(p.data.root))
+    source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root
     if args.import_kind == "wide":
         result = importers.import_wide(args.table, args.images, args.article, dest=dest, **common)
     elif args.import_kind == "long":
@@ -122,7 +123,7 @@ def _data_import(args: argparse.Namespace) -> int:
             raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
         result = importers.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
     rejects = result.write_rejects(args.rejects or p.data.rejects)
-    source = write_manifest(relative_to(result.manifest, dest), Path(p.data.root) / dest / "manifest.parquet")
+    source = write_manifest(relative_to(result.manifest, dest), source_manifest)
     saved = _save_manifest(result.manifest, args.manifest, p.taxonomy)
     print(result.summary_text())
     print(f"rejects: {rejects} ({len(result.rejects)} lines); source manifest {source}{saved}")
