@@ -66,6 +66,9 @@ def decode_image(data: bytes, limits: ImageParams, source: str = "") -> Image.Im
         img = ImageOps.exif_transpose(img) or img
     except ImageRejected:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow's own guard fires at open, before ours
+        raise ImageRejected(f"{exc} (decompression-bomb guard, data.image.max_pixels={limits.max_pixels})",
+                            source) from None
     except Image.UnidentifiedImageError:
         raise ImageRejected("not an image (Pillow cannot identify the format)", source) from None
     except _DECODE_ERRORS as exc:
