@@ -347,6 +347,8 @@ def _atomic_save(obj: Any, path: str | Path) -> Path:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except RuntimeError as exc:  # torch's zip writer reports a failed write (full disk, size limit) so
+        raise OSError(f"could not write {path} (disk full or file size limit?): {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
