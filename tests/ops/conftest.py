@@ -81,7 +81,7 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
     (folder / "params-with-distress.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     del raw_params["taxonomy"][ARTICLE][NEW_ATTRIBUTE]
     (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
-    overrides = [*tiny_overrides(folder), "baselines.methods=[multilabel]", "pipeline.source=data/raw/mini",
+    overrides = [*tiny_overrides(folder), "baselines.methods=[]", "pipeline.source=data/raw/mini",
                  f"operations.articles=[{ARTICLE}]", f"operations.work_pool={POOL}", "operations.approval_poll_s=1",
                  "branch_add.epochs_add=1"]
     return folder, overrides
