@@ -77,8 +77,11 @@ def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Refused)
-    async def bad_image(_request: Request, exc: Refused) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message)
+    async def refused(_request: Request, exc: Refused) -> JSONResponse:
+        response = _error(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"  # RFC 6750
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

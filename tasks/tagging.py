@@ -35,6 +35,7 @@ COLUMNS = ["image", "sha256", "attribute", "label", "probability", "model_name",
 
 @dataclass(frozen=True)
 class ChampionRef:
+    article: str
     name: str
     version: str
     path: str                          # the downloaded model.pt
@@ -63,7 +64,7 @@ def fetch_champion(tracking_uri: str, article: str, alias: str, dst: str) -> Cha
                                   "approve a version first")
     path = source.download(ref, Path(dst) / f"v{ref.version}")
     task_logger().info("tagging with %s version %s (@%s)", ref.name, ref.version, alias)
-    return ChampionRef(ref.name, ref.version, str(path))
+    return ChampionRef(article, ref.name, ref.version, str(path))
 
 
 def _folder_items(folder: Path) -> list[ImageItem]:
@@ -134,8 +135,7 @@ def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParam
     """Score one batch: every attribute not in the item's `skip` (or labelled in `labelled_manifest`)."""
     model = _model(model_ref.path)
     attrs = tuple(model.classes)
-    known = _labelled_by_hash(labelled_manifest, model_ref.name.removeprefix("progattr-"), attrs) \
-        if labelled_manifest else {}
+    known = _labelled_by_hash(labelled_manifest, model_ref.article, attrs) if labelled_manifest else {}
     arrays, kept, hashes, rejects = [], [], [], []
     for item in items:
         try:

@@ -88,6 +88,7 @@ def test_v1_routes_need_the_bearer_token(served, auth):
     headers = {"Content-Type": "image/png", **({"Authorization": auth} if auth else {})}
     r = requests.post(served.predict_url(), data=png_bytes(), headers=headers, timeout=30)
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorised"
+    assert r.headers["WWW-Authenticate"] == "Bearer"
     assert requests.get(f"{served.url}/v1/articles", headers=headers, timeout=30).status_code == 401
     assert requests.get(f"{served.url}/healthz", timeout=10).status_code == 200
 
