@@ -113,7 +113,24 @@ _STEPS: dict[str, Callable] = {"ingest": _ingest, "validate": _validate, "slice"
                                "baselines": _baselines, "evaluate": _evaluate}
 
 
+def _prefect_defaults(root: Path) -> None:
+    """What the Makefile exports, for runs that do not come through it: no telemetry (the offline
+    server logs errors otherwise), a start-up timeout that fits 2 cores, state in <project>/.prefect."""
+    import logging
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for noisy in ("httpx", "great_expectations"):  # a line per API call / per GX config save otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run_flow_command(args: argparse.Namespace) -> int:
+    _prefect_defaults(Path(args.params).resolve().parent)
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, args.source, args.params, args.overrides)
@@ -142,6 +159,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     params_path = Path(args.params).resolve()
     root = params_path.parent
+    _prefect_defaults(root)
     params = load_params(params_path, args.overrides)
     raw = root / params.pipeline.source
     _ensure_synth(params, args.article, raw)

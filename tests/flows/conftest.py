@@ -86,7 +86,7 @@ def mlflow_server(tmp_path):
     proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/health", proc, timeout=90)
+        _wait_http(f"{url}/health", proc, timeout=240)  # minutes under heavy load; ~15 s idle
         yield url
     finally:
         proc.terminate()
