@@ -16,6 +16,7 @@ from progattr_core.schedule import build_schedule
 from tasks.context import baseline_key, end_flow_run, make_context, start_flow_run, train_key
 from tasks.evaluation import evaluate_task
 from tasks.ingest import ingest_task, slice_task, validate_task
+from tasks.mlflow_store import redact
 from tasks.registry import register_task
 from tasks.training import baseline_jobs, baseline_task, export_task, stages_trained_in, train_stage_task
 
@@ -46,7 +47,7 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
         end_flow_run(ctx, ok=False)
         raise
     end_flow_run(ctx, ok=True)
-    return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": ctx.store.tracking_uri, "data": asdict(data),
+    return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": redact(ctx.store.tracking_uri), "data": asdict(data),
             "train_key": key, "stages_trained": stages_trained_in(ctx, key),
             "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry)}
 

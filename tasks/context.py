@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from progattr_core.config import Params, load_params
-from tasks.mlflow_store import Store, StoreConfig, store_config
+from tasks.mlflow_store import Store, StoreConfig, redact, store_config
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ def start_flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Pip
     """Open the MLflow run of one flow invocation; the returned context carries its id."""
     store = Store(ctx.store)
     run_id = store.start_run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags})
-    store.log_params(run_id, {"params_path": ctx.params_path, "overrides": " ".join(ctx.overrides) or "-"})
+    # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
+    store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-"})
     return replace(ctx, flow_run_id=run_id)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ from mlflow.entities import Run, RunStatus
 from mlflow.exceptions import MlflowException
 
 from progattr_core.config import Params
+from progattr_core.errors import ProgattrError
 
 log = logging.getLogger(__name__)
+_USERINFO = re.compile(r"(://[^/@\s:]+):[^/@\s]+@")
 T = TypeVar("T")
 TAG = "progattr."
 COMPLETED = "completed"
@@ -63,6 +66,17 @@ def store_config(params: Params, root: str | Path) -> StoreConfig:
     return StoreConfig(uri, cfg.experiment, artifacts, cfg.retries, cfg.retry_delay_s)
 
 
+class TrackingUnavailableError(ProgattrError):
+    """MLflow kept failing on I/O after every retry (server down, store locked); nothing was half-done."""
+
+    exit_code = 7
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it hidden (scheme://user:***@host), for logs and errors."""
+    return _USERINFO.sub(r"\1:***@", text)
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, MlflowException):
         return exc.error_code not in _PERMANENT
@@ -82,10 +96,15 @@ class Store:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                if attempt == self.cfg.retries or not _transient(exc):
+                if not _transient(exc):
                     raise
+                if attempt == self.cfg.retries:
+                    raise TrackingUnavailableError(
+                        f"MLflow at {redact(self.cfg.tracking_uri)} failed {attempt + 1} time(s) in {fn.__name__}, "
+                        f"giving up (params mlflow.retries={self.cfg.retries}): {redact(str(exc))}") from None
                 delay = self.cfg.retry_delay_s * 2**attempt
-                log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, exc, attempt + 1, delay)
+                log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, redact(str(exc)),
+                            attempt + 1, delay)
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
