@@ -18,9 +18,17 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from boto3.exceptions import Boto3Error
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from progattr_core.errors import ProgattrError
 
 log = logging.getLogger(__name__)
+
+
+class SourceUnavailableError(ProgattrError):
+    """The S3 endpoint kept failing; what was already synced stays, nothing partial is left in place."""
 
 STATE_FILE = ".s3sync-state.json"
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+\-=@ ()\[\],]+$")
@@ -95,8 +103,11 @@ def _download(client: Any, bucket: str, key: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
     try:
-        client.download_file(bucket, key, str(tmp))
+        client.download_file(bucket, key, str(tmp))  # botocore/s3transfer retry a failed or cut transfer
         os.replace(tmp, target)
+    except (Boto3Error, BotoCoreError, ClientError) as exc:
+        raise SourceUnavailableError(f"s3://{bucket}/{key}: download failed after the client's retries "
+                                     f"(botocore max_attempts=5): {type(exc).__name__}: {exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -106,4 +117,7 @@ def sync_prefix(uri: str, dest_dir: str | Path, endpoint_url: str | None = None)
     parsed = urlparse(uri)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"{uri!r} is not an s3://bucket/prefix URI")
-    return sync_s3_prefix(parsed.netloc, parsed.path.lstrip("/"), dest_dir, endpoint_url)
+    try:
+        return sync_s3_prefix(parsed.netloc, parsed.path.lstrip("/"), dest_dir, endpoint_url)
+    except (Boto3Error, BotoCoreError, ClientError) as exc:  # listing failed after botocore's retries
+        raise SourceUnavailableError(f"{uri}: {type(exc).__name__}: {exc}") from exc
