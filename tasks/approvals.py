@@ -182,7 +182,8 @@ def reject(store: Store, audit: AuditLog, article: str, version: str, by: str, r
             moves.append(AliasMove(at, by, "reject", name, CHALLENGER, str(version), None, reason))
             _move(store, name, CHALLENGER, None)
         _tag_decision(store, name, str(version), "rejected", by, at, reason, _gate(mv))
-        audit.append(moves or [AliasMove(at, by, "reject", name, "-", str(version), str(version), reason)])
+        # a rejection that moves no alias is still a decision worth a line in the history
+        audit.append(moves or [AliasMove(at, by, "reject", name, "(none)", str(version), str(version), reason)])
     return moves
 
 

@@ -96,10 +96,11 @@ def add_new_attribute(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def worker(prefect_server, project):
     """The project's deployments applied (`progattr deploy`), and a process worker on their pool."""
-    from flows.deploy import deploy_all
+    from progattr_core.cli import main as cli
 
     folder, overrides = project
-    names = deploy_all(folder / "params.yaml", overrides)
+    assert cli(["deploy", "--params", str(folder / "params.yaml"), "--set", *overrides]) == 0
+    names = [f"progattr-nightly/nightly-{ARTICLE}", "progattr-branch-add/branch-add", "progattr-approval/approval"]
     home = folder / "worker-home"
     home.mkdir()
     log = open(folder / "worker.log", "w")

@@ -40,3 +40,11 @@ def test_branch_schedule_uses_the_branch_add_epochs():
     stages = branch_add_stages(list(base.attributes), "distress", _branch_params(PARAMS), "progressive")
     assert [s.kind for s in stages] == ["add", "finetune", "final"]
     assert stages[1].attributes == ("fade", "shade", "distress")
+
+
+def test_attribute_add_refuses_an_attribute_outside_the_taxonomy(capsys):
+    from progattr_core.cli import main as cli
+
+    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    assert cli(["attribute", "add", "--article", "jeans", "--attribute", "pocket_style", "--params", str(params)]) == 2
+    assert "'pocket_style' is not in taxonomy.jeans ['fade', 'shade', 'distress']" in capsys.readouterr().err

@@ -6,7 +6,6 @@ predictions bit-identical). The tests share one server, worker and project, in t
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from uuid import UUID
 
 import numpy as np
