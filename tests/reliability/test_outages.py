@@ -1,0 +1,227 @@
+"""Outside systems failing, injected into real processes on loopback: the MLflow tracking server down
+at start, coming up late, and dying mid-run; the S3 endpoint refusing or cutting connections during
+ingestion. Each either recovers within its bounded retries or fails with one clear line, leaving no
+half-registered model version and no partial dataset version."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.flows.test_train_flow import ARTICLE, make_project
+
+from .conftest import REPO, free_port
+
+pytestmark = pytest.mark.flows
+# MLflow's own HTTP layer retries 7 times with long backoff: leave retrying to ours (params mlflow.retries).
+HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+def _progattr(project, *argv: str, env: dict, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "progattr_core.cli", *argv, "--params", str(project / "params.yaml"),
+           "--set", *overrides]
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **HTTP, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _ingest(project, uri: str, retries: int, delay: float, source: str = "data/raw/mini") -> subprocess.Popen:
+    return _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source", source,
+                     env={"MLFLOW_TRACKING_URI": uri}, overrides=(f"mlflow.retries={retries}",
+                                                                  f"mlflow.retry_delay_s={delay}"))
+
+
+def test_mlflow_down_for_good_fails_with_one_line_and_ingests_nothing(tmp_path):
+    make_project(tmp_path / "p", n=12)
+    uri = f"http://ci:hunter2-db-password@127.0.0.1:{free_port()}"
+    proc = _ingest(tmp_path / "p", uri, retries=2, delay=0.1)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 7, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"progattr: error: MLflow at http://ci:***@{uri.split('@')[1]} failed 3 time(s)")
+    assert "giving up (params mlflow.retries=2)" in last and "Connection refused" in last
+    assert out.count("retry 1 in 0.1s") == 1 and out.count("retry 2 in 0.2s") == 1  # backoff doubles
+    assert "hunter2" not in out and "Traceback" not in out
+    assert not (tmp_path / "p/outputs").exists()
+
+
+def test_mlflow_coming_up_late_is_waited_for_with_backoff(tmp_path, mlflow_control):
+    make_project(tmp_path / "p", n=12)
+    proc = _ingest(tmp_path / "p", mlflow_control.url, retries=8, delay=0.5)  # waits up to ~2 minutes
+    time.sleep(3)
+    mlflow_control.start()
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    assert "retry 1 in 0.5s" in out and "12 images" in out
+    (run,) = MlflowClient(mlflow_control.url).search_runs(
+        [MlflowClient(mlflow_control.url).get_experiment_by_name("progattr").experiment_id])
+    assert run.info.status == "FINISHED"
+
+
+def test_mlflow_dying_mid_training_fails_cleanly_then_the_rerun_resumes(tmp_path, mlflow_control, prefect_harness,
+                                                                        monkeypatch):
+    from flows.train_flow import train_flow
+
+    from .test_training_faults import N_STAGES, _project
+
+    params_path, overrides = _project(tmp_path / "p")
+    overrides = [o for o in overrides if not o.startswith("mlflow.")] + ["mlflow.retries=3", "mlflow.retry_delay_s=0.2"]
+    mlflow_control.start()
+    client = MlflowClient(mlflow_control.url)
+    cmd = [sys.executable, "-m", "flows.train_flow", "--article", ARTICLE, "--source", "data/raw/mini",
+           "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
+    env = {**os.environ, **HTTP, "MLFLOW_TRACKING_URI": mlflow_control.url, "PREFECT_API_URL": prefect_harness}
+    with open(tmp_path / "flow.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_stage(client, proc, 1)
+            mlflow_control.stop()  # the tracking server dies during stage 1 and stays down
+            assert proc.wait(timeout=300) != 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = (tmp_path / "flow.log").read_text()
+    assert "TrackingUnavailableError" in text and "giving up (params mlflow.retries=3)" in text, text[-3000:]
+
+    mlflow_control.start()
+    assert client.search_registered_models() == [] and client.search_model_versions() == []  # nothing half-registered
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_control.url)
+    for key, value in HTTP.items():
+        monkeypatch.setenv(key, value)
+    resumed = train_flow(ARTICLE, "data/raw/mini", str(params_path), overrides)
+    assert resumed["stages_trained"] == list(range(1, N_STAGES))  # stage 0's checkpoint was still usable
+    (version,) = client.search_model_versions(f"name = 'progattr-{ARTICLE}'")
+    assert version.version == "1"
+
+
+def _wait_for_stage(client: MlflowClient, proc: subprocess.Popen, index: int) -> None:
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        exp = client.get_experiment_by_name("progattr")
+        if exp is not None:
+            runs = client.search_runs([exp.experiment_id], f"tags.`progattr.stage_index` = '{index}'")
+            if runs:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"the flow never reached stage {index} (exit {proc.poll()})")
+
+
+# ---------------------------------------------------------------- S3
+
+
+class FaultyProxy:
+    """A TCP proxy on loopback in front of the S3 server that cuts the first `cut` object downloads
+    half-way (a reset mid-body), or every one when `cut` is None; listings pass through."""
+
+    def __init__(self, upstream: str, cut: int | None):
+        self.host, self.port = upstream.split("//")[1].split(":")
+        self.cut, self.cuts = cut, 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(32)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        with client, socket.create_connection((self.host, int(self.port))) as up:
+            while True:
+                request = client.recv(65536)
+                if not request:
+                    return
+                up.sendall(request)
+                is_get_object = request.startswith(b"GET ") and b"list-type" not in request.split(b"\r\n")[0]
+                response = self._read_response(up, head_only=request.startswith(b"HEAD "))
+                if is_get_object and (self.cut is None or self.cuts < self.cut):
+                    self.cuts += 1
+                    client.sendall(response[: len(response) - 40])  # headers + part of the body, then reset
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    return
+                client.sendall(response)
+
+    @staticmethod
+    def _read_response(up: socket.socket, head_only: bool) -> bytes:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += up.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+        while not head_only and len(body) < length:
+            body += up.recv(65536)
+        return head + b"\r\n\r\n" + body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _bucket_with_catalogue(s3_server: str, tmp_path, bucket: str) -> int:
+    import boto3
+
+    from progattr_core.config import load_params
+    from progattr_core.data.synth import generate_catalogue
+
+    p = load_params(REPO / "params.yaml")
+    local = tmp_path / "catalogue"
+    generate_catalogue(ARTICLE, 8, local, p.taxonomy, 32, 0.5, 0.8, 0.0, 0, p.data.split, root=local, workers=1)
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    s3.create_bucket(Bucket=bucket)
+    files = [f for f in local.rglob("*") if f.is_file()]
+    for f in files:
+        s3.upload_file(str(f), bucket, f"cat/{f.relative_to(local).as_posix()}")
+    return len(files)
+
+
+@pytest.mark.parametrize("cut, ok", [(2, True), (None, False)], ids=["two-cuts-recovered", "always-cut-fails"])
+def test_s3_downloads_cut_mid_body_retry_then_fail_without_a_dataset_version(tmp_path, s3_server, cut, ok):
+    n_files = _bucket_with_catalogue(s3_server, tmp_path, f"flaky-{'ok' if ok else 'bad'}")
+    proxy = FaultyProxy(s3_server, cut)
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    try:
+        proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source",
+                         f"s3://flaky-{'ok' if ok else 'bad'}/cat", env={"AWS_ENDPOINT_URL": proxy.url},
+                         overrides=(f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",))
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        proxy.close()
+    raw = project / "data/raw/cat"
+    landed = [f for f in raw.rglob("*") if f.is_file() and f.name != ".s3sync-state.json"]
+    assert not [f for f in landed if ".part-" in f.name], "a partial download was left in place"
+    if ok:
+        assert proc.returncode == 0 and "8 images" in out, out[-3000:]
+        assert len(landed) == n_files and proxy.cuts == 2
+    else:
+        assert proc.returncode == 1 and proxy.cuts == 5, out[-3000:]  # 5 attempts (s3transfer), then give up
+        last = out.strip().splitlines()[-1]
+        assert last.startswith("progattr: error: s3://flaky-bad/cat/") and "download failed" in last, out[-3000:]
+        assert not (project / "outputs/jeans/data_version.json").exists()  # no dataset version recorded
+        assert landed == []
+
+
+def test_an_s3_endpoint_refusing_connections_fails_with_one_line(tmp_path):
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source", "s3://gone/cat",
+                     env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"},
+                     overrides=(f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",))
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:]
+    assert out.strip().splitlines()[-1].startswith(f"progattr: error: s3://gone/cat: EndpointConnectionError: "
+                                                   f"Could not connect to the endpoint URL: \"{endpoint}/gone")
+    assert not (project / "outputs").exists() or not list((project / "outputs").rglob("data_version.json"))
