@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,15 +84,27 @@ def mlflow_server(tmp_path):
            "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "server-artifacts"), "MLFLOW_HOST": "127.0.0.1",
            "MLFLOW_PORT": str(port), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
     log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own process group: the server spawns workers
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{url}/health", proc, timeout=240)  # minutes under heavy load; ~15 s idle
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        _stop_group(proc)
         log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it has not gone within a minute."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
