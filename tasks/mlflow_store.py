@@ -80,7 +80,8 @@ def redact(text: str) -> str:
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, MlflowException):
         return exc.error_code not in _PERMANENT
-    return isinstance(exc, (OSError, ConnectionError, TimeoutError))
+    # sqlalchemy's OperationalError: "database is locked" when threads share the SQLite store
+    return isinstance(exc, (OSError, ConnectionError, TimeoutError)) or type(exc).__name__ == "OperationalError"
 
 
 class Store:
