@@ -255,10 +255,7 @@ def goals_for(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = common.parse_args("Tables 2-4: accuracy of every method, same run, same data", argv)
-    common.setup_torch(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    started, info = time.perf_counter(), common.machine()
+    args, info, started = common.start("Tables 2-4: accuracy of every method, same run, same data", argv)
     prof = PROFILES[args.profile]
     base_set = [*prof["set"], *args.set]
     out = Partial(args, base_set, info, started)

@@ -43,6 +43,16 @@ def setup_torch(threads: int) -> None:
     torch.manual_seed(0)
 
 
+def start(description: str, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any], float]:
+    """Parse the CLI, set torch threads, configure logging once; (args, machine facts, start time)."""
+    import logging
+
+    args = parse_args(description, argv)
+    setup_torch(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return args, machine(), time.perf_counter()
+
+
 def git_commit() -> tuple[str, bool]:
     """(HEAD commit, whether tracked files differ from it); ('unknown', False) outside git."""
     def git(*args: str) -> str:
@@ -126,10 +136,14 @@ def markdown(result: dict[str, Any]) -> str:
              f"{result['created_utc']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} "
              f"threads, load average {m['loadavg_start'][0]:.2f} at start / {m['loadavg_end'][0]:.2f} at end, "
              f"wall {result['wall_s']:.0f} s", ""]
-    for t in result["tables"]:
+    for t in (t for t in result["tables"] if t["rows"]):
         lines += [f"### {t['title']}", "", "| " + " | ".join(t["columns"]) + " |",
                   "|" + "---|" * len(t["columns"])]
         lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
+        lines.append("")
+    if result["ratios"]:
+        lines += ["### Ratios", "", "| ratio | value |", "|---|---|"]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in result["ratios"].items()]
         lines.append("")
     if result["goals"]:
         lines += ["### Goals", "", "| goal | value | target | met |", "|---|---|---|---|"]
