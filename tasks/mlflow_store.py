@@ -89,6 +89,8 @@ class Store:
 
     def __init__(self, cfg: StoreConfig):
         self.cfg = cfg
+        if redact(cfg.tracking_uri) != cfg.tracking_uri:  # MLflow prints "View run at <uri>" on every end
+            os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # of a run, password included
         self.client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
         self.experiment_id = self._call(self._ensure_experiment)
 
