@@ -144,9 +144,11 @@ def _print_registry(result: dict) -> None:
     alias = "@challenger" if reg["challenger"] else "no alias (gates: " + "; ".join(reg["reasons"]) + ")"
     print(f"\nregistered: {reg['name']} version {reg['version']} -> {alias}")
     if reg["champion_version"] is None:
+        article = reg["name"].removeprefix("progattr-")
+        gates = "" if reg["challenger"] else " --override-gates"
         print(f"no @champion yet for {reg['name']}: approving a version is a person's decision, e.g.\n"
-              f"  python -c \"from mlflow import MlflowClient; MlflowClient('{result['tracking_uri']}')"
-              f".set_registered_model_alias('{reg['name']}', 'champion', '{reg['version']}')\"")
+              f"  .venv/bin/progattr registry approve --article {article} --version {reg['version']}"
+              f" --reason '...'{gates}")
 
 
 def run_demo(args: argparse.Namespace) -> int:
