@@ -10,18 +10,18 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export PREFECT_HOME := $(CURDIR)/.prefect
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-all lint bench-smoke clean
+.PHONY: setup demo test test-all lint clean
 
 setup: $(STAMP)
 
 # pip itself is upgraded first: the venv's stock pip (23.2) never resolves this dependency set.
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo ">> installing progattr and its pinned dependencies into $(VENV) (a few minutes the first time)"
-	@$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
-	@set -o pipefail; $(PY) -m pip install -q -e '.[test]' 2>&1 | grep -v -e "is ignored: it is neither" -e "^ *$$" || true
+	@echo ">> installing progattr and its pinned dependencies into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
+		|| { grep -v "is ignored: it is neither" $(VENV)/install.log | tail -40; echo "!! install failed (full log: $(VENV)/install.log)"; exit 1; }
 	@$(PY) -c "import progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
-		|| { echo "!! install failed: see the pip output above"; exit 1; }
+		|| { echo "!! install incomplete (log: $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
