@@ -17,7 +17,7 @@ from progattr_core.errors import ConfigError
 from progattr_core.model import load_model
 from tasks.branch_add import registered_version
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.mlflow_store import Store
+from tasks.mlflow_store import TAG, Store
 from tasks.registry import model_name
 from tasks.training import MODEL
 
@@ -30,27 +30,25 @@ def article_resource(article: str) -> dict[str, str]:
             "progattr.article": article}
 
 
-def model_attributes(ctx: PipelineContext) -> tuple[str, ...] | None:
-    """Attributes of the champion (else latest) registered model; None when none is registered."""
-    store = Store(ctx.store)
-    found = registered_version(store, model_name(ctx.article))
-    if found is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="progattr-attrs-") as tmp:
-        return tuple(load_model(store.download(found[0].run_id, MODEL, tmp)).classes)
-
-
 def new_attributes(ctx: PipelineContext, data: DataRef) -> list[str]:
-    """Taxonomy attributes with labels in the manifest that the registered model lacks.
+    """Taxonomy attributes with labels in the manifest that the champion (else latest) model lacks,
+    and that no registered version already adds to that model (a branch-add awaiting approval is
+    not announced again every night).
 
     Nothing is new before the first registered version: the first training covers every attribute.
     """
-    existing = model_attributes(ctx)
-    if existing is None:
+    store = Store(ctx.store)
+    name = model_name(ctx.article)
+    found = registered_version(store, name)
+    if found is None:
         return []
+    base = found[0]
+    with tempfile.TemporaryDirectory(prefix="progattr-attrs-") as tmp:
+        existing = set(load_model(store.download(base.run_id, MODEL, tmp)).classes)
+    pending = store.versions_with_tag(name, "base_version", str(base.version))
+    existing |= {v.tags.get(TAG + "added_attribute") for v in pending}
     df = read_manifest(ctx.path(data.manifest))
-    labelled = [a for a in ctx.params().attributes(ctx.article) if a in df and df[a].notna().any()]
-    return [a for a in labelled if a not in existing]
+    return [a for a in ctx.params().attributes(ctx.article) if a in df and df[a].notna().any() and a not in existing]
 
 
 def emit_attribute_added(article: str, attribute: str, source: str, data_version: str, by: str) -> str:

@@ -8,7 +8,7 @@ Modes (params branch_add.mode, stages from `progattr_core.schedule.branch_add_st
 - `progressive`: add, fine-tune everything, frozen-Base final; the old attributes are re-evaluated
   against the base model on the same test images and gated on no regression.
 Stage checkpoints go to MLflow keyed like the training flow's (here: article + data version + base
-version + attribute + mode + params), so a killed run resumes at the stage it was in.
+version + attribute + mode + params), so a rerun reuses the stages already completed.
 """
 
 from __future__ import annotations
