@@ -160,11 +160,9 @@ def summarise(samples: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_args("Table 6: serving latency, progressive vs individual models", argv)
-    common.setup_torch(args.threads)
+    args, info, started = common.start("Table 6: serving latency, progressive vs individual models", argv)
     params = common.bench_params(args.set)
     prof = PROFILES[args.profile]
-    started, info = time.perf_counter(), common.machine()
     rows, ratios, data = [], {}, {}
     n_attr = len(params.attributes(ARTICLE))
     for arch in prof["archs"]:
