@@ -8,6 +8,8 @@
 #       progattr pipeline run --article tops --source s3://bucket/catalogue/tops
 #   docker run --rm -e PREFECT_API_URL=http://prefect:4200/api --entrypoint prefect progattr \
 #       worker start --pool progattr --type process
+#   docker run --rm -p 8080:8080 -e MLFLOW_TRACKING_URI=http://mlflow:5000 progattr \
+#       serve --host 0.0.0.0 --port 8080 --articles tops
 FROM python:3.11-slim
 
 # CPU-only torch wheels keep the image small; set to "" to get PyPI's default (CUDA) builds.
@@ -33,15 +35,16 @@ USER progattr
 COPY --chown=progattr:progattr pyproject.toml README.md ./
 RUN python -m venv .venv \
     && .venv/bin/python -m pip install -q --upgrade pip \
-    && mkdir -p progattr_core tasks flows \
-    && touch progattr_core/__init__.py tasks/__init__.py flows/__init__.py \
+    && mkdir -p progattr_core tasks flows serving \
+    && touch progattr_core/__init__.py tasks/__init__.py flows/__init__.py serving/__init__.py \
     && .venv/bin/python -m pip install -q ${TORCH_INDEX:+--extra-index-url $TORCH_INDEX} -e . \
-    && rm -rf progattr_core tasks flows
+    && rm -rf progattr_core tasks flows serving
 
 # Source layer.
 COPY --chown=progattr:progattr . .
 RUN .venv/bin/python -c "import progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
     && git config --global --add safe.directory /app
 
+EXPOSE 8080
 ENTRYPOINT ["progattr"]
 CMD ["demo"]
