@@ -1,5 +1,5 @@
-"""Fixtures of the reliability suite: the flow suite's real components (Prefect harness, MLflow
-server, S3 server on loopback) re-exported, and the CLI run against a data root under tmp_path."""
+"""Fixtures of the reliability suite: the flow suite's Prefect harness and S3 server re-exported, an
+MLflow server a test can stop and restart, and the CLI run against a data root under tmp_path."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import REPO, _wait_http, free_port, mlflow_server, prefect_harness, s3_server, tiny_overrides
+from tests.flows.conftest import REPO, _wait_http, free_port, prefect_harness, s3_server
 
-__all__ = ["REPO", "free_port", "mlflow_server", "prefect_harness", "s3_server", "tiny_overrides"]
+__all__ = ["REPO", "free_port", "prefect_harness", "s3_server"]
 
 PARAMS = str(REPO / "params.yaml")
 

@@ -9,7 +9,6 @@ import shutil
 
 import pandas as pd
 import pytest
-from PIL import Image
 
 from progattr_core.data.images import decode_image
 from progattr_core.data.manifest import read_manifest
