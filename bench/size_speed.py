@@ -359,8 +359,8 @@ def _tables(params: Any, prof: dict, rows: dict[str, Any]) -> list[dict[str, Any
                         rows["speed"]),
            common.table("How close to the machine: achieved GFLOP/s vs fp32 matmul (interleaved)",
                         ["what", "GFLOP per call", "median ms", "GFLOP/s", "fraction of matmul"], rows["machine"])]
+    n_test, size = rows.get("test_size", (0, 0))
     if "training" in rows:
-        n_test, size = rows["test_size"]
         out.append(common.table(f"Training wall time and accuracy, synthetic {t['article']} ({size} px; methods "
                                 "alternated; median over repeats)", ["method", "train s", "ratio to individual",
                                                                      "image passes", "overall accuracy %"],
