@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 DRAWABLE = ("dresses", "tops", "jeans")
 JPEG_QUALITY = 92
 _PARALLEL_FROM = 400  # below this many images a second process costs more than it saves
+# Cap on q: `_label_mask` redraws until an attribute is missing, ~1 / (1 - q^k) tries. An infeasible
+# rate (k = 2 cannot exceed full + (1 - full) / 2) would otherwise push q to 1 and the redraw never ends.
+_MAX_Q = 0.95
 
 
 def labelled_probability(k: int, full_fraction: float, label_rate: float) -> float:
@@ -37,7 +40,7 @@ def labelled_probability(k: int, full_fraction: float, label_rate: float) -> flo
 
     Non-full images get each of their k attributes with probability q, conditioned on at least one
     missing, so the full fraction stays `full_fraction` and each attribute's rate is `label_rate`:
-    full + (1 - full) * (q - q^k) / (1 - q^k) = rate. Solved by bisection; capped when infeasible.
+    full + (1 - full) * (q - q^k) / (1 - q^k) = rate. Solved by bisection; capped at `_MAX_Q` when infeasible.
     """
     if full_fraction >= 1.0:
         return 1.0
@@ -47,7 +50,7 @@ def labelled_probability(k: int, full_fraction: float, label_rate: float) -> flo
         q = (lo + hi) / 2
         rate = (q - q**k) / (1 - q**k) if k > 1 else 0.0
         lo, hi = (q, hi) if rate < target else (lo, q)
-    return (lo + hi) / 2
+    return min((lo + hi) / 2, _MAX_Q)
 
 
 def _label_mask(rng: np.random.Generator, k: int, full_fraction: float, q: float) -> np.ndarray:

@@ -58,6 +58,16 @@ def test_label_sparsity_matches_the_paper(k):
     assert masks.any(axis=1).mean() > 0.97
 
 
+def test_an_infeasible_rate_is_capped_and_still_terminates(tmp_path):
+    # two attributes cannot reach an 80% rate with 45% full and one missing on the rest: q is capped, not 1
+    q = labelled_probability(2, S.full_label_fraction, S.label_rate)
+    assert q < 0.99
+    jeans = {a: v for a, v in P.taxonomy["jeans"].items() if a != "distress"}
+    m = generate_catalogue("jeans", 40, tmp_path, {"jeans": jeans}, 32, S.full_label_fraction, S.label_rate,
+                           S.label_noise, 0, P.data.split, workers=1)
+    assert len(m) == 40 and 0.55 < m[list(jeans)].notna().to_numpy().mean() < 0.85
+
+
 def test_generated_labels_are_sparse_and_noisy_at_the_configured_rates(tmp_path):
     m = _generate(tmp_path, n=300, workers=1)
     labelled = m[list(P.attributes("jeans"))].notna()
