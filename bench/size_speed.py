@@ -302,8 +302,8 @@ def goals_for(params: Any, ratios: dict[str, float]) -> list[dict[str, Any]]:
 
 
 NOTES = ["ratio = progressive / individual (lower is better); latency: all attributes of one image; batch time: "
-         "a batch of images, all attributes", "sizes are save_model files (config + weights + the tail template "
-         "a progressive model keeps for future branches)", "results are rewritten after each section: a run cut "
+         "a batch of images, all attributes", "sizes are save_model files (config + weights; a scratch-initialised "
+         "model's tail template is rebuilt from its seed on load, so neither method stores it)", "results are rewritten after each section: a run cut "
          "short keeps the sections it finished"]
 
 

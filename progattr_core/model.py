@@ -168,6 +168,9 @@ class ProgressiveResNet(_AttributeModel):
         self.feature_dim = backbone.fc.in_features
         template = nn.Sequential(OrderedDict(tail)).requires_grad_(False)
         object.__setattr__(self, "tail_template", template)  # not a submodule: never trained
+        # A scratch template is rebuilt from (arch, seed) on load, so saved files leave it out (a
+        # third of a layer3 model's weights); an ImageNet or file-initialised one is saved with the model.
+        self.template_from_seed = init == "scratch"
         self.branches = nn.ModuleDict()
         self.base_frozen = False
 
@@ -228,7 +231,7 @@ class ProgressiveResNet(_AttributeModel):
         return {**super().describe(), "split_point": self.split_point}
 
     def extra_state(self) -> dict[str, Tensor]:
-        return {"tail_template": self.tail_template.state_dict()}
+        return {} if self.template_from_seed else {"tail_template": self.tail_template.state_dict()}
 
 
 class MultiLabelResNet(_AttributeModel):
@@ -321,7 +324,7 @@ def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
             return {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.") and
                     not k.startswith("net.fc.")}
         state = {k[len("base."):]: v for k, v in blob["state_dict"].items() if k.startswith("base.")}
-        tail = blob["extra"]["tail_template"]
+        tail = blob["extra"].get("tail_template") or _scratch_template(cfg)
         if cfg["split_point"] == "layer4.1":
             n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer4."))
             state.update({f"layer4.{n_blocks}.{k.split('.', 1)[1]}": v for k, v in tail.items()})
@@ -331,6 +334,13 @@ def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
     if isinstance(blob, dict) and all(isinstance(v, Tensor) for v in blob.values()):
         return {k: v for k, v in blob.items() if not k.startswith("fc.")}
     raise ModelError(f"{path}: neither a progattr model nor a ResNet state_dict")
+
+
+def _scratch_template(cfg: dict[str, Any]) -> dict[str, Tensor]:
+    """The tail template of a saved scratch-initialised model, rebuilt from its arch and seed."""
+    model = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"], cfg["mean"], cfg["std"],
+                              "scratch", cfg["seed"])
+    return model.tail_template.state_dict()
 
 
 def build_model(model_params: Any, seed: int = 0) -> ProgressiveResNet:
@@ -373,7 +383,9 @@ def model_from_blob(blob: dict[str, Any], source: str = "<blob>") -> _AttributeM
     if cfg["kind"] == "progressive":
         model: _AttributeModel = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"],
                                                    cfg["mean"], cfg["std"], "scratch", cfg["seed"])
-        model.tail_template.load_state_dict(blob["extra"]["tail_template"])
+        if "tail_template" in blob["extra"]:  # else: rebuilt from the seed by the constructor above
+            model.tail_template.load_state_dict(blob["extra"]["tail_template"])
+            model.template_from_seed = False
         for attr, classes in vocab.items():
             model.add_branch(attr, classes)
     elif cfg["kind"] == "multilabel":

@@ -101,9 +101,25 @@ def test_save_load_roundtrip_is_exact_and_self_describing(tmp_path):
     x = _images()
     for a, v in m(x).items():
         assert torch.equal(v, back(x)[a])
-    back.add_branch("pattern", ["solid", "striped"])  # the tail template travelled with the weights
+    back.add_branch("pattern", ["solid", "striped"])  # the scratch tail template is rebuilt from the seed
     m.add_branch("pattern", ["solid", "striped"])
     assert torch.equal(m(x)["pattern"], back(x)["pattern"])
+
+
+def test_scratch_template_is_left_out_of_the_file_a_warm_started_one_is_kept(tmp_path):
+    m = _model()
+    blob = torch.load(save_model(m, tmp_path / "m.pt"), weights_only=True)
+    assert blob["extra"] == {}  # rebuildable from (arch, seed): not stored
+    # warm-started from that file (seed 9): its template is the file's (seed 0), not seed 9's, so it travels
+    warm = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init=str(tmp_path / "m.pt"), seed=9)
+    assert not warm.template_from_seed
+    for _ in range(2):  # save -> load -> save keeps it
+        warm = load_model(save_model(warm, tmp_path / "warm.pt"))
+        assert "tail_template" in torch.load(tmp_path / "warm.pt", weights_only=True)["extra"]
+    ref = _model()
+    for (k, v), (_, v2) in zip(ref.tail_template.state_dict().items(), warm.tail_template.state_dict().items(),
+                               strict=True):
+        assert torch.equal(v, v2), k  # the warm start took the saved model's (seed-rebuilt) template
 
 
 def test_multilabel_model_roundtrip(tmp_path):
