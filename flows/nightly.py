@@ -3,6 +3,11 @@
 ingest -> announce attributes the registered model lacks (`progattr.attribute.added`, which runs the
 branch-add deployment) -> if this data version and these params are already registered, stop:
 "nothing changed" -> else the training flow as a subflow.
+
+One nightly run per article at a time, however it is started: the deployment queues its runs
+(concurrency limit 1), and every run also holds `<outputs>/<article>/nightly.lock` (progattr_core.locks),
+so a run started directly (`python -m flows.nightly`) while another is going does nothing: its flow run
+completes as skipped ("busy", naming the holder) and `main` exits 75 (EX_TEMPFAIL: try again later).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.train_flow import run_train_flow
+from progattr_core.locks import LockBusy, hold
 from tasks.attribute_events import announce_task
-from tasks.context import make_context
+from tasks.context import PipelineContext, make_context
 from tasks.ingest import ingest_task
 from tasks.retrain import registered_training_task
 
@@ -27,16 +33,24 @@ def nightly_flow(article: str = "tops", source: str = "", params_path: str = "pa
     """Retrain `article` if its data or params changed since the registered version; else skip."""
     overrides = overrides or []
     ctx = make_context(params_path, article, overrides)
-    source = source or ctx.params().pipeline.source
+    try:
+        with hold(ctx.outputs("nightly.lock"), f"the nightly run of {article!r}"):
+            return _retrain_if_changed(ctx, source or ctx.params().pipeline.source, params_path, overrides)
+    except LockBusy as busy:
+        get_run_logger().warning("%s; this run does nothing", busy)
+        return {"skipped": True, "reason": "busy", "message": str(busy)}
+
+
+def _retrain_if_changed(ctx: PipelineContext, source: str, params_path: str, overrides: list[str]) -> dict:
     data = ingest_task.with_options(retries=2, retry_delay_seconds=10)(ctx, source)
     announced = announce_task(ctx, data, source)
     registered = registered_training_task(ctx, data)
     if registered is not None:
         get_run_logger().info("nothing changed for %s: data version %s and params hash %s are those of registered "
-                              "version %s; no training", article, data.data_version, registered["params_hash"],
+                              "version %s; no training", ctx.article, data.data_version, registered["params_hash"],
                               registered["version"])
         return {"skipped": True, "reason": "nothing changed", "registered": registered, "announced": announced}
-    result = run_train_flow(article, source, params_path, overrides)
+    result = run_train_flow(ctx.article, source, params_path, overrides)
     return {"skipped": False, "announced": announced, "registry": result["registry"],
             "stages_trained": result["stages_trained"], "data_version": result["data"]["data_version"]}
 
@@ -48,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
-    print(json.dumps(nightly_flow(args.article, args.source, args.params, args.overrides), indent=1, default=str))
+    result = nightly_flow(args.article, args.source, args.params, args.overrides)
+    print(json.dumps(result, indent=1, default=str))
+    if result.get("reason") == "busy":
+        print(f"progattr nightly: {result['message']}; this run did nothing", file=sys.stderr)
+        return LockBusy.exit_code
     return 0
 
 
