@@ -20,11 +20,17 @@ Rng = np.random.Generator
 SUPERSAMPLE = 2
 # Difficulty knobs of the built-in catalogue (calibrated, see README "The built-in synthetic catalogue").
 POSE_ROTATE_DEG = 5.0
-POSE_SCALE = (1.05, 1.22)
+POSE_SCALE = (1.0, 1.15)
 POSE_SHIFT = 0.05
-CLUTTER_SHAPES = (0, 4)
-NOISE_SIGMA = (1.0, 5.0)
-NECK_ZOOM = 1.8  # necklines drawn this much larger than life: they are small details at 64 px
+CLUTTER_SHAPES = (0, 3)
+NOISE_SIGMA = (1.0, 4.0)
+NECK_ZOOM = 2.0  # necklines drawn this much larger than life: they are small details at 64 px
+# Texture period as a fraction of the canvas: 8-12 px at 64 px, coarse enough to survive a ResNet's
+# stride-4 stem (finer ones were near chance for 18 patterns after the demo budget's ~90 steps).
+TEXTURE_PERIOD = (0.13, 0.19)
+MOTIF_RADIUS = (0.05, 0.075)  # floral/paisley/animal/abstract motifs, as a fraction of the canvas
+DETAIL_WIDTH = 0.022  # seams, ruffles, slits: at least ~1.4 px at 64 px so they survive the resize
+SKIRT_FLARE = 1.3  # dress skirt width profiles exaggerated around a half-width of 0.12
 
 
 # ---------------------------------------------------------------- colours
@@ -53,7 +59,7 @@ def _rgb(c: np.ndarray, alpha: int = 255) -> tuple[int, int, int, int]:
 
 def _grid(n: int, rng: Rng) -> tuple[np.ndarray, np.ndarray, float]:
     y, x = np.mgrid[0:n, 0:n].astype(np.float32)
-    period = n * rng.uniform(0.09, 0.15)
+    period = n * rng.uniform(*TEXTURE_PERIOD)
     return x + rng.uniform(0, period), y + rng.uniform(0, period), period
 
 
@@ -69,8 +75,8 @@ def _shapes_texture(n: int, rng: Rng, p: np.ndarray, s: np.ndarray, t: np.ndarra
     """Textures made of scattered drawn motifs (floral, paisley, animal, abstract)."""
     img = Image.new("RGB", (n, n), _rgb(p)[:3])
     d = ImageDraw.Draw(img)
-    count = int(rng.integers(10, 20)) if kind != "abstract" else int(rng.integers(5, 9))
-    r = n * rng.uniform(0.035, 0.055)
+    count = int(rng.integers(16, 24)) if kind != "abstract" else int(rng.integers(6, 10))
+    r = n * rng.uniform(*MOTIF_RADIUS)
     for _ in range(count):
         cx, cy = rng.uniform(0, n, 2)
         if kind == "floral":
@@ -283,22 +289,23 @@ def _sleeve(c: Canvas, style: str, length: float, top: Point, bottom: Point, ang
         waves = [tuple(end + nrm * w[-1] * k + d * 0.02 * (-1) ** i) for i, k in enumerate(np.linspace(1, -1, 7))]
         c.fill([tuple(a[-1]), *waves, tuple(b[-1])])
     elif style in ("bishop", "cuffed"):
-        band = [tuple(a[-2] + d * 0.005), tuple(a[-1]), tuple(b[-1]), tuple(b[-2] + d * 0.005)]
-        c.paint(band, trim if style == "cuffed" else p * 0.75)
+        i = -4 if style == "cuffed" else -3
+        band = [tuple(a[i]), tuple(a[-1]), tuple(b[-1]), tuple(b[i])]
+        c.paint(band, trim if style == "cuffed" else p * 0.6)
     elif style == "roll-up":
-        i = int(len(t) * 0.78)
-        c.paint([tuple(a[i] + nrm * 0.012), tuple(a[-1] + nrm * 0.012), tuple(b[-1] - nrm * 0.012), tuple(b[i] - nrm * 0.012)], p * 1.25 + 20)
+        i = int(len(t) * 0.65)
+        c.paint([tuple(a[i] + nrm * 0.02), tuple(a[-1] + nrm * 0.02), tuple(b[-1] - nrm * 0.02), tuple(b[i] - nrm * 0.02)], p * 1.3 + 40)
     elif style == "ruffle":
         for frac in (0.35, 0.65, 0.95):
             i = int((len(t) - 1) * frac)
-            zig = [tuple(a[i] + (b[i] - a[i]) * k + d * 0.012 * (k * 8 % 2)) for k in np.linspace(0, 1, 9)]
-            c.line(zig, p * 0.55, 0.012)
+            zig = [tuple(a[i] + (b[i] - a[i]) * k + d * 0.02 * (k * 8 % 2)) for k in np.linspace(0, 1, 9)]
+            c.line(zig, p * 0.45, DETAIL_WIDTH)
     elif style == "cold-shoulder":
-        hole = c0 + d * length * 0.12 + nrm * w[1] * 0.2
-        r = root * 0.32
+        hole = c0 + d * length * 0.15 + nrm * w[1] * 0.2
+        r = root * 0.45
         c.ellipse((hole[0] - r, hole[1] - r * 0.7, hole[0] + r, hole[1] + r * 0.7), on=False)
     elif style == "slit":
-        c.line([tuple(centre[4]), tuple(end)], p, 0.014, cut=True)
+        c.line([tuple(centre[3]), tuple(end + d * 0.01)], p, DETAIL_WIDTH * 1.4, cut=True)
     elif style == "cap":
         cx, cy = top
         c.ellipse((cx - root * 0.55, cy - root * 0.35, cx + root * 0.55, cy + root * 0.45))
@@ -348,7 +355,7 @@ def _draw_neck(c: Canvas, neck: str, y0: float, colours: tuple[np.ndarray, np.nd
     elif neck == "shirt-collar":
         c.paint([(0.43, y0 - 0.02), (0.5, y0 + 0.02), (0.46, y0 + 0.07)], trim)
         c.paint(_mirror([(0.43, y0 - 0.02), (0.5, y0 + 0.02), (0.46, y0 + 0.07)]), trim)
-        c.dots([(0.5, y0 + 0.14 + 0.06 * k) for k in range(4)], 0.009, trim)
+        c.dots([(0.5, y0 + 0.1 + 0.04 * k) for k in range(4)], 0.009, trim)
     elif neck == "tie-up":
         c.paint([(0.5, y0 + 0.05), (0.43, y0 + 0.02), (0.43, y0 + 0.09)], trim)
         c.paint([(0.5, y0 + 0.05), (0.57, y0 + 0.02), (0.57, y0 + 0.09)], trim)
@@ -381,7 +388,7 @@ def _open_top(c: Canvas, neck: str, y0: float, trim: np.ndarray) -> None:
 
 def _top(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: dict[str, float]) -> None:
     y0, hem = 0.22, rng.uniform(0.74, 0.8)
-    sw, ww = rng.uniform(0.16, 0.19), rng.uniform(0.14, 0.17)
+    sw, ww = rng.uniform(0.15, 0.18), rng.uniform(0.13, 0.16)
     ys = np.array([y0, y0 + 0.02, 0.42, hem])
     c.fill(_profile_polygon(ys, np.array([0.07, sw, ww, ww + 0.01])))
     _sleeves(c, labels, rng, colours, sleeve_len, (0.5 - sw, y0 + 0.02), (0.5 - ww + 0.01, 0.42))
@@ -393,7 +400,7 @@ def _sleeves(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: d
     length = sleeve_len[labels.get("sleeve_length", "short")] * rng.uniform(0.9, 1.1)
     if length <= 0:
         return
-    angle = rng.uniform(0.35, 0.7)
+    angle = rng.uniform(0.5, 0.8)  # arms away from the body, so the sleeve's outline shows
     for side in (-1, 1):
         top = shoulder if side < 0 else (1 - shoulder[0], shoulder[1])
         bottom = armpit if side < 0 else (1 - armpit[0], armpit[1])
@@ -429,9 +436,9 @@ def _hem(shape: str, style: str, y: float, half: float, rng: Rng) -> np.ndarray:
         "curved": -0.05 * np.abs(u) ** 2,
         "asymmetric": 0.07 * u * rng.choice([-1, 1]),
         "high-low": -0.09 * (1 - u**2),
-        "flared": 0.025 * np.sin(u * np.pi * 3.5),
-        "scalloped": 0.018 * np.abs(np.sin(u * np.pi * 4)),
-        "ruffled": 0.012 * (np.arange(len(u)) % 2),
+        "flared": 0.035 * np.sin(u * np.pi * 3.5),
+        "scalloped": 0.03 * np.abs(np.sin(u * np.pi * 4)),
+        "ruffled": 0.022 * (np.arange(len(u)) % 2),
     }[style]
     return np.stack([x, y + dy], 1)
 
@@ -444,7 +451,7 @@ def _dress(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: dic
     hem = {"mini": 0.55, "knee": 0.67, "midi": 0.8, "maxi": 0.93}[labels.get("length", "knee")] + rng.uniform(-0.02, 0.02)
     bust = 0.13 if shape not in ("shift", "trapeze", "blouson", "drop-waist") else {"shift": 0.15, "trapeze": 0.14, "blouson": 0.16, "drop-waist": 0.13}[shape]
     u = np.linspace(0, 1, 20)
-    skirt = _SKIRTS[shape](u)
+    skirt = 0.12 + SKIRT_FLARE * (_SKIRTS[shape](u) - 0.12)
     ys = np.concatenate([[y0, y0 + 0.02, 0.27], waist + u * (hem - waist)])
     halves = np.concatenate([[0.065, bust, bust - 0.01], skirt])
     if shape in ("shift", "trapeze"):
@@ -453,35 +460,35 @@ def _dress(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: dic
     c.fill(_profile_polygon(ys, halves, hem_pts))
     _dress_details(c, shape, waist, hem, skirt, colours, rng)
     if labels.get("hemline") == "ruffled":
-        c.line([tuple(v - [0, 0.03]) for v in hem_pts], p * 0.55, 0.012)
+        c.line([tuple(v - [0, 0.035]) for v in hem_pts], p * 0.45, DETAIL_WIDTH)
     _sleeves(c, labels, rng, colours, sleeve_len, (0.5 - bust, y0 + 0.02), (0.5 - bust + 0.015, 0.26))
     _neck(c, labels.get("neck", "round"), y0, colours)
 
 
 def _dress_details(c: Canvas, shape: str, waist: float, hem: float, skirt: np.ndarray, colours, rng: Rng) -> None:
     p, s, trim = colours
-    seam = p * 0.55
+    seam = p * 0.45
     if shape in ("empire", "blouson", "drop-waist", "fit-and-flare", "skater", "peplum"):
         w = float(skirt[0]) + 0.01
-        c.paint([(0.5 - w, waist - 0.012), (0.5 + w, waist - 0.012), (0.5 + w, waist + 0.012), (0.5 - w, waist + 0.012)],
+        c.paint([(0.5 - w, waist - 0.015), (0.5 + w, waist - 0.015), (0.5 + w, waist + 0.015), (0.5 - w, waist + 0.015)],
                 trim if shape in ("empire", "blouson") else seam)
     if shape == "wrap":
-        c.line([(0.4, 0.16), (0.6, waist + 0.05), (0.55, hem)], seam, 0.012)
-        c.line([(0.62, waist), (0.68, waist + 0.12)], trim, 0.015)
+        c.line([(0.4, 0.16), (0.6, waist + 0.05), (0.55, hem)], seam, DETAIL_WIDTH)
+        c.line([(0.62, waist), (0.68, waist + 0.12)], trim, DETAIL_WIDTH * 1.2)
     elif shape == "shirt":
-        c.line([(0.5, 0.2), (0.5, hem)], seam, 0.008)
-        c.dots([(0.5, 0.22 + k * (hem - 0.25) / 6) for k in range(7)], 0.008, trim)
+        c.line([(0.5, 0.2), (0.5, hem)], seam, DETAIL_WIDTH * 0.7)
+        c.dots([(0.5, 0.22 + k * (hem - 0.25) / 6) for k in range(7)], 0.012, trim)
     elif shape == "tiered":
         for k in (1, 2):
+            i = int(round(k / 3 * (len(skirt) - 1))) + 1
             yy = waist + (hem - waist) * k / 3
-            w = float(_SKIRTS["tiered"](np.array([k / 3 + 0.01]))[0])
-            c.line([(0.5 - w, yy), (0.5 + w, yy)], seam, 0.01)
+            c.line([(0.5 - skirt[i], yy), (0.5 + skirt[i], yy)], seam, DETAIL_WIDTH)
     elif shape == "tulip":
-        c.line([(0.5 - skirt[0], waist), (0.52, hem)], seam, 0.01)
-        c.line([(0.5 + skirt[0], waist), (0.48, hem)], seam, 0.01)
+        c.line([(0.5 - skirt[0], waist), (0.52, hem)], seam, DETAIL_WIDTH)
+        c.line([(0.5 + skirt[0], waist), (0.48, hem)], seam, DETAIL_WIDTH)
     elif shape == "drop-waist":
         for k in range(-2, 3):
-            c.line([(0.5 + 0.04 * k, waist + 0.02), (0.5 + 0.07 * k, hem - 0.01)], seam, 0.006)
+            c.line([(0.5 + 0.04 * k, waist + 0.02), (0.5 + 0.07 * k, hem - 0.01)], seam, DETAIL_WIDTH * 0.7)
 
 
 _SHADES = {"light": (150, 178, 212), "medium": (82, 112, 165), "dark": (38, 55, 98), "black": (32, 32, 38)}
@@ -565,7 +572,8 @@ def _pose(layer: Image.Image, rng: Rng) -> Image.Image:
     return layer.transform((n, n), Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
 
 
-SLEEVE_LENGTHS = {"sleeveless": 0.0, "short": 0.1, "elbow": 0.2, "three-quarter": 0.3, "long": 0.4}
+# a short sleeve is long enough to show its style; neighbouring lengths stay 0.09 apart (+-10% jitter)
+SLEEVE_LENGTHS = {"sleeveless": 0.0, "short": 0.14, "elbow": 0.23, "three-quarter": 0.32, "long": 0.41}
 
 
 def draw_garment(article: str, labels: dict[str, str], rng: Rng, size: int) -> Image.Image:
