@@ -386,9 +386,15 @@ def read_styles(styles_csv: str | Path, log_: ImportLog) -> list[tuple[int, dict
     return out
 
 
+def _words(text: str) -> str:
+    """' w1 w2 ... ': the lower-case words of text, space-separated and padded for whole-word search."""
+    return " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
+
+
 def _keyword_label(name: str, classes: Mapping[str, Sequence[str]]) -> tuple[str | None, list[str]]:
-    words = set(re.findall(r"[a-z]+", name.lower()))
-    hits = [cls for cls, kws in classes.items() if words & {k.lower() for k in kws}]
+    """The class whose keyword (a word, or a phrase like 'round neck' / 'v-neck') is in the name."""
+    words = _words(name)
+    hits = [cls for cls, kws in classes.items() if any(_words(k) in words for k in kws)]
     return (hits[0] if len(hits) == 1 else None), hits
 
 

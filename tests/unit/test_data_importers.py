@@ -173,3 +173,13 @@ def test_missing_required_columns_is_an_error(tmp_path, header):
     fn = import_wide if header.startswith("img,") else import_long
     with pytest.raises(DataValidationError, match="column"):
         fn(tmp_path / "t.csv", tmp_path, "jeans", root=tmp_path / "root", dest="raw/w", **COMMON)
+
+
+def test_keyword_phrases_match_whole_words_in_order():
+    from progattr_core.data.importers import _keyword_label
+
+    collar = {"polo": ("polo",), "round": ("round neck",), "v-neck": ("v-neck", "v neck")}
+    assert _keyword_label("Men Navy Round Neck T-shirt", collar) == ("round", ["round"])
+    assert _keyword_label("Women V-Neck Top", collar) == ("v-neck", ["v-neck"])
+    assert _keyword_label("Roundtrip Neckline Tee", collar) == (None, [])  # not whole words
+    assert _keyword_label("Polo with round neck", collar) == (None, ["polo", "round"])  # conflict
