@@ -32,12 +32,13 @@ LEAN = ["train.epochs_finetune=0"]
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"articles": [("jeans", [0])], "n": 40, "orders": 2, "real": [], "real_n": None, "real_seeds": [0],
               "matched_cap": 1, "set": ["model.image_size=32", "train.epochs_first=1", "baselines.epochs=1",
-                                        "train.batch_size=16"]},
-    "quick": {"articles": [("jeans", [0, 1, 2]), ("tops", [0])], "n": 200, "orders": 6, "real": ["topwear"],
-              "real_n": 200, "real_seeds": [0], "matched_cap": None, "set": ["model.image_size=32"]},
+                                        "train.batch_size=32"]},
+    "quick": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2])], "n": 300, "orders": 6,
+              "real": ["topwear", "tshirts"], "real_n": 400, "real_seeds": [0, 1, 2], "matched_cap": None,
+              "set": ["model.image_size=32"]},
     "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": None,
-             "orders": 6, "real": ["topwear"], "real_n": None, "real_seeds": [0, 1, 2], "matched_cap": None,
-             "set": []},
+             "orders": 6, "real": ["topwear", "tshirts"], "real_n": None, "real_seeds": [0, 1, 2],
+             "matched_cap": None, "set": []},
 }
 
 

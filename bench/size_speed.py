@@ -26,12 +26,16 @@ SPLITS = ("layer2", "layer3", "layer4.1")
 PAPER = {"size_ratio": 450 / 1120, "inference_ratio": 0.55 / 1.4, "train_ratio": 0.5}
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "smoke": {"article": "dresses", "sizes": [32], "archs": [None], "repeats": 2, "batch": 4, "levers": False, "train_repeats": 1,
+    # smoke: every code path once, at the smallest size (CI); the other split points are not trained
+    "smoke": {"article": "jeans", "sizes": [32], "archs": [None], "repeats": 1, "batch": 4, "levers": False,
+              "train_repeats": 1, "train_splits": False,
               "train": {"article": "jeans", "n": 40, "set": accuracy.PROFILES["smoke"]["set"]}},
     "quick": {"article": "dresses", "sizes": [224, None], "archs": [None], "repeats": 3, "batch": 32,
-              "levers": True, "train_repeats": 1, "train": {"article": "jeans", "n": 120, "set": ["model.image_size=32"]}},
+              "levers": True, "train_repeats": 1, "train_splits": True,
+              "train": {"article": "jeans", "n": 120, "set": ["model.image_size=32"]}},
     "full": {"article": "dresses", "sizes": [224, None], "archs": [None, "resnet34"], "repeats": 9, "batch": 32,
-             "levers": True, "train_repeats": 3, "train": {"article": "jeans", "n": None, "set": []}},
+             "levers": True, "train_repeats": 3, "train_splits": True,
+             "train": {"article": "jeans", "n": None, "set": []}},
 }
 
 
@@ -253,7 +257,7 @@ def training(prof: dict[str, Any], repeats: int) -> tuple[list[list], dict, Any]
             params = accuracy._params(t["set"], t["article"], 0, extra)
             keep = trained if name == "progressive" else None
             runs.setdefault(name, []).append(accuracy.run_method(method, params, splits, t["article"], 0, keep))
-    for split in SPLITS:
+    for split in SPLITS if prof["train_splits"] else ():
         if split != base.model.split_point:
             params = accuracy._params(t["set"], t["article"], 0, [f"model.split_point={split}"])
             runs[f"progressive {split}"] = [accuracy.run_method("progressive", params, splits, t["article"], 0)]

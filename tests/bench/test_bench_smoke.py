@@ -29,7 +29,7 @@ def check_schema(result: dict, name: str) -> None:
     assert all(isinstance(v, (int, float)) or v is None for v in result["ratios"].values())
 
 
-@pytest.mark.parametrize("name", ["accuracy", "size_speed"])
+@pytest.mark.parametrize("name", ["accuracy", "size_speed", "orchestration"])
 def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--profile", "smoke", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
