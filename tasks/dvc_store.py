@@ -26,11 +26,17 @@ def is_repo(root: str | Path) -> bool:
 
 
 def run_dvc(root: str | Path, *args: str, timeout: float = 1800) -> str:
+    """`dvc <args>` in `root`; DvcError with its output when it fails or outlasts `timeout` seconds (a
+    hung remote: DVC's own bound is its retries x the remote's read_timeout, see push)."""
     cmd = [sys.executable, "-m", "dvc", *args]
-    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+    try:
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DvcError(f"`dvc {' '.join(args)}` in {root} did not finish within {timeout:g}s; stopped") from None
     if out.returncode != 0:
-        raise DvcError(f"`dvc {' '.join(args)}` in {root} failed ({out.returncode}): "
-                       f"{(out.stderr or out.stdout).strip()[-2000:]}")
+        text = "\n".join(line for line in (out.stderr or out.stdout).splitlines()
+                         if not line.startswith("Having any troubles?"))  # DVC's support footer
+        raise DvcError(f"`dvc {' '.join(args)}` in {root} failed ({out.returncode}): {text.strip()[-2000:]}")
     return out.stdout
 
 
@@ -63,8 +69,35 @@ def folder_hash(path: str | Path) -> str:
     return "sha256:" + h.hexdigest()[:32]
 
 
-def push(root: str | Path, *targets: str, remote: str | None = None) -> str:
-    return run_dvc(root, "push", *(["-r", remote] if remote else []), *targets)
+def push(root: str | Path, *targets: str, remote: str | None = None, timeout: float = 1800) -> str:
+    """`dvc push`. Retries are bounded by the S3 stack DVC uses: botocore makes up to AWS_MAX_ATTEMPTS
+    attempts per request (5 by default), s3fs repeats timed-out or dropped requests 5 times, each attempt
+    waits at most the remote's `connect_timeout`/`read_timeout` (`dvc remote modify`; 60 s by default);
+    `timeout` bounds the whole push. A failure names the remote; what was pushed stays, the rest is
+    pushed by the next run (the local cache and .dvc files are not touched)."""
+    try:
+        return run_dvc(root, "push", *(["-r", remote] if remote else []), *targets, timeout=timeout)
+    except DvcError as exc:
+        raise DvcError(f"push to {_describe_remote(root, remote)} failed: {_redact(str(exc))}") from None
+
+
+def _describe_remote(root: str | Path, remote: str | None) -> str:
+    """"remote 'name' (url, endpoint url)" from DVC's merged config; only these keys (credentials may sit
+    in the same config)."""
+    try:
+        lines = run_dvc(root, "config", "--list", timeout=60).splitlines()
+    except DvcError:
+        return f"remote {remote or '(default)'!r}"
+    config = dict(line.split("=", 1) for line in lines if "=" in line)
+    name = remote or config.get("core.remote", "")
+    where = [config[k] for k in (f"remote.{name}.url", f"remote.{name}.endpointurl") if k in config]
+    return _redact(f"remote {name!r} ({', '.join(where) or 'not configured'})")
+
+
+def _redact(text: str) -> str:
+    from tasks.mlflow_store import redact  # the project's one URL-password redaction
+
+    return redact(text)
 
 
 def pull(root: str | Path, *targets: str, remote: str | None = None) -> str:

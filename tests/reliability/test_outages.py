@@ -1,6 +1,6 @@
 """Outside systems failing, injected into real processes on loopback: the MLflow tracking server down
 at start, coming up late, and dying mid-run; the S3 endpoint refusing or cutting connections during
-ingestion. Each either recovers within its bounded retries or fails with one clear line, leaving no
+ingestion, and answering 503 or hanging during `dvc push`. Each either recovers within its bounded retries or fails with one clear line, leaving no
 half-registered model version and no partial dataset version."""
 
 from __future__ import annotations
@@ -225,3 +225,115 @@ def test_an_s3_endpoint_refusing_connections_fails_with_one_line(tmp_path):
     assert out.strip().splitlines()[-1].startswith(f"progattr: error: s3://gone/cat: EndpointConnectionError: "
                                                    f"Could not connect to the endpoint URL: \"{endpoint}/gone")
     assert not (project / "outputs").exists() or not list((project / "outputs").rglob("data_version.json"))
+
+
+# ---------------------------------------------------------------- DVC push
+
+
+class SwitchableS3:
+    """A TCP front on loopback for the S3 server: `up` pipes bytes through, `down` answers each request
+    503 Service Unavailable, `hang` accepts and never answers (a slow endpoint). Counts refused requests."""
+
+    def __init__(self, upstream: str, mode: str):
+        self.host, self.port = upstream.split("//")[1].split(":")
+        self.mode, self.refused, self.held = mode, 0, []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        if self.mode == "up":
+            up = socket.create_connection((self.host, int(self.port)))
+            threading.Thread(target=_pipe, args=(up, client), daemon=True).start()
+            _pipe(client, up)
+            return
+        self.refused += 1
+        if self.mode == "hang":
+            self.held.append(client)  # open, never answered, until the test ends
+            return
+        with client:
+            request = client.recv(65536)
+            body = b"<?xml version='1.0'?><Error><Code>ServiceUnavailable</Code><Message>down</Message></Error>"
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
+                           b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+                           + (b"" if request.startswith(b"HEAD ") else body))
+
+    def close(self) -> None:
+        self.sock.close()
+        for held in self.held:
+            held.close()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.mark.parametrize("mode", ["down", "hang"])
+def test_dvc_push_to_a_failing_s3_endpoint_gives_up_naming_the_remote_then_pushes_when_it_is_back(
+        tmp_path, s3_server, monkeypatch, mode):
+    """503s: botocore's attempts (AWS_MAX_ATTEMPTS), then a failure. A hung endpoint: each attempt ends at
+    the remote's read_timeout and s3fs repeats it 5 times. Nothing local changes; the next push succeeds."""
+    import boto3
+
+    from tasks import dvc_store
+
+    root = tmp_path / "project"
+    (root / "data/raw/mini").mkdir(parents=True)
+    for i in range(3):
+        (root / f"data/raw/mini/{i}.txt").write_text(str(i) * 100)
+    dvc_store.run_dvc(root, "init", "--no-scm", "-q")
+    version = dvc_store.track(root, root / "data/raw/mini")
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=f"dvc-{mode}")
+    proxy = SwitchableS3(s3_server, mode)
+    secret = "hunter2-s3-secret-key"
+    # what `dvc remote add -d` and `dvc remote modify [--local]` would write (a subprocess each)
+    (root / ".dvc/config").write_text(f"[core]\n    no_scm = True\n    remote = store\n['remote \"store\"']\n"
+                                      f"    url = s3://dvc-{mode}/store\n    endpointurl = {proxy.url}\n"
+                                      "    read_timeout = 1\n    connect_timeout = 1\n")
+    (root / ".dvc/config.local").write_text(f"['remote \"store\"']\n    access_key_id = AKIATESTING\n"
+                                            f"    secret_access_key = {secret}\n")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2" if mode == "down" else "1")
+    dvc_meta = (root / "data/raw/mini.dvc").read_text()
+    try:
+        start = time.monotonic()
+        with pytest.raises(dvc_store.DvcError) as failed:
+            dvc_store.push(root)
+        elapsed = time.monotonic() - start
+        message = str(failed.value)
+        assert message.startswith(f"push to remote 'store' (s3://dvc-{mode}/store, {proxy.url}) failed: `dvc push`")
+        assert ("(503) when calling the HeadObject operation (reached max retries: 1)" in message if mode == "down"
+                else f"Read timeout on endpoint URL: \"{proxy.url}/dvc-{mode}/store/" in message), message
+        assert proxy.refused == (2 if mode == "down" else 5), proxy.refused  # bounded: attempts x (s3fs 5 if timed out)
+        assert elapsed < 60
+        assert secret not in message and "AKIATESTING" not in message and "Having any troubles" not in message
+
+        if mode == "hang":  # the caller's bound on the whole push: the dvc process is stopped
+            with pytest.raises(dvc_store.DvcError, match=r"`dvc push` in .* did not finish within 2s; stopped"):
+                dvc_store.push(root, timeout=2)
+        assert (root / "data/raw/mini.dvc").read_text() == dvc_meta  # the dataset version is untouched
+        proxy.mode = "up"
+        dvc_store.push(root)
+    finally:
+        proxy.close()
+    assert "in sync" in dvc_store.run_dvc(root, "status", "-c").lower()
+    assert dvc_store.tracked_hash(root / "data/raw/mini") == version
