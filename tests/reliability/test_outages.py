@@ -115,16 +115,15 @@ def _wait_for_stage(client: MlflowClient, proc: subprocess.Popen, index: int) ->
 # ---------------------------------------------------------------- S3
 
 
-class FaultyProxy:
-    """A TCP proxy on loopback in front of the S3 server that cuts the first `cut` object downloads
-    half-way (a reset mid-body), or every one when `cut` is None; listings pass through."""
+class LoopbackFront:
+    """A TCP listener on loopback in front of the S3 server (`upstream`): each connection is handed to
+    `_handle` in its own thread."""
 
-    def __init__(self, upstream: str, cut: int | None):
+    def __init__(self, upstream: str):
         self.host, self.port = upstream.split("//")[1].split(":")
-        self.cut, self.cuts = cut, 0
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(32)
+        self.sock.listen(64)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -135,6 +134,21 @@ class FaultyProxy:
             except OSError:
                 return
             threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class FaultyProxy(LoopbackFront):
+    """A TCP proxy that cuts the first `cut` object downloads half-way (a reset mid-body), or every one
+    when `cut` is None; listings pass through."""
+
+    def __init__(self, upstream: str, cut: int | None):
+        self.cut, self.cuts = cut, 0
+        super().__init__(upstream)
 
     def _handle(self, client: socket.socket) -> None:
         with client, socket.create_connection((self.host, int(self.port))) as up:
@@ -162,9 +176,6 @@ class FaultyProxy:
         while not head_only and len(body) < length:
             body += up.recv(65536)
         return head + b"\r\n\r\n" + body
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def _bucket_with_catalogue(s3_server: str, tmp_path, bucket: str) -> int:
@@ -230,26 +241,13 @@ def test_an_s3_endpoint_refusing_connections_fails_with_one_line(tmp_path):
 # ---------------------------------------------------------------- DVC push
 
 
-class SwitchableS3:
-    """A TCP front on loopback for the S3 server: `up` pipes bytes through, `down` answers each request
-    503 Service Unavailable, `hang` accepts and never answers (a slow endpoint). Counts refused requests."""
+class SwitchableS3(LoopbackFront):
+    """`up` pipes bytes through, `down` answers each request 503 Service Unavailable, `hang` accepts and
+    never answers (a slow endpoint). Counts the connections it refused."""
 
     def __init__(self, upstream: str, mode: str):
-        self.host, self.port = upstream.split("//")[1].split(":")
         self.mode, self.refused, self.held = mode, 0, []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+        super().__init__(upstream)
 
     def _handle(self, client: socket.socket) -> None:
         if self.mode == "up":
@@ -269,7 +267,7 @@ class SwitchableS3:
                            + (b"" if request.startswith(b"HEAD ") else body))
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         for held in self.held:
             held.close()
 
