@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+import os
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from progattr_core.config import Params, load_params
 from tasks.mlflow_store import Store, StoreConfig, redact, store_config
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_params(path: str, overrides: tuple[str, ...], stamp: tuple[int, int]) -> Params:
+    """Parsing and validating params.yaml costs ~0.1-0.3 s and tasks ask for it dozens of times per run;
+    keyed by the file's mtime and size, so an edited file is read again."""
+    return load_params(path, overrides)
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,9 @@ class PipelineContext:
 
     def params(self) -> Params:
         # train.article follows the flow's article: the core's schedule and baselines read it.
-        return load_params(self.params_path, (*self.overrides, f"train.article={self.article}"))
+        stat = os.stat(self.params_path)
+        return _cached_params(self.params_path, (*self.overrides, f"train.article={self.article}"),
+                              (stat.st_mtime_ns, stat.st_size))
 
     def path(self, rel: str | Path) -> Path:
         p = Path(rel)

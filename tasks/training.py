@@ -16,6 +16,9 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -75,6 +78,20 @@ def _fit_metrics(result: FitResult) -> dict[str, float]:
     return {"seconds": result.seconds, "image_passes": result.image_passes, "n_images": result.n_images}
 
 
+@contextmanager
+def checkpointed_run(store: Store, run_id: str, folder: Path) -> Iterator[Path]:
+    """The path to save a stage's checkpoint at (under `folder`); when the block ends it is logged to the
+    MLflow run at CHECKPOINT and the run finished, or the run is finished as failed when the block raises."""
+    out = folder / "out"
+    try:
+        yield out / Path(CHECKPOINT).name
+        store.log_artifacts(run_id, out, str(Path(CHECKPOINT).parent))
+    except BaseException:
+        store.finish_run(run_id, completed=False)
+        raise
+    store.finish_run(run_id)
+
+
 def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
     """Stage `index` of the schedule: reuse its completed MLflow checkpoint, or train and log one."""
     log = task_logger()
@@ -99,19 +116,16 @@ def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previou
         run_id = store.start_run(f"stage-{index}-{stage.name}", {
             **tags, "stage_name": stage.name, "stage_kind": stage.kind, "article": ctx.article,
             "data_version": data.data_version}, parent_run_id=ctx.flow_run_id or None)
-        try:
+        with checkpointed_run(store, run_id, Path(tmp)) as checkpoint:
             store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
             result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info)
             for epoch, loss in enumerate(result.epoch_losses):
                 store.log_metrics(run_id, {"loss": loss}, step=epoch)
+            start = time.perf_counter()
             val_acc = accuracy_on(model, val, list(model.classes), device) if len(val) else {}
-            store.log_metrics(run_id, {**_fit_metrics(result), **{f"val_accuracy.{a}": v for a, v in val_acc.items()}})
-            save_checkpoint(Path(tmp) / "out" / "checkpoint.pt", model.cpu(), stage, result)
-            store.log_artifacts(run_id, Path(tmp) / "out", "checkpoint")
-        except BaseException:
-            store.finish_run(run_id, completed=False)
-            raise
-        store.finish_run(run_id)
+            store.log_metrics(run_id, {**_fit_metrics(result), "val_seconds": time.perf_counter() - start,
+                                       **{f"val_accuracy.{a}": v for a, v in val_acc.items()}})
+            save_checkpoint(checkpoint, model.cpu(), stage, result)
     log.info("stage %d %s trained in %.1fs (run %s), val accuracy %s", index, stage.name, result.seconds, run_id,
              {a: round(v, 3) for a, v in val_acc.items()})
     return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
