@@ -30,7 +30,8 @@ NECK_ZOOM = 2.0  # necklines drawn this much larger than life: they are small de
 TEXTURE_PERIOD = (0.13, 0.19)
 MOTIF_RADIUS = (0.05, 0.075)  # floral/paisley/animal/abstract motifs, as a fraction of the canvas
 DETAIL_WIDTH = 0.022  # seams, ruffles, slits: at least ~1.4 px at 64 px so they survive the resize
-SKIRT_FLARE = 1.3  # dress skirt width profiles exaggerated around a half-width of 0.12
+SKIRT_FLARE = 1.3
+SLEEVE_PROFILE = (1.2, 1.3)  # sleeves this much wider than the armhole, and their profiles this much exaggerated  # dress skirt width profiles exaggerated around a half-width of 0.12
 
 
 # ---------------------------------------------------------------- colours
@@ -41,10 +42,10 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 
 
 def _palette(rng: Rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Primary, a contrasting secondary and a trim colour."""
-    h = rng.random()
-    primary = _hsv(h, rng.uniform(0.25, 0.95), rng.uniform(0.35, 0.95))
-    secondary = _hsv(h + rng.uniform(0.25, 0.75), rng.uniform(0.1, 0.9), rng.choice([rng.uniform(0.1, 0.35), rng.uniform(0.8, 1.0)]))
+    """Primary, a secondary of contrasting hue and brightness (patterns must show in any colours) and a trim."""
+    h, light = rng.random(), rng.random() < 0.5
+    primary = _hsv(h, rng.uniform(0.25, 0.95), rng.uniform(0.7, 0.95) if light else rng.uniform(0.3, 0.55))
+    secondary = _hsv(h + rng.uniform(0.25, 0.75), rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.25) if light else rng.uniform(0.85, 1.0))
     trim = _hsv(rng.random(), rng.uniform(0.0, 0.8), rng.uniform(0.2, 1.0))
     return primary, secondary, trim
 
@@ -256,7 +257,7 @@ def _sleeve_widths(style: str, t: np.ndarray, root: float) -> np.ndarray:
         "dolman": 1.0 - 0.65 * t,
         "balloon": 0.8 + 1.3 * np.exp(-((t - 0.7) / 0.18) ** 2) - 0.4 * (t > 0.93),
     }[style]
-    return root * np.maximum(w, 0.25)
+    return root * SLEEVE_PROFILE[0] * np.clip(1 + SLEEVE_PROFILE[1] * (w - 1), 0.25, 2.8)
 
 
 def _sleeve(c: Canvas, style: str, length: float, top: Point, bottom: Point, angle: float,
@@ -291,7 +292,7 @@ def _sleeve(c: Canvas, style: str, length: float, top: Point, bottom: Point, ang
     elif style in ("bishop", "cuffed"):
         i = -4 if style == "cuffed" else -3
         band = [tuple(a[i]), tuple(a[-1]), tuple(b[-1]), tuple(b[i])]
-        c.paint(band, trim if style == "cuffed" else p * 0.6)
+        c.paint(band, s if style == "cuffed" else p * 0.6)
     elif style == "roll-up":
         i = int(len(t) * 0.65)
         c.paint([tuple(a[i] + nrm * 0.02), tuple(a[-1] + nrm * 0.02), tuple(b[-1] - nrm * 0.02), tuple(b[i] - nrm * 0.02)], p * 1.3 + 40)
@@ -299,7 +300,7 @@ def _sleeve(c: Canvas, style: str, length: float, top: Point, bottom: Point, ang
         for frac in (0.35, 0.65, 0.95):
             i = int((len(t) - 1) * frac)
             zig = [tuple(a[i] + (b[i] - a[i]) * k + d * 0.02 * (k * 8 % 2)) for k in np.linspace(0, 1, 9)]
-            c.line(zig, p * 0.45, DETAIL_WIDTH)
+            c.line(zig, s, DETAIL_WIDTH)
     elif style == "cold-shoulder":
         hole = c0 + d * length * 0.15 + nrm * w[1] * 0.2
         r = root * 0.45
