@@ -34,7 +34,7 @@ from progattr_core.train import accuracy_on, load_checkpoint, save_checkpoint, t
 from tasks.context import DataRef, PipelineContext, git_commit, task_logger
 from tasks.mlflow_store import Store, decide_challenger
 from tasks.registry import RegistryRef, model_name
-from tasks.training import CHECKPOINT, MODEL, TrainedRef, fetch, load_split
+from tasks.training import CHECKPOINT, MODEL, TrainedRef, checkpointed_run, fetch, load_split
 from tasks.validation import ValidationOutcome, validate_manifest
 
 
@@ -145,17 +145,12 @@ def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseMo
             **tags, "stage_name": stage.name, "article": ctx.article, "added_attribute": attribute,
             "branch_add_mode": mode, "base_version": base.version, "data_version": data.data_version},
             parent_run_id=ctx.flow_run_id or None)
-        try:
+        with checkpointed_run(store, run_id, Path(tmp)) as checkpoint:
             store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
             result = train_stage(model, stage, train, params.train, params.seed, resolve_device(params.device), val,
                                  log.info)
             store.log_metrics(run_id, {"seconds": result.seconds, "image_passes": result.image_passes})
-            save_checkpoint(Path(tmp) / "out" / "checkpoint.pt", model.cpu(), stage, result)
-            store.log_artifacts(run_id, Path(tmp) / "out", "checkpoint")
-        except BaseException:
-            store.finish_run(run_id, completed=False)
-            raise
-        store.finish_run(run_id)
+            save_checkpoint(checkpoint, model.cpu(), stage, result)
     log.info("branch stage %d %s trained in %.1fs (run %s)", index, stage.name, result.seconds, run_id)
     return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
 
