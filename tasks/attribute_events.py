@@ -52,21 +52,41 @@ def new_attributes(ctx: PipelineContext, data: DataRef) -> list[str]:
 
 
 def emit_attribute_added(article: str, attribute: str, source: str, data_version: str, by: str) -> str:
-    """Send the event to the Prefect API in PREFECT_API_URL and wait until it is sent; its id."""
-    from prefect.events import emit_event
-    from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL
+    """Post the event to the Prefect API in PREFECT_API_URL; its id, once that server has accepted it.
 
-    if not PREFECT_API_URL.value():
+    A direct `POST /events`, not `emit_event`: Prefect's process-wide EventsWorker keeps the API URL
+    it first started with (its instance key holds no URL), so in a process that had talked to another
+    server the event silently went there and no trigger ever saw it (issue #5). The post goes to the
+    API in effect now and raises when the server does not take the event.
+    """
+    import httpx
+    from prefect.events import Event
+    from prefect.settings import PREFECT_API_URL
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    url = PREFECT_API_URL.value()
+    if not url:
         raise ConfigError("PREFECT_API_URL is not set: the event needs a Prefect server to go to "
                           "(e.g. PREFECT_API_URL=http://127.0.0.1:4200/api)")
-    event = emit_event(EVENT, resource=article_resource(article),
-                       payload={"article": article, "attribute": attribute, "source": source,
-                                "data_version": data_version, "emitted_by": by})
-    EventsWorker.instance().wait_until_empty()
-    if event is None:
-        raise ConfigError(f"Prefect did not emit {EVENT} (events are disabled for API {PREFECT_API_URL.value()})")
+    event = Event(event=EVENT, resource=article_resource(article),
+                  payload={"article": article, "attribute": attribute, "source": source,
+                           "data_version": data_version, "emitted_by": by})
+    try:
+        run_coro_as_sync(_post_event(event))
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"the Prefect API at {url} (PREFECT_API_URL) did not take {EVENT}: {exc}") from exc
     return str(event.id)
+
+
+async def _post_event(event) -> None:
+    """Attach the run context's flow run, task run and tags (as `emit_event` does), then post."""
+    from prefect import get_client
+    from prefect.events.related import related_resources_from_run_context
+
+    async with get_client() as client:
+        event.related += await related_resources_from_run_context(
+            client, exclude={resource.id for resource in event.involved_resources})
+        await client.request("POST", "/events", json=[event.model_dump(mode="json")])
 
 
 def announce_new_attributes(ctx: PipelineContext, data: DataRef, source: str) -> list[str]:

@@ -41,21 +41,43 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _restart_api_workers() -> None:
+    """Flush and stop this process's Prefect log and event workers: they keep the API URL they started
+    with, so without this an in-process flow here would log to (and emit events at) whichever server
+    this pytest process talked to before (e.g. tests/flows' harness). The next ones start on the
+    current PREFECT_API_URL. Prefect's own test harness does the same when it exits."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
+
+
 @pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
+def prefect_home(tmp_path_factory) -> Path:
+    """The server's PREFECT_HOME; its output (INFO, with the triggers' and actions' lines) is server.log."""
+    return tmp_path_factory.mktemp("prefect-server")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(prefect_home):
     """`prefect server start` on a free loopback port; yields its API URL, set for this process."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    home = tmp_path_factory.mktemp("prefect-server")
     port = free_port()
-    log = open(home / "server.log", "w")
+    log = open(prefect_home / "server.log", "w")
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-ui"], env=_env(home), stdout=log, stderr=subprocess.STDOUT)
+                             "--no-ui"], env=_env(prefect_home, PREFECT_LOGGING_SERVER_LEVEL="INFO"),
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:
         _wait_http(f"{url}/health", proc, timeout=180)
         with temporary_settings({PREFECT_API_URL: url}):
-            yield url
+            _restart_api_workers()
+            try:
+                yield url
+            finally:
+                _restart_api_workers()
     finally:
         _stop(proc)
         log.close()
