@@ -39,18 +39,22 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": None,
              "orders": 6, "real": ["topwear", "tshirts"], "real_n": None, "real_seeds": [0, 1, 2],
              "matched_cap": None, "set": []},
+    # the paper's scale (ResNet-34, 224 px) on the real catalogue: for a GPU (--device cuda), ~10 min on an H200
+    "paper": {"articles": [], "n": None, "orders": 0, "real": ["topwear", "tshirts"], "real_n": 3000,
+              "real_seeds": [0, 1, 2], "matched_cap": None, "set": ["model.arch=resnet34", "model.image_size=224"]},
 }
 
 
-def _probs(method: str, trained: Any, data: Any) -> dict[str, np.ndarray]:
+def _probs(method: str, trained: Any, data: Any, device: str) -> dict[str, np.ndarray]:
     from progattr_core.predict import predict_proba
 
     if method == "individual":
-        return {a: predict_proba(m, data.images, 256, "cpu", [a])[a] for a, m in trained.items()}
-    return predict_proba(trained, data.images, 256, "cpu", data.attributes)
+        return {a: predict_proba(m, data.images, 256, device, [a])[a] for a, m in trained.items()}
+    return predict_proba(trained, data.images, 256, device, data.attributes)
 
 
-def train_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int) -> tuple[Any, list]:
+def train_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
+                 device: str = "cpu") -> tuple[Any, list]:
     """Train one method; (trained model or dict of models, its FitResults)."""
     from progattr_core.baselines import train_individual, train_multilabel
     from progattr_core.model import build_model
@@ -59,28 +63,28 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
 
     train, val = splits["train"], splits["val"]
     if method == "individual":
-        models, results = train_individual(params, train, "cpu", val, list(params.attributes(article)))
+        models, results = train_individual(params, train, device, val, list(params.attributes(article)))
         return models, list(results.values())
     if method in ("multilabel", "multilabel_masked"):
-        model, result = train_multilabel(params, train, method == "multilabel_masked", "cpu", val)
+        model, result = train_multilabel(params, train, method == "multilabel_masked", device, val)
         return model, [result]
     model = build_model(params.model, seed)
-    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, "cpu", val)
+    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, device, val)
 
 
 def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
-               keep: list | None = None) -> dict[str, Any]:
+               keep: list | None = None, device: str = "cpu") -> dict[str, Any]:
     """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds.
     The trained model(s) are appended to `keep` when given."""
     from progattr_core.metrics import evaluate
 
     start = time.perf_counter()
-    trained, results = train_method(method, params, splits, article, seed)
+    trained, results = train_method(method, params, splits, article, seed, device)
     seconds = time.perf_counter() - start
     if keep is not None:
         keep.append(trained)
     test = splits["test"]
-    report = evaluate(method, _probs(method, trained, test), test.labels.numpy(), test.attributes, test.classes)
+    report = evaluate(method, _probs(method, trained, test, device), test.labels.numpy(), test.attributes, test.classes)
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
             "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
@@ -95,18 +99,21 @@ def _params(base_set: list[str], article: str, seed: int, extra: list[str] = ())
 def matched_epochs(run: dict[str, Any], target_passes: int) -> int:
     """Epochs whose image passes come closest to target_passes (passes scale linearly with epochs)."""
     per_epoch = run["image_passes"] / run["epochs"]
+    if per_epoch == 0:  # nothing to train on (e.g. no fully-labelled image in a tiny sample): nothing to match
+        return run["epochs"]
     return max(1, int(round(target_passes / per_epoch)))
 
 
 def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: int,
-             matched_cap: int | None = None) -> dict[str, Any]:
+             matched_cap: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """All methods for one (article, seed), in an order rotated by seed so timing drift is shared."""
     methods = list(METHODS)
     methods = methods[seed % len(methods):] + methods[:seed % len(methods)]
     runs = {}
     for method in methods:
         extra = LEAN if method == "progressive_lean" else []
-        runs[method] = run_method(method, _params(base_set, article, seed, extra), splits, article, seed)
+        runs[method] = run_method(method, _params(base_set, article, seed, extra), splits, article, seed,
+                                  device=device)
         log.info("%s seed %d %s: overall %.3f, %d passes, %.0f s", article, seed, method,
                  runs[method]["overall"], runs[method]["image_passes"], runs[method]["train_s"])
     matched = {}
@@ -117,20 +124,20 @@ def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: in
             matched[method] = runs[method]
         else:
             params = _params(base_set, article, seed, [f"baselines.epochs={epochs}"])
-            matched[method] = run_method(method, params, splits, article, seed)
+            matched[method] = run_method(method, params, splits, article, seed, device=device)
         matched[method]["epochs"] = epochs
     matched["progressive"] = runs["progressive"]
     return {"epoch_matched": runs, "compute_matched": matched}
 
 
 def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: int, limit: int,
-               out: Partial) -> None:
+               out: Partial, device: str = "cpu") -> None:
     """Progressive with every order of the article's attributes (the paper: 'did not vary much')."""
     attrs = list(splits["train"].attributes)
     runs = []
     for order in list(itertools.permutations(attrs))[:limit]:
         params = _params(base_set, article, seed, [f"train.attribute_order=[{', '.join(order)}]"])
-        run = run_method("progressive", params, splits, article, seed)
+        run = run_method("progressive", params, splits, article, seed, device=device)
         runs.append({"order": list(order), "overall": run["overall"], "accuracy": run["accuracy"]})
         out.orders(article, seed, runs, attrs)
 
@@ -230,16 +237,20 @@ def label_stats(splits: dict[str, Any]) -> dict[str, Any]:
             "n_train": len(splits["train"]), "n_val": len(splits["val"]), "n_test": len(splits["test"])}
 
 
-def datasets(prof: dict[str, Any], base_set: list[str]) -> list[tuple[str, str, Any, list[int]]]:
-    """(label, article, loader() -> splits, seeds) for every catalogue of the profile."""
+def datasets(prof: dict[str, Any], base_set: list[str], real_n: int | None = None
+             ) -> list[tuple[str, str, Any, list[int]]]:
+    """(label, article, loader() -> splits, seeds) for every catalogue of the profile: the built-in
+    articles, then every real article with labels hidden to the paper's sparsity, then with its natural
+    labels (so a run cut short has the paper's setting for every article first)."""
     params = common.bench_params(base_set)
     n = prof["n"] or params.synth.n_images
+    real_n = real_n or prof["real_n"]
     out = [(f"synthetic {a}", a, lambda a=a: common.synth_splits(params, a, n, params.synth.seed), seeds)
            for a, seeds in prof["articles"]]
-    for a in prof["real"]:
-        out.append((f"real {a}, labels hidden to 45% full / 80% per attribute", a,
-                    lambda a=a: real_splits(params, a, prof["real_n"], True, 0), prof["real_seeds"]))
-        out.append((f"real {a}", a, lambda a=a: real_splits(params, a, prof["real_n"], False, 0), prof["real_seeds"]))
+    for hide in (True, False):
+        for a in prof["real"]:
+            label = f"real {a}, labels hidden to 45% full / 80% per attribute" if hide else f"real {a}"
+            out.append((label, a, lambda a=a, hide=hide: real_splits(params, a, real_n, hide, 0), prof["real_seeds"]))
     return out
 
 
@@ -256,21 +267,33 @@ def goals_for(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, info, started = common.start("Tables 2-4: accuracy of every method, same run, same data", argv)
+    args, info, started = common.start("Tables 2-4: accuracy of every method, same run, same data", argv,
+                                       list(PROFILES), [_options])
     prof = PROFILES[args.profile]
     base_set = [*prof["set"], *args.set]
+    if args.device.startswith("cuda"):
+        import torch
+
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     out = Partial(args, base_set, info, started)
-    jobs = datasets(prof, base_set)
+    jobs = datasets(prof, base_set, args.real_n)
     first = jobs[0][0]
     for label, article, load, seed_list in [j for j in jobs if args.only in j[0]]:
         splits = load()
         seeds = []
         for seed in seed_list:  # results are rewritten after every seed: a cut-short run keeps its part
-            seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"]))
+            seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"], args.device))
             out.catalogue(label, article, splits, seeds)
-        if label == first:  # the 3-attribute article's attribute orders, right after its own table
-            run_orders(base_set, splits, article, seed_list[0], prof["orders"], out)
+        if label == first and prof["orders"]:  # the 3-attribute article's orders, right after its own table
+            run_orders(base_set, splits, article, seed_list[0], prof["orders"], out, args.device)
     return out.write()
+
+
+def _options(ap: Any) -> None:
+    ap.add_argument("--device", default="cpu", help="where models train and predict: cpu, cuda, cuda:N "
+                                                     "(on CUDA params' train.amp applies: bf16 + channels-last)")
+    ap.add_argument("--real-n", type=int, default=None, help="subsample each real article to this many "
+                                                             "images (default: the profile's)")
 
 
 class Partial:

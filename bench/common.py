@@ -19,20 +19,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-DATA = ROOT / "data" / "bench"          # generated catalogues and decode caches (git-ignored)
+# generated catalogues, imported real articles and decode caches (git-ignored); PROGATTR_BENCH_DATA
+# points elsewhere, e.g. at a folder carried to another machine
+DATA = Path(os.environ.get("PROGATTR_BENCH_DATA") or ROOT / "data" / "bench")
 SCHEMA_VERSION = 1
 PROFILES = ("smoke", "quick", "full")
 
 
-def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """--profile smoke|quick|full, --set overrides on params.yaml, --out results folder, --threads."""
+def parse_args(description: str, argv: Sequence[str] | None = None, profiles: Sequence[str] = PROFILES,
+               extra: Sequence[Callable[[argparse.ArgumentParser], Any]] = ()) -> argparse.Namespace:
+    """--profile, --set overrides on params.yaml, --out results folder, --threads, --only; `extra`
+    adds a script's own options."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--profile", choices=PROFILES, default="quick")
+    ap.add_argument("--profile", choices=list(profiles), default="quick")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params.yaml overrides")
     ap.add_argument("--out", default=str(RESULTS), help="where <name>.json and <name>.md are written")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--only", default="", help="run only the parts whose label contains this text; results "
                                                "go to <name>_<only>.json so a part can run beside the rest")
+    for extend in extra:
+        extend(ap)
     return ap.parse_args(argv)
 
 
@@ -43,24 +49,27 @@ def setup_torch(threads: int) -> None:
     torch.manual_seed(0)
 
 
-def start(description: str, argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, Any], float]:
+def start(description: str, argv: Sequence[str] | None = None, profiles: Sequence[str] = PROFILES,
+          extra: Sequence[Callable[[argparse.ArgumentParser], Any]] = ()
+          ) -> tuple[argparse.Namespace, dict[str, Any], float]:
     """Parse the CLI, set torch threads, configure logging once; (args, machine facts, start time)."""
     import logging
 
-    args = parse_args(description, argv)
+    args = parse_args(description, argv, profiles, extra)
     setup_torch(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return args, machine(), time.perf_counter()
 
 
 def git_commit() -> tuple[str, bool]:
-    """(HEAD commit, whether tracked files differ from it); ('unknown', False) outside git."""
+    """(HEAD commit, whether tracked files differ from it). Outside git (a copy of the tree sent to
+    another machine): (PROGATTR_GIT_COMMIT or 'unknown', False)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     try:
         return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
+        return os.environ.get("PROGATTR_GIT_COMMIT", "unknown"), False
 
 
 def machine() -> dict[str, Any]:
@@ -68,7 +77,8 @@ def machine() -> dict[str, Any]:
 
     return {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
-            "cpu": platform.processor() or platform.machine(), "loadavg_start": list(os.getloadavg())}
+            "cpu": platform.processor() or platform.machine(), "loadavg_start": list(os.getloadavg()),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def time_call(fn: Callable[[], Any]) -> float:
@@ -133,7 +143,8 @@ def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"# {result['name']} (profile {result['profile']})", "",
              f"commit `{result['git_commit'][:12]}`{' (dirty)' if result['git_dirty'] else ''}, "
-             f"{result['created_utc']}, {m['cores']} cores, torch {m['torch']} with {m['torch_threads']} "
+             f"{result['created_utc']}, {m['cores']} cores{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
+             f"torch {m['torch']} with {m['torch_threads']} "
              f"threads, load average {m['loadavg_start'][0]:.2f} at start / {m['loadavg_end'][0]:.2f} at end, "
              f"wall {result['wall_s']:.0f} s", ""]
     for t in (t for t in result["tables"] if t["rows"]):
@@ -165,7 +176,9 @@ def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], t
     result = {"schema_version": SCHEMA_VERSION, "name": name, "profile": args.profile,
               "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit,
               "git_dirty": dirty, "command": "python -m bench." + script + " --profile " + args.profile +
-              (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else ""),
+              (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else "") +
+              "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("device", "real_n")
+                      if getattr(args, k, None) not in (None, "cpu")),
               "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
               "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,
               "ratios": {k: _num(v) for k, v in ratios.items()}, "goals": goals, "notes": notes, "data": data}

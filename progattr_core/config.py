@@ -106,6 +106,7 @@ class TrainParams:
     momentum: float
     lr_schedule: Literal["cosine", "constant"]
     select_best_epoch: bool
+    amp: bool
     augment: AugmentParams
 
 

@@ -93,16 +93,30 @@ class FitResult:
 
 
 def _augment(x: Tensor, gen: torch.Generator, hflip: bool, pad: int) -> Tensor:
-    """Random horizontal flips and pad-and-crop, drawn from `gen` (so resumable runs repeat them)."""
+    """Random horizontal flips and pad-and-crop, drawn from `gen` (so resumable runs repeat them).
+
+    The draws come from the CPU generator whatever device `x` is on; the crops are one gather, so the
+    batch can be augmented where it is trained (on a GPU the CPU would otherwise be the bottleneck)."""
     n, _, h, w = x.shape
     if hflip:
-        flip = torch.rand(n, generator=gen) < 0.5
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         x = torch.where(flip.view(n, 1, 1, 1), x.flip(3), x)
     if pad > 0:
         padded = F.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(x.dtype)
-        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen)
-        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
+        offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=gen).to(x.device)
+        rows = (offsets[:, 0, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (offsets[:, 1, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None],
+                   torch.arange(x.shape[1], device=x.device)[None, :, None, None], rows, cols]
     return x
+
+
+def _accelerated(model: nn.Module, tp: TrainParams, device: torch.device) -> torch.dtype | None:
+    """On CUDA with train.amp: channels-last weights and the bf16 autocast dtype; else None (fp32)."""
+    if not (tp.amp and device.type == "cuda"):
+        return None
+    model.to(memory_format=torch.channels_last)
+    return torch.bfloat16
 
 
 def lr_ramp(n_groups: int, top_lr: float, base_ratio: float) -> list[float]:
@@ -179,6 +193,9 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
     result = FitResult(spec.name, spec.epochs, len(spec.indices))
     if spec.epochs == 0 or len(spec.indices) == 0:
         return result
+    if len(spec.indices) < 2:  # BatchNorm cannot train on a batch of one
+        log.warning("%s: only %d image to train on; left untrained", spec.name, len(spec.indices))
+        return result
     bs = tp.batch_size
     steps_per_epoch = max(1, len(spec.indices) // bs if len(spec.indices) % bs == 1 else
                           math.ceil(len(spec.indices) / bs))
@@ -187,14 +204,18 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
     gen = torch.Generator().manual_seed(spec.seed)
     select = tp.select_best_epoch and val is not None and spec.epochs > 1
     best_state, best_score, start = None, -1.0, time.perf_counter()
+    amp = _accelerated(model, tp, device)
+    fmt = torch.channels_last if amp is not None else torch.contiguous_format
     for epoch in range(spec.epochs):
         model.train()
         order = spec.indices[torch.randperm(len(spec.indices), generator=gen)]
         total, count = 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * bs:(step + 1) * bs] if step < steps_per_epoch - 1 else order[step * bs:]
-            x = _augment(data.images[idx], gen, tp.augment.hflip, tp.augment.crop_padding).to(device)
-            loss = spec.loss_fn(model(x, list(spec.attributes)), data.labels[idx].to(device))
+            x = _augment(data.images[idx].to(device, non_blocking=True), gen, tp.augment.hflip,
+                         tp.augment.crop_padding).contiguous(memory_format=fmt)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                loss = spec.loss_fn(model(x, list(spec.attributes)), data.labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

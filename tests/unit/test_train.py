@@ -134,3 +134,39 @@ def test_labels_out_of_vocabulary_range_are_rejected(tiny_data):
     bad[0, 0] = 7
     with pytest.raises(DataValidationError, match="'fade': label code 7 outside"):
         LabelledImages(tiny_data.images, bad, tiny_data.attributes, tiny_data.classes)
+
+
+def test_augment_is_one_gather_equal_to_cropping_each_image():
+    """The vectorised pad-and-crop (run on the training device) equals cropping image by image."""
+    from progattr_core.train import _augment
+
+    x = torch.randint(0, 256, (9, 3, 12, 12), dtype=torch.uint8)
+    got = _augment(x, torch.Generator().manual_seed(5), True, 3)
+    gen = torch.Generator().manual_seed(5)
+    flip = torch.rand(9, generator=gen) < 0.5
+    ref = torch.where(flip.view(9, 1, 1, 1), x.flip(3), x)
+    padded = torch.nn.functional.pad(ref.float(), (3, 3, 3, 3), mode="reflect").to(torch.uint8)
+    offsets = torch.randint(0, 7, (9, 2), generator=gen)
+    ref = torch.stack([padded[i, :, dy:dy + 12, dx:dx + 12] for i, (dy, dx) in enumerate(offsets.tolist())])
+    assert got.dtype == torch.uint8 and torch.equal(got, ref)
+    assert not torch.equal(got, x)
+
+
+def test_cuda_training_uses_bf16_and_channels_last_only_when_amp_is_on(tiny_params):
+    from progattr_core.train import _accelerated
+
+    model = build_model(tiny_params.model)
+    assert _accelerated(model, tiny_params.train, torch.device("cpu")) is None
+    off = type(tiny_params.train)(**{**tiny_params.train.__dict__, "amp": False})
+    assert _accelerated(model, off, torch.device("cuda")) is None
+    assert _accelerated(model, tiny_params.train, torch.device("cuda")) is torch.bfloat16
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_single_training_image_is_skipped_with_a_warning_not_a_batchnorm_crash(tiny_params, tiny_data, caplog):
+    one = LabelledImages(tiny_data.images[:1], tiny_data.labels[:1], tiny_data.attributes, tiny_data.classes)
+    stage = build_schedule(tiny_params)[0]
+    with caplog.at_level("WARNING"):
+        result = train_stage(build_model(tiny_params.model), stage, one, tiny_params.train, 0)
+    assert result.image_passes == 0 and "only 1 image" in caplog.text
