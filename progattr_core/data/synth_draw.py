@@ -24,14 +24,17 @@ POSE_SCALE = (1.0, 1.15)
 POSE_SHIFT = 0.05
 CLUTTER_SHAPES = (0, 3)
 NOISE_SIGMA = (1.0, 4.0)
-NECK_ZOOM = 2.0  # necklines drawn this much larger than life: they are small details at 64 px
+NECK_ZOOM = 2.4  # necklines drawn this much larger than life: they are small details at 64 px
 # Texture period as a fraction of the canvas: 8-12 px at 64 px, coarse enough to survive a ResNet's
-# stride-4 stem (finer ones were near chance for 18 patterns after the demo budget's ~90 steps).
+# stride-4 stem (finer ones were near chance for 18 patterns after the demo budget's 3 epochs).
 TEXTURE_PERIOD = (0.13, 0.19)
 MOTIF_RADIUS = (0.05, 0.075)  # floral/paisley/animal/abstract motifs, as a fraction of the canvas
 DETAIL_WIDTH = 0.022  # seams, ruffles, slits: at least ~1.4 px at 64 px so they survive the resize
-SKIRT_FLARE = 1.3
-SLEEVE_PROFILE = (1.2, 1.3)  # sleeves this much wider than the armhole, and their profiles this much exaggerated  # dress skirt width profiles exaggerated around a half-width of 0.12
+SKIRT_FLARE = 1.5  # dress skirt width profiles exaggerated around a half-width of 0.12
+DRESS_ARMPIT = 0.32  # a deep armhole: dress sleeves as wide as tops' so their 14 styles show
+HEM_DEPTH = 2.2  # hemline shapes' depth, exaggerated so the 7 hemlines differ by more than a few pixels
+# sleeves this much wider than the armhole, and their width profiles this much exaggerated
+SLEEVE_PROFILE = (1.45, 1.8)
 
 
 # ---------------------------------------------------------------- colours
@@ -440,7 +443,7 @@ def _hem(shape: str, style: str, y: float, half: float, rng: Rng) -> np.ndarray:
         "flared": 0.035 * np.sin(u * np.pi * 3.5),
         "scalloped": 0.03 * np.abs(np.sin(u * np.pi * 4)),
         "ruffled": 0.022 * (np.arange(len(u)) % 2),
-    }[style]
+    }[style] * HEM_DEPTH
     return np.stack([x, y + dy], 1)
 
 
@@ -462,7 +465,7 @@ def _dress(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: dic
     _dress_details(c, shape, waist, hem, skirt, colours, rng)
     if labels.get("hemline") == "ruffled":
         c.line([tuple(v - [0, 0.035]) for v in hem_pts], p * 0.45, DETAIL_WIDTH)
-    _sleeves(c, labels, rng, colours, sleeve_len, (0.5 - bust, y0 + 0.02), (0.5 - bust + 0.015, 0.26))
+    _sleeves(c, labels, rng, colours, sleeve_len, (0.5 - bust, y0 + 0.02), (0.5 - bust + 0.015, DRESS_ARMPIT))
     _neck(c, labels.get("neck", "round"), y0, colours)
 
 
