@@ -19,8 +19,7 @@ from progattr_core.baselines import train_one_individual
 from progattr_core.config import load_params
 from progattr_core.data.arrays import load_arrays
 from progattr_core.data.synth import generate_catalogue
-from progattr_core.predict import predict_proba
-from progattr_core.train import LabelledImages
+from progattr_core.train import LabelledImages, accuracy_on
 
 PROFILES = {  # images per article, articles
     "smoke": (300, ("jeans",)),
@@ -57,12 +56,10 @@ def main(argv: list[str] | None = None) -> None:
                 if args.attributes and attr not in args.attributes:
                     continue
                 model, _ = train_one_individual(params, data["train"], attr, "cpu", data["val"])
-                y = test.column(attr).numpy()
-                keep = y >= 0
-                accs[attr] = float((predict_proba(model, test.images, 256, "cpu", [attr])[attr][keep].argmax(1)
-                                    == y[keep]).mean())
+                accs[attr] = accuracy_on(model, test, [attr], torch.device("cpu"))[attr]
                 print(f"  {article:8s} {attr:14s} classes={len(classes[attr]):2d} "
-                      f"train={int((data['train'].column(attr) >= 0).sum()):5d} test={int(keep.sum()):4d} "
+                      f"train={int((data['train'].column(attr) >= 0).sum()):5d} "
+                      f"test={int((test.column(attr) >= 0).sum()):4d} "
                       f"acc={accs[attr]:.3f}", flush=True)
             print(f"{article}: mean accuracy {np.mean(list(accs.values())):.3f} over {len(accs)} attributes "
                   f"({len(data['train'])} train images, {params.baselines.epochs} epochs, {time.time() - t0:.0f}s)",
