@@ -19,9 +19,9 @@ Rng = np.random.Generator
 
 SUPERSAMPLE = 2
 # Difficulty knobs of the built-in catalogue (calibrated, see README "The built-in synthetic catalogue").
-POSE_ROTATE_DEG = 5.0
-POSE_SCALE = (1.0, 1.15)
-POSE_SHIFT = 0.05
+POSE_ROTATE_DEG = 1.0
+POSE_SCALE = (1.0, 1.04)
+POSE_SHIFT = 0.015
 CLUTTER_SHAPES = (0, 3)
 NOISE_SIGMA = (1.0, 4.0)
 NECK_ZOOM = 2.4  # necklines drawn this much larger than life: they are small details at 64 px
@@ -35,6 +35,9 @@ DRESS_ARMPIT = 0.32  # a deep armhole: dress sleeves as wide as tops' so their 1
 HEM_DEPTH = 2.2  # hemline shapes' depth, exaggerated so the 7 hemlines differ by more than a few pixels
 # sleeves this much wider than the armhole, and their width profiles this much exaggerated
 SLEEVE_PROFILE = (1.45, 1.8)
+# denim: each wash's brightness and each fade's strength vary this much, so neighbouring shades and fades overlap
+JEANS_SHADE_JITTER = (0.8, 1.2)
+JEANS_FADE_JITTER = (0.6, 1.4)
 
 
 # ---------------------------------------------------------------- colours
@@ -372,14 +375,18 @@ def _draw_neck(c: Canvas, neck: str, y0: float, colours: tuple[np.ndarray, np.nd
 def _open_top(c: Canvas, neck: str, y0: float, trim: np.ndarray) -> None:
     """Necklines that remove the shoulders: everything above a new top edge is cut away."""
     top = y0 + 0.09
-    if neck == "one-shoulder":
-        c.fill([(0.0, 0.0), (1.0, 0.0), (1.0, top + 0.06), (0.36, y0 - 0.005), (0.0, y0 - 0.005)], on=False)
-        c.fill([(0.0, 0.0), (0.36, 0.0), (0.36, y0 - 0.005), (0.0, y0 - 0.005)], on=False)
-        return
-    c.fill([(0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top)], on=False)
-    if neck == "off-shoulder":
-        c.paint([(0.22, top - 0.015), (0.78, top - 0.015), (0.78, top + 0.03), (0.22, top + 0.03)], trim * 0.5 + 100)
-    elif neck == "halter":
+    zoom, c.zoom = c.zoom, None  # the cut itself is life-size: the sleeves below it stay visible
+    try:
+        if neck == "one-shoulder":
+            c.fill([(0.0, 0.0), (1.0, 0.0), (1.0, top + 0.06), (0.36, y0 - 0.005), (0.0, y0 - 0.005)], on=False)
+            c.fill([(0.0, 0.0), (0.36, 0.0), (0.36, y0 - 0.005), (0.0, y0 - 0.005)], on=False)
+            return
+        c.fill([(0.0, 0.0), (1.0, 0.0), (1.0, top), (0.0, top)], on=False)
+        if neck == "off-shoulder":
+            c.paint([(0.22, top - 0.015), (0.78, top - 0.015), (0.78, top + 0.03), (0.22, top + 0.03)], trim * 0.5 + 100)
+    finally:
+        c.zoom = zoom
+    if neck == "halter":
         c.fill([(0.38, top + 0.01), (0.45, y0 - 0.05), (0.55, y0 - 0.05), (0.62, top + 0.01)])
         c.fill([(0.47, y0 - 0.0), (0.5, top + 0.02), (0.53, y0 - 0.0)], on=False)
     else:  # shoulder-straps
@@ -432,17 +439,18 @@ _SKIRTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def _hem(shape: str, style: str, y: float, half: float, rng: Rng) -> np.ndarray:
-    """The hem edge from right to left: points (x, y)."""
-    u = np.linspace(1, -1, 25)
+    """The hem edge from left to right (the body's outline runs down the left side, along the hem, up the
+    right side): points (x, y)."""
+    u = np.linspace(-1, 1, 25)
     x = 0.5 + half * u
     dy = {
         "straight": 0 * u,
         "curved": -0.05 * np.abs(u) ** 2,
-        "asymmetric": 0.07 * u * rng.choice([-1, 1]),
+        "asymmetric": 0.05 * u * rng.choice([-1, 1]),
         "high-low": -0.09 * (1 - u**2),
-        "flared": 0.035 * np.sin(u * np.pi * 3.5),
-        "scalloped": 0.03 * np.abs(np.sin(u * np.pi * 4)),
-        "ruffled": 0.022 * (np.arange(len(u)) % 2),
+        "flared": 0.035 * np.sin(u * np.pi * 2.5),
+        "scalloped": 0.03 * np.abs(np.sin(u * np.pi * 2)),  # four scallops, each wide enough to see at 64 px
+        "ruffled": 0.045 * np.abs(((u + 1) * 3) % 1.0 - 0.5),  # six teeth
     }[style] * HEM_DEPTH
     return np.stack([x, y + dy], 1)
 
@@ -452,7 +460,7 @@ def _dress(c: Canvas, labels: dict[str, str], rng: Rng, colours, sleeve_len: dic
     shape = labels.get("shape", "a-line")
     y0 = 0.14
     waist = {"empire": 0.27, "drop-waist": 0.46}.get(shape, 0.36)
-    hem = {"mini": 0.55, "knee": 0.67, "midi": 0.8, "maxi": 0.93}[labels.get("length", "knee")] + rng.uniform(-0.02, 0.02)
+    hem = {"mini": 0.53, "knee": 0.65, "midi": 0.77, "maxi": 0.89}[labels.get("length", "knee")] + rng.uniform(-0.02, 0.02)
     bust = 0.13 if shape not in ("shift", "trapeze", "blouson", "drop-waist") else {"shift": 0.15, "trapeze": 0.14, "blouson": 0.16, "drop-waist": 0.13}[shape]
     u = np.linspace(0, 1, 20)
     skirt = 0.12 + SKIRT_FLARE * (_SKIRTS[shape](u) - 0.12)
@@ -506,12 +514,12 @@ def _jeans(c: Canvas, labels: dict[str, str], rng: Rng) -> np.ndarray:
     hw, leg = rng.uniform(0.17, 0.2), rng.uniform(0.07, 0.1)
     c.fill([(0.5 - hw, top), (0.5 + hw, top), (0.5 + hw + 0.01, crotch), (0.5 + leg * 2 + 0.02, hem), (0.52, hem),
             (0.5, crotch), (0.48, hem), (0.5 - leg * 2 - 0.02, hem), (0.5 - hw - 0.01, crotch)])
-    base = np.array(_SHADES[labels.get("shade", "medium")], dtype=np.float32) * rng.uniform(0.88, 1.12)
-    base = base + rng.normal(0, 6, 3)
+    base = np.array(_SHADES[labels.get("shade", "medium")], dtype=np.float32) * rng.uniform(*JEANS_SHADE_JITTER)
+    base = base + rng.normal(0, 8, 3)
     y, x = np.mgrid[0:n, 0:n].astype(np.float32) / n
     twill = 6 * np.sin((x + y) * n * 1.3)
     tex = base[None, None, :] + twill[..., None]
-    fade = {"no-fade": 0.0, "light-fade": 0.3, "heavy-fade": 0.6}[labels.get("fade", "no-fade")] * rng.uniform(0.8, 1.2)
+    fade = {"no-fade": 0.0, "light-fade": 0.3, "heavy-fade": 0.6}[labels.get("fade", "no-fade")] * rng.uniform(*JEANS_FADE_JITTER)
     for cx in (0.5 - hw * 0.55, 0.5 + hw * 0.55):
         for cy, r in ((crotch + 0.02, 0.09), (0.62, 0.06)):
             g = np.exp(-(((x - cx) / (r * 0.8)) ** 2 + ((y - cy) / (r * 1.6)) ** 2))
