@@ -67,7 +67,9 @@ def git_commit() -> tuple[str, bool]:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+        # bench/results is left out: a run rewrites its own results files after every part
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                                  ":(exclude)bench/results"))
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("PROGATTR_GIT_COMMIT", "unknown"), False
 
