@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import statistics
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 # generated catalogues, imported real articles and decode caches (git-ignored); PROGATTR_BENCH_DATA
@@ -228,14 +230,18 @@ def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]
     """The built-in catalogue for `article` (generated once under data/bench, then reused), as
     LabelledImages per split at the model's image size."""
     from progattr_core.data.manifest import read_manifest
-    from progattr_core.data.synth import generate_catalogue
+    from progattr_core.data.synth import catalogue_stamp, generate_catalogue, stale_reason
 
     s = params.synth
     out_dir = DATA / f"synth-{article}-n{n}-seed{seed}-px{s.image_size}"
     path = out_dir / article / "manifest.parquet"
-    if path.exists():
+    stamp = catalogue_stamp(article, n, params.taxonomy, s.image_size, s.full_label_fraction, s.label_rate,
+                            s.label_noise, seed, params.data.split)
+    reason = stale_reason(out_dir, stamp)
+    if reason is None:
         manifest = read_manifest(path, params.taxonomy)
     else:
+        log.info("drawing synthetic %s (%d images) in %s: %s", article, n, out_dir, reason)
         manifest = generate_catalogue(article, n, out_dir, params.taxonomy, s.image_size, s.full_label_fraction,
                                       s.label_rate, s.label_noise, seed, params.data.split)
     return manifest_splits(params, manifest, out_dir, article)

@@ -8,12 +8,15 @@ files under `out_dir` plus a manifest whose paths are relative to the data root.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import multiprocessing as mp
 import os
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +94,36 @@ def _make_one(job: tuple) -> tuple[int, str, dict[str, str | None]]:
     return index, sha256_bytes(data), observed
 
 
+STAMP = "synth.json"  # beside manifest.parquet: what drew the folder, so a stale one is noticed
+
+
+def catalogue_stamp(article: str, n: int, taxonomy: Mapping[str, Mapping[str, Sequence[str]]], size: int,
+                    full_label_fraction: float, label_rate: float, label_noise: float, seed: int,
+                    split_params: SplitParams) -> dict:
+    """Everything a generated catalogue depends on: its arguments and the generator's own source (a
+    change to the drawing code changes every image, so a folder drawn by older code is stale)."""
+    code = hashlib.sha256()
+    for module in ("synth.py", "synth_draw.py"):
+        code.update((Path(__file__).parent / module).read_bytes())
+    return {"article": article, "n": int(n), "classes": {a: list(v) for a, v in taxonomy[article].items()},
+            "image_size": int(size), "full_label_fraction": float(full_label_fraction),
+            "label_rate": float(label_rate), "label_noise": float(label_noise), "seed": int(seed),
+            "split": asdict(split_params), "generator": code.hexdigest()[:16]}
+
+
+def stale_reason(out_dir: str | Path, stamp: dict) -> str | None:
+    """None when out_dir/<article> holds the catalogue `stamp` describes; else why it does not."""
+    folder = Path(out_dir) / stamp["article"]
+    if not (folder / "manifest.parquet").is_file():
+        return "no catalogue there yet"
+    try:
+        old = json.loads((folder / STAMP).read_text())
+    except (OSError, ValueError):
+        return f"no readable {STAMP} (drawn by an older progattr)"
+    changed = sorted(k for k in stamp if old.get(k) != stamp[k])
+    return f"changed since it was drawn: {', '.join(changed)}" if changed else None
+
+
 def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapping[str, Mapping[str, Sequence[str]]],
                        size: int, full_label_fraction: float, label_rate: float, label_noise: float, seed: int,
                        split_params: SplitParams, root: str | Path | None = None, workers: int | None = None,
@@ -112,6 +145,7 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
         raise DataValidationError(f"synth output {out_dir} is not inside the data root {root}") from None
     img_dir = out_dir / article / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / article / STAMP).unlink(missing_ok=True)  # until the new manifest is complete
     q = labelled_probability(len(attrs), full_label_fraction, label_rate)
     ids = [f"synth-{article}-s{seed}-{i:06d}" for i in range(n)]
     jobs = [(i, article, attrs, size, str(img_dir / f"{ids[i]}.jpg"), seed, full_label_fraction, q, label_noise)
@@ -125,7 +159,14 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
         **{a: [r[2][a] for r in results] for a in attrs},
     })
     manifest = make_manifest(records, taxonomy, split_params)
+    keep = {f"{i}.jpg" for i in ids}  # a redraw with fewer images leaves none of the old ones behind
+    for old in img_dir.glob(f"synth-{article}-*.jpg"):
+        if old.name not in keep:
+            old.unlink()
     write_manifest(manifest, out_dir / article / "manifest.parquet")  # a self-contained source folder
+    stamp = catalogue_stamp(article, n, taxonomy, size, full_label_fraction, label_rate, label_noise, seed,
+                            split_params)
+    (out_dir / article / STAMP).write_text(json.dumps(stamp, indent=1) + "\n")
     if rel_dir:
         manifest["path"] = rel_dir + manifest["path"]
     return manifest

@@ -89,3 +89,48 @@ def test_every_class_changes_the_drawing(article):
             for j in range(i):
                 changed = int((np.abs(images[i] - images[j]).max(axis=-1) > 10).sum())
                 assert changed >= 4, f"{article}.{attr}: {classes[i]} looks like {classes[j]} ({changed} pixels differ)"
+
+
+def _stamp(article="jeans", n=16, seed=0, noise=None):
+    from progattr_core.data.synth import catalogue_stamp
+
+    return catalogue_stamp(article, n, P.taxonomy, 32, S.full_label_fraction, S.label_rate,
+                           S.label_noise if noise is None else noise, seed, P.data.split)
+
+
+def test_a_folder_knows_what_drew_it(tmp_path):
+    from progattr_core.data.synth import STAMP, stale_reason
+
+    assert stale_reason(tmp_path, _stamp()) == "no catalogue there yet"
+    _generate(tmp_path, n=16)
+    assert stale_reason(tmp_path, _stamp()) is None
+    assert stale_reason(tmp_path, _stamp(noise=S.label_noise + 0.1)) == "changed since it was drawn: label_noise"
+    assert "n, seed" in stale_reason(tmp_path, _stamp(n=8, seed=1))
+    drawn_by = _stamp()
+    drawn_by["generator"] = "an older drawing"
+    (tmp_path / "jeans" / STAMP).write_text(__import__("json").dumps(drawn_by))
+    assert stale_reason(tmp_path, _stamp()) == "changed since it was drawn: generator"
+    (tmp_path / "jeans" / STAMP).unlink()
+    assert "older progattr" in stale_reason(tmp_path, _stamp())
+
+
+def test_a_smaller_redraw_leaves_no_old_images(tmp_path):
+    _generate(tmp_path, n=16)
+    m = _generate(tmp_path, n=10)
+    on_disk = sorted(p.name for p in (tmp_path / "jeans" / "images").iterdir())
+    assert on_disk == sorted(p.split("/")[-1] for p in m["path"])
+
+
+def test_the_demo_redraws_a_stale_catalogue_and_reuses_a_current_one(tmp_path, capsys):
+    from flows.commands import _ensure_synth
+
+    small = params("synth.n_images=8", "synth.image_size=32")
+    _ensure_synth(small, "jeans", tmp_path)
+    assert "generating 8" in capsys.readouterr().out
+    first = (tmp_path / "jeans" / "manifest.parquet").read_bytes()
+    _ensure_synth(small, "jeans", tmp_path)
+    assert "using the synthetic catalogue already" in capsys.readouterr().out
+    _ensure_synth(params("synth.n_images=8", "synth.image_size=32", "synth.seed=3"), "jeans", tmp_path)
+    out = capsys.readouterr().out
+    assert "redrawing" in out and "seed" in out
+    assert (tmp_path / "jeans" / "manifest.parquet").read_bytes() != first
