@@ -229,21 +229,10 @@ def bench_params(overrides: Sequence[str]) -> Any:
 def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]:
     """The built-in catalogue for `article` (generated once under data/bench, then reused), as
     LabelledImages per split at the model's image size."""
-    from progattr_core.data.manifest import read_manifest
-    from progattr_core.data.synth import catalogue_stamp, generate_catalogue, stale_reason
+    from progattr_core.data.synth import ensure_catalogue
 
-    s = params.synth
-    out_dir = DATA / f"synth-{article}-n{n}-seed{seed}-px{s.image_size}"
-    path = out_dir / article / "manifest.parquet"
-    stamp = catalogue_stamp(article, n, params.taxonomy, s.image_size, s.full_label_fraction, s.label_rate,
-                            s.label_noise, seed, params.data.split)
-    reason = stale_reason(out_dir, stamp)
-    if reason is None:
-        manifest = read_manifest(path, params.taxonomy)
-    else:
-        log.info("drawing synthetic %s (%d images) in %s: %s", article, n, out_dir, reason)
-        manifest = generate_catalogue(article, n, out_dir, params.taxonomy, s.image_size, s.full_label_fraction,
-                                      s.label_rate, s.label_noise, seed, params.data.split)
+    out_dir = DATA / f"synth-{article}-n{n}-seed{seed}-px{params.synth.image_size}"
+    manifest, _ = ensure_catalogue(params, article, out_dir, n=n, seed=seed)
     return manifest_splits(params, manifest, out_dir, article)
 
 

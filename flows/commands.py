@@ -185,20 +185,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _ensure_synth(params, article: str, raw: Path) -> None:
-    from progattr_core.data.synth import catalogue_stamp, generate_catalogue, stale_reason
+    from progattr_core.data.synth import ensure_catalogue
 
-    s = params.synth
-    stamp = catalogue_stamp(article, s.n_images, params.taxonomy, s.image_size, s.full_label_fraction,
-                            s.label_rate, s.label_noise, s.seed, params.data.split)
-    reason = stale_reason(raw, stamp)
-    if reason is None:
-        print(f"using the synthetic catalogue already in {raw / article} (same params and generator)")
-        return
-    if (raw / article / "manifest.parquet").is_file():
-        print(f"redrawing the synthetic catalogue in {raw / article}: {reason}")
-    print(f"generating {s.n_images} synthetic {article} images ({s.image_size} px) in {raw / article}")
-    generate_catalogue(article, s.n_images, raw, params.taxonomy, s.image_size, s.full_label_fraction,
-                       s.label_rate, s.label_noise, s.seed, params.data.split, root=raw)
+    ensure_catalogue(params, article, raw, say=print)
 
 
 def _push(root: Path) -> str:

@@ -15,14 +15,14 @@ import logging
 import multiprocessing as mp
 import os
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..config import SplitParams
+from ..config import Params, SplitParams
 from ..errors import DataValidationError
 from .images import sha256_bytes
 from .manifest import make_manifest, safe_relative_path, write_manifest
@@ -170,6 +170,34 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
     if rel_dir:
         manifest["path"] = rel_dir + manifest["path"]
     return manifest
+
+
+def ensure_catalogue(params: Params, article: str, out_dir: str | Path, n: int | None = None,
+                     seed: int | None = None, root: str | Path | None = None,
+                     say: Callable[[str], object] = log.info) -> tuple[pd.DataFrame, str | None]:
+    """The built-in catalogue of `article` in out_dir, drawn with params.synth (n and seed default to
+    its n_images and seed) unless the one already there was drawn with the same params and generator.
+    Returns its manifest (paths relative to `root`, default out_dir) and why it was (re)drawn: None
+    when the folder was reused as it was. `say` reports which, before any drawing starts."""
+    from .manifest import read_manifest
+
+    s = params.synth
+    n = s.n_images if n is None else n
+    seed = s.seed if seed is None else seed
+    stamp = catalogue_stamp(article, n, params.taxonomy, s.image_size, s.full_label_fraction, s.label_rate,
+                            s.label_noise, seed, params.data.split)
+    reason = stale_reason(out_dir, stamp)
+    if reason is None:
+        manifest = read_manifest(Path(out_dir) / article / "manifest.parquet", params.taxonomy)
+        rel_dir = Path(os.path.relpath(Path(out_dir).resolve(), Path(root or out_dir).resolve())).as_posix()
+        if rel_dir != ".":
+            manifest["path"] = safe_relative_path(rel_dir) + "/" + manifest["path"]
+        say(f"using the synthetic {article} catalogue already in {Path(out_dir) / article} "
+            "(same params and generator)")
+        return manifest, None
+    say(f"drawing {n} synthetic {article} images ({s.image_size} px) in {Path(out_dir) / article}: {reason}")
+    return generate_catalogue(article, n, out_dir, params.taxonomy, s.image_size, s.full_label_fraction,
+                              s.label_rate, s.label_noise, seed, params.data.split, root=root), reason
 
 
 def _run(jobs: list[tuple], workers: int | None) -> list[tuple]:

@@ -52,7 +52,8 @@ def dvc_project(tmp_path) -> Path:
     shutil.copyfile(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
     _set(root / "params.yaml", model__image_size=32, model__split_point="layer4.1", train__article="jeans",
-         train__epochs_first=1, train__batch_size=32, baselines__epochs=1, baselines__methods=["multilabel_masked"],
+         train__epochs_first=1, train__epochs_add=1, train__batch_size=32, baselines__epochs=1,
+         baselines__methods=["multilabel_masked"],
          validation__min_class_count=1, validation__min_label_coverage=0.3, pipeline__source="data/raw/mini")
     p = load_params(root / "params.yaml")
     raw = root / "data/raw/mini"

@@ -126,11 +126,24 @@ def test_the_demo_redraws_a_stale_catalogue_and_reuses_a_current_one(tmp_path, c
 
     small = params("synth.n_images=8", "synth.image_size=32")
     _ensure_synth(small, "jeans", tmp_path)
-    assert "generating 8" in capsys.readouterr().out
+    assert "drawing 8 synthetic jeans images (32 px)" in capsys.readouterr().out
     first = (tmp_path / "jeans" / "manifest.parquet").read_bytes()
     _ensure_synth(small, "jeans", tmp_path)
-    assert "using the synthetic catalogue already" in capsys.readouterr().out
+    assert "using the synthetic jeans catalogue already" in capsys.readouterr().out
     _ensure_synth(params("synth.n_images=8", "synth.image_size=32", "synth.seed=3"), "jeans", tmp_path)
     out = capsys.readouterr().out
-    assert "redrawing" in out and "seed" in out
+    assert "drawing 8" in out and "changed since it was drawn: seed" in out
     assert (tmp_path / "jeans" / "manifest.parquet").read_bytes() != first
+
+
+def test_a_reused_catalogue_has_the_same_manifest_as_a_fresh_one(tmp_path):
+    from progattr_core.data.synth import ensure_catalogue
+
+    small = params("synth.n_images=8", "synth.image_size=32")
+    drawn, why = ensure_catalogue(small, "jeans", tmp_path / "src", n=6, seed=2, root=tmp_path)
+    assert why == "no catalogue there yet" and drawn["path"].str.startswith("src/jeans/images/").all()
+    reused, why = ensure_catalogue(small, "jeans", tmp_path / "src", n=6, seed=2, root=tmp_path)
+    assert why is None
+    pd.testing.assert_frame_equal(reused, drawn)
+    _, why = ensure_catalogue(small, "jeans", tmp_path / "src", root=tmp_path)  # params' n and seed
+    assert why == "changed since it was drawn: n, seed"
