@@ -76,7 +76,8 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
 
 def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
                keep: list | None = None, device: str = "cpu") -> dict[str, Any]:
-    """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds.
+    """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds (in
+    all and per fit: each progressive stage, each individual model).
     The trained model(s) are appended to `keep` when given."""
     from progattr_core.metrics import evaluate
 
@@ -91,7 +92,9 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
             "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
             "fit_s": float(sum(r.seconds for r in results)), "epochs": params.baselines.epochs,
-            "best_epochs": [r.best_epoch for r in results]}
+            "best_epochs": [r.best_epoch for r in results],
+            "fits": [{"name": r.name, "seconds": round(r.seconds, 2), "image_passes": r.image_passes}
+                     for r in results]}  # per stage (progressive) or per model: where the time went
 
 
 def _params(base_set: list[str], article: str, seed: int, extra: list[str] = ()) -> Any:

@@ -38,3 +38,11 @@ def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
     check_schema(result, name)
     md = (tmp_path / f"{name}.md").read_text()
     assert md.startswith(f"# {name} (profile smoke)") and "| " in md
+    if name == "accuracy":  # every run says where its time went: per progressive stage, per individual model
+        for catalogue in result["data"]["catalogues"].values():
+            for seed in catalogue["seeds"]:
+                for method, run in seed["epoch_matched"].items():
+                    assert sum(f["image_passes"] for f in run["fits"]) == run["image_passes"], method
+                    assert sum(f["seconds"] for f in run["fits"]) == pytest.approx(run["fit_s"], abs=0.05)
+                stages = [f["name"].split(":")[0] for f in seed["epoch_matched"]["progressive"]["fits"]]
+                assert stages[0] == "first" and stages[-1] == "final" and "finetune" in stages
