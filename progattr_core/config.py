@@ -95,6 +95,7 @@ class TrainParams:
     epochs_first: int
     epochs_add: int
     epochs_finetune: int
+    finetune_after: Literal["each", "last"]
     epochs_final: int
     batch_size: int
     optimizer: Literal["sgd", "adamw"]

@@ -34,15 +34,19 @@ class Stage:
 
 
 def build_schedule(params: Params, article: str | None = None) -> list[Stage]:
-    """first(A1); then add(Ak) + finetune(A1..Ak) for k = 2..n; then final (Base frozen, all Branches)."""
+    """first(A1); then add(Ak) + finetune(A1..Ak) for k = 2..n; then final (Base frozen, all Branches).
+
+    With train.finetune_after = "last", only the fine-tune after the last add is kept (a cheaper
+    schedule: the intermediate fine-tunes run every Branch so far over the union of their images)."""
     t = params.train
     order = attribute_order(params, article)
     stages = [Stage(0, f"first:{order[0]}", "first", order[0], (order[0],), t.epochs_first, 1.0, False)]
     for k in range(1, len(order)):
         attr = order[k]
         stages.append(Stage(len(stages), f"add:{attr}", "add", attr, (attr,), t.epochs_add, 1.0, False))
-        stages.append(Stage(len(stages), f"finetune:{'+'.join(order[:k + 1])}", "finetune", None,
-                            tuple(order[:k + 1]), t.epochs_finetune, t.finetune_factor, False))
+        if t.finetune_after == "each" or k == len(order) - 1:
+            stages.append(Stage(len(stages), f"finetune:{'+'.join(order[:k + 1])}", "finetune", None,
+                                tuple(order[:k + 1]), t.epochs_finetune, t.finetune_factor, False))
     stages.append(Stage(len(stages), "final", "final", None, tuple(order), t.epochs_final, t.final_factor, True))
     return stages
 

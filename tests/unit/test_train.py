@@ -32,6 +32,18 @@ def test_schedule_follows_the_paper(tiny_params):
     assert [s.index for s in stages] == list(range(6))
 
 
+def test_finetune_after_last_keeps_only_the_last_finetune():
+    from progattr_core.config import load_params
+    from tests.unit.conftest import ROOT, TINY
+
+    p = load_params(ROOT / "params.yaml", [*TINY, "train.finetune_after=last"])
+    stages = build_schedule(p)
+    assert [s.kind for s in stages] == ["first", "add", "add", "finetune", "final"]
+    assert stages[3].attributes == ("fade", "shade", "distress") and [s.index for s in stages] == list(range(5))
+    with pytest.raises(Exception, match="finetune_after"):
+        load_params(ROOT / "params.yaml", [*TINY, "train.finetune_after=never"])
+
+
 def test_attribute_order_param_reorders_the_schedule(tiny_params):
     from progattr_core.config import load_params
     from tests.unit.conftest import ROOT, TINY
