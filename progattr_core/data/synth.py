@@ -124,6 +124,16 @@ def stale_reason(out_dir: str | Path, stamp: dict) -> str | None:
     return f"changed since it was drawn: {', '.join(changed)}" if changed else None
 
 
+def _prefix_in_root(out_dir: Path, root: str | Path | None) -> str:
+    """out_dir relative to the data root (default out_dir itself) as a path prefix: "" or "a/b/"."""
+    root = Path(root if root is not None else out_dir)
+    try:
+        rel_dir = Path(os.path.relpath(out_dir.resolve(), root.resolve())).as_posix()
+        return "" if rel_dir == "." else safe_relative_path(rel_dir) + "/"
+    except DataValidationError:
+        raise DataValidationError(f"synth output {out_dir} is not inside the data root {root}") from None
+
+
 def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapping[str, Mapping[str, Sequence[str]]],
                        size: int, full_label_fraction: float, label_rate: float, label_noise: float, seed: int,
                        split_params: SplitParams, root: str | Path | None = None, workers: int | None = None,
@@ -137,12 +147,8 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
     if article not in DRAWABLE:
         raise DataValidationError(f"the synthetic generator draws {list(DRAWABLE)}, not {article!r}")
     attrs = {a: tuple(v) for a, v in taxonomy[article].items()}
-    out_dir, root = Path(out_dir), Path(root if root is not None else out_dir)
-    try:
-        rel_dir = Path(os.path.relpath(out_dir.resolve(), root.resolve())).as_posix()
-        rel_dir = "" if rel_dir == "." else safe_relative_path(rel_dir) + "/"
-    except DataValidationError:
-        raise DataValidationError(f"synth output {out_dir} is not inside the data root {root}") from None
+    out_dir = Path(out_dir)
+    rel_dir = _prefix_in_root(out_dir, root)
     img_dir = out_dir / article / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / article / STAMP).unlink(missing_ok=True)  # until the new manifest is complete
@@ -189,9 +195,9 @@ def ensure_catalogue(params: Params, article: str, out_dir: str | Path, n: int |
     reason = stale_reason(out_dir, stamp)
     if reason is None:
         manifest = read_manifest(Path(out_dir) / article / "manifest.parquet", params.taxonomy)
-        rel_dir = Path(os.path.relpath(Path(out_dir).resolve(), Path(root or out_dir).resolve())).as_posix()
-        if rel_dir != ".":
-            manifest["path"] = safe_relative_path(rel_dir) + "/" + manifest["path"]
+        rel_dir = _prefix_in_root(Path(out_dir), root)
+        if rel_dir:
+            manifest["path"] = rel_dir + manifest["path"]
         say(f"using the synthetic {article} catalogue already in {Path(out_dir) / article} "
             "(same params and generator)")
         return manifest, None
