@@ -25,7 +25,7 @@ import pandas as pd
 from ..config import Params, SplitParams
 from ..errors import DataValidationError
 from .images import sha256_bytes
-from .manifest import make_manifest, safe_relative_path, write_manifest
+from .manifest import make_manifest, read_manifest, safe_relative_path, write_manifest
 from .synth_draw import draw_garment
 
 log = logging.getLogger(__name__)
@@ -185,8 +185,6 @@ def ensure_catalogue(params: Params, article: str, out_dir: str | Path, n: int |
     its n_images and seed) unless the one already there was drawn with the same params and generator.
     Returns its manifest (paths relative to `root`, default out_dir) and why it was (re)drawn: None
     when the folder was reused as it was. `say` reports which, before any drawing starts."""
-    from .manifest import read_manifest
-
     s = params.synth
     n = s.n_images if n is None else n
     seed = s.seed if seed is None else seed

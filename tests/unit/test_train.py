@@ -40,7 +40,9 @@ def test_finetune_after_last_keeps_only_the_last_finetune():
     stages = build_schedule(p)
     assert [s.kind for s in stages] == ["first", "add", "add", "finetune", "final"]
     assert stages[3].attributes == ("fade", "shade", "distress") and [s.index for s in stages] == list(range(5))
-    with pytest.raises(Exception, match="finetune_after"):
+    from progattr_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="finetune_after"):
         load_params(ROOT / "params.yaml", [*TINY, "train.finetune_after=never"])
 
 
