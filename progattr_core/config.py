@@ -96,6 +96,7 @@ class TrainParams:
     epochs_add: int
     epochs_finetune: int
     finetune_after: Literal["each", "last"]
+    branch_images: Literal["union", "labelled"]
     epochs_final: int
     batch_size: int
     optimizer: Literal["sgd", "adamw"]

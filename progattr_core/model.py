@@ -11,7 +11,7 @@ import logging
 import os
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,11 +193,23 @@ class ProgressiveResNet(_AttributeModel):
         self.branches[attribute] = branch.to(device)
         self.classes[attribute] = classes
 
-    def forward(self, x: Tensor, attributes: Sequence[str] | None = None) -> dict[str, Tensor]:
-        """Logits per attribute (all, or the named subset); the Base runs once."""
+    def forward(self, x: Tensor, attributes: Sequence[str] | None = None,
+                rows: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Logits per attribute (all, or the named subset); the Base runs once.
+
+        With `rows` (attribute -> boolean mask over the batch), each Branch runs only on its rows and
+        returns logits for those rows only; a Branch with no row is left out, and one with a single
+        row (too few for BatchNorm in training) runs on the whole batch."""
         names = self._check_attributes(attributes)
         features = self.base(self.prepare(x))
-        return {a: self.branches[a](features) for a in names}
+        if rows is None:
+            return {a: self.branches[a](features) for a in names}
+        out = {}
+        for a in names:
+            n = int(rows[a].sum())
+            if n:
+                out[a] = self.branches[a](features[rows[a]] if 2 <= n < len(features) else features)
+        return out
 
     def freeze_base(self) -> None:
         """Stop the Base learning: no gradients, and BatchNorm statistics stay fixed."""

@@ -150,7 +150,8 @@ def masked_cross_entropy(data: LabelledImages) -> LossFn:
             col = y[:, index[attr]]
             keep = col >= 0
             if keep.any():
-                term = F.cross_entropy(logits[keep], col[keep])
+                # logits for the whole batch, or (a model run with rows=) for the labelled rows only
+                term = F.cross_entropy(logits[keep] if len(logits) == len(col) else logits, col[keep])
                 total = term if total is None else total + term
         if total is None:
             raise DataValidationError("a batch carried no label for any trained attribute")
@@ -185,6 +186,7 @@ class FitSpec:
     loss_fn: LossFn
     epochs: int
     seed: int
+    branch_rows: bool = False  # a ProgressiveResNet's Branches run only on the rows labelled for them
 
 
 def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
@@ -206,6 +208,7 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
     best_state, best_score, start = None, -1.0, time.perf_counter()
     amp = _accelerated(model, tp, device)
     fmt = torch.channels_last if amp is not None else torch.contiguous_format
+    columns = {a: i for i, a in enumerate(data.attributes)}
     for epoch in range(spec.epochs):
         model.train()
         order = spec.indices[torch.randperm(len(spec.indices), generator=gen)]
@@ -214,8 +217,11 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
             idx = order[step * bs:(step + 1) * bs] if step < steps_per_epoch - 1 else order[step * bs:]
             x = _augment(data.images[idx].to(device, non_blocking=True), gen, tp.augment.hflip,
                          tp.augment.crop_padding).contiguous(memory_format=fmt)
+            y = data.labels[idx].to(device)
+            rows = {a: y[:, columns[a]] >= 0 for a in spec.attributes} if spec.branch_rows else None
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                loss = spec.loss_fn(model(x, list(spec.attributes)), data.labels[idx].to(device))
+                out = model(x, list(spec.attributes), rows=rows) if rows else model(x, list(spec.attributes))
+                loss = spec.loss_fn(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -273,7 +279,8 @@ def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp
     if stage.freeze_base:
         groups, lrs = groups[-1:], lrs[-1:]
     spec = FitSpec(stage.name, stage.attributes, data.labelled_for(stage.attributes), groups, lrs,
-                   masked_cross_entropy(data), stage.epochs, stage_seed(seed, stage))
+                   masked_cross_entropy(data), stage.epochs, stage_seed(seed, stage),
+                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1)
     result = fit(model, spec, data, tp, device, val, progress)
     if stage.freeze_base:
         model.unfreeze_base()

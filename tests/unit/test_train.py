@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -91,6 +93,51 @@ def test_full_schedule_and_resume_from_any_stage_give_identical_weights(tiny_par
         assert stage["index"] == k - 1
         run_schedule(resumed, stages, tiny_data, tiny_params.train, tiny_params.seed, start=k)
         assert _states_equal(full, resumed), f"resume at stage {k} diverged"
+
+
+def test_branches_run_on_their_own_rows_when_asked(tiny_params, tiny_data):
+    model = build_model(tiny_params.model, 0)
+    for attr in ("fade", "shade", "distress"):
+        model.add_branch(attr, tiny_data.classes[attr])
+    twin = copy.deepcopy(model)
+    x, y = tiny_data.images[:8], tiny_data.labels[:8].clone()
+    y[:, 1] = -1
+    y[[1, 4, 6], 1] = 0
+    y[:, 2] = -1
+    y[5, 2] = 1
+    rows = {a: y[:, i] >= 0 for i, a in enumerate(tiny_data.attributes)}
+    model.train(), twin.train()
+    out = model(x, list(tiny_data.attributes), rows=rows)
+    features = twin.base(twin.prepare(x))
+    shade = twin.branches["shade"](features[rows["shade"]])
+    assert out["fade"].shape[0] == int(rows["fade"].sum()) and torch.allclose(out["shade"], shade, atol=1e-5)
+    assert out["distress"].shape[0] == 8  # one labelled row: too few for BatchNorm, the whole batch runs
+    bn = "tail.layer4.0.bn1.running_mean"  # the shade Branch's BatchNorm saw its 3 rows only
+    assert torch.allclose(model.branches["shade"].state_dict()[bn], twin.branches["shade"].state_dict()[bn])
+    y[:, 2] = -1
+    assert "distress" not in model(x, list(tiny_data.attributes), rows={**rows, "distress": y[:, 2] >= 0})
+    model.eval()
+    loss = masked_cross_entropy(tiny_data)
+    with torch.no_grad():
+        full, sub = model(x, ["fade", "shade"]), model(x, ["fade", "shade"], rows=rows)
+        assert torch.allclose(loss(full, y), loss(sub, y), atol=1e-5)  # same loss, less compute
+
+
+def test_branch_images_labelled_changes_multi_branch_stages_only(tiny_params, tiny_data):
+    from progattr_core.config import load_params
+    from tests.unit.conftest import ROOT, TINY
+
+    labelled = load_params(ROOT / "params.yaml", [*TINY, "train.branch_images=labelled"])
+    stages = build_schedule(tiny_params)
+    models = []
+    for p in (tiny_params, labelled):
+        model = build_model(p.model, 0)
+        run_schedule(model, stages[:2], tiny_data, p.train, 0)
+        models.append(copy.deepcopy(model))
+        run_schedule(model, stages[:3], tiny_data, p.train, 0, start=2)
+        models.append(model)
+    assert _states_equal(models[0], models[2])  # single-Branch stages train on labelled rows anyway
+    assert not _states_equal(models[1], models[3])  # the fine-tune's Branches saw their own rows
 
 
 def test_stage_needing_a_missing_branch_is_a_clear_error(tiny_params, tiny_data):
