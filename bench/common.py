@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import time
@@ -169,6 +170,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _flag(key: str, value: Any) -> str:
+    """A script option as it is typed: ' --key value', once per value of a repeatable option."""
+    return "".join(f" --{key.replace('_', '-')} {shlex.quote(str(v))}"
+                   for v in (value if isinstance(value, list) else [value]))
+
+
 def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], tables: list[dict[str, Any]],
                   ratios: dict[str, Any], goals: list[dict[str, Any]], notes: list[str], data: dict[str, Any],
                   machine_info: dict[str, Any], started: float) -> dict[str, Any]:
@@ -181,8 +188,8 @@ def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], t
               "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit,
               "git_dirty": dirty, "command": "python -m bench." + script + " --profile " + args.profile +
               (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else "") +
-              "".join(f" --{k.replace('_', '-')} {getattr(args, k)}" for k in ("device", "real_n")
-                      if getattr(args, k, None) not in (None, "cpu")),
+              "".join(_flag(k, getattr(args, k)) for k in ("device", "real_n", "article", "seed", "variant")
+                      if getattr(args, k, None) not in (None, "cpu", [])),
               "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
               "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,
               "ratios": {k: _num(v) for k, v in ratios.items()}, "goals": goals, "notes": notes, "data": data}

@@ -46,3 +46,23 @@ def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
                     assert sum(f["seconds"] for f in run["fits"]) == pytest.approx(run["fit_s"], abs=0.05)
                 stages = [f["name"].split(":")[0] for f in seed["epoch_matched"]["progressive"]["fits"]]
                 assert stages[0] == "first" and stages[-1] == "final" and "finetune" in stages
+
+
+def test_stages_smoke_reports_every_stage_and_each_variant(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.stages", "--profile", "smoke", "--threads", "1",
+                           "--variant", "train.branch_images=labelled", "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "stages.json").read_text())
+    check_schema(result, "stages")
+    runs = result["data"]["runs"]
+    assert list(runs) == ["individual", "progressive", "progressive [train.branch_images=labelled]"]
+    stage_tables = [t for t in result["tables"] if t["title"].endswith(": per stage")]
+    assert len(stage_tables) == 2
+    for table, run in zip(stage_tables, list(runs.values())[1:], strict=True):
+        assert [row[0] for row in table["rows"]] == [f["name"] for f in run["fits"]]
+        assert sum(row[2] for row in table["rows"]) == run["image_passes"]
+        assert sum(row[1] for row in table["rows"]) == pytest.approx(run["fit_s"], abs=0.05)
+    assert result["ratios"]["train time progressive / individual"] == pytest.approx(
+        runs["progressive"]["fit_s"] / runs["individual"]["fit_s"], rel=1e-3)
+    assert result["params"]["variants"] == ["train.branch_images=labelled"]
