@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = prof["n"] or params.synth.n_images
     with tempfile.TemporaryDirectory(prefix="progattr-orch-") as tmp:
         folder = Path(tmp)
-        os.environ.setdefault("PREFECT_HOME", str(common.DATA / "prefect-home"))
+        # Prefect creates its home but not the folders above it (a fresh clone has no data/bench yet)
+        Path(os.environ.setdefault("PREFECT_HOME", str(common.DATA / "prefect-home"))).mkdir(parents=True,
+                                                                                            exist_ok=True)
         source = make_project(folder, params, prof["article"], n)
         overrides.append(f"pipeline.source={source}")  # MLflow: the default SQLite store in the project
         run = run_flow(folder, prof["article"], overrides)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,11 @@ def check_schema(result: dict, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["accuracy", "size_speed", "orchestration"])
 def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    if name == "orchestration":  # as in a fresh clone: no data/bench yet (Prefect's home goes under it)
+        env["PROGATTR_BENCH_DATA"] = str(tmp_path / "fresh" / "bench")
     proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--profile", "smoke", "--out", str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / f"{name}.json").read_text())
     check_schema(result, name)
