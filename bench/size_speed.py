@@ -240,12 +240,14 @@ def _accuracy(pred: dict[str, Tensor], data: Any) -> float:
     return float(np.mean(accs))
 
 
-def training(prof: dict[str, Any], repeats: int) -> tuple[list[list], dict, Any]:
+def training(prof: dict[str, Any], repeats: int, overrides: list[str]) -> tuple[list[list], dict, Any]:
     """Training wall time and accuracy: individual vs progressive (+ lean schedule) at the default
     split, alternated A,B,C,A,B,C; progressive once at the other split points (accuracy per split).
-    Returns rows, ratios and the trained default-split progressive model (for the levers' accuracy)."""
+    overrides (the command's --set) apply after the profile's own. Returns rows, ratios and the
+    trained default-split progressive model (for the levers' accuracy)."""
     t = prof["train"]
-    base = common.bench_params(t["set"])
+    sets = [*t["set"], *overrides]
+    base = common.bench_params(sets)
     splits = common.synth_splits(base, t["article"], t["n"] or base.synth.n_images, base.synth.seed)
     runs: dict[str, list[dict]] = {}
     trained: list = []
@@ -254,12 +256,12 @@ def training(prof: dict[str, Any], repeats: int) -> tuple[list[list], dict, Any]
     for r in range(repeats):
         for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
             method, extra = variants[name]
-            params = accuracy._params(t["set"], t["article"], 0, extra)
+            params = accuracy._params(sets, t["article"], 0, extra)
             keep = trained if name == "progressive" else None
             runs.setdefault(name, []).append(accuracy.run_method(method, params, splits, t["article"], 0, keep))
     for split in SPLITS if prof["train_splits"] else ():
         if split != base.model.split_point:
-            params = accuracy._params(t["set"], t["article"], 0, [f"model.split_point={split}"])
+            params = accuracy._params(sets, t["article"], 0, [f"model.split_point={split}"])
             runs[f"progressive {split}"] = [accuracy.run_method("progressive", params, splits, t["article"], 0)]
     med = {k: float(np.median([r["train_s"] for r in v])) for k, v in runs.items()}
     rows = [[k, med[k], med[k] / med["individual"], int(v[0]["image_passes"]), 100 * v[0]["overall"]]
@@ -282,12 +284,13 @@ def split_rows(train_rows: list[list], size_rows_: list[list], speed_rows_: list
     return out
 
 
-def trained_progressive(prof: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+def trained_progressive(prof: dict[str, Any], overrides: list[str]) -> tuple[nn.Module, dict[str, Any]]:
     """One progressive model trained as in the training section (for the levers' accuracy check)."""
     t, keep = prof["train"], []
-    base = common.bench_params(t["set"])
+    sets = [*t["set"], *overrides]
+    base = common.bench_params(sets)
     splits = common.synth_splits(base, t["article"], t["n"] or base.synth.n_images, base.synth.seed)
-    accuracy.run_method("progressive", accuracy._params(t["set"], t["article"], 0), splits, t["article"], 0, keep)
+    accuracy.run_method("progressive", accuracy._params(sets, t["article"], 0), splits, t["article"], 0, keep)
     return keep[0], splits
 
 
@@ -326,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ratios: dict[str, float] = {}
     if args.only == "levers":  # the levers alone, on one trained progressive model (runs beside the rest)
-        model, splits = trained_progressive(prof)
+        model, splits = trained_progressive(prof, args.set)
         rows["test_size"] = (len(splits["test"]), splits["test"].images.shape[-1])
         rows["levers"], data["levers"] = lever_rows(model, splits["test"], prof["batch"], prof["repeats"],
                                                     prof["levers"])
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratios["progressive achieved / matmul GFLOP/s"] = data["machine_fraction"]["progressive_fraction_of_matmul"]
     ratios["FLOPs progressive / individual"] = data["machine_fraction"]["flops_ratio"]
     emit()
-    rows["training"], tr, (model, splits) = training(prof, prof["train_repeats"])
+    rows["training"], tr, (model, splits) = training(prof, prof["train_repeats"], args.set)
     data["training"] = tr["runs"]
     ratios.update({"train time progressive / individual": tr["train_time_ratio"],
                    "train time progressive_lean / individual": tr["train_time_ratio_lean"]})
@@ -365,7 +368,8 @@ def _tables(params: Any, prof: dict, rows: dict[str, Any]) -> list[dict[str, Any
                         ["what", "GFLOP per call", "median ms", "GFLOP/s", "fraction of matmul"], rows["machine"])]
     n_test, size = rows.get("test_size", (0, 0))
     if "training" in rows:
-        out.append(common.table(f"Training wall time and accuracy, synthetic {t['article']} ({size} px; methods "
+        out.append(common.table(f"Training wall time and accuracy, synthetic {t['article']} ({params.model.arch}, "
+                                f"{size} px; methods "
                                 "alternated; median over repeats)", ["method", "train s", "ratio to individual",
                                                                      "image passes", "overall accuracy %"],
                                 rows["training"]))

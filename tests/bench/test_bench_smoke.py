@@ -35,13 +35,17 @@ def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     if name == "orchestration":  # as in a fresh clone: no data/bench yet (Prefect's home goes under it)
         env["PROGATTR_BENCH_DATA"] = str(tmp_path / "fresh" / "bench")
-    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--profile", "smoke", "--out", str(tmp_path)],
+    # size_speed: the command's --set must reach its training section too, not only size and speed
+    extra = ["--set", "baselines.epochs=2"] if name == "size_speed" else []
+    proc = subprocess.run([sys.executable, "-m", f"bench.{name}", "--profile", "smoke", "--out", str(tmp_path), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / f"{name}.json").read_text())
     check_schema(result, name)
     md = (tmp_path / f"{name}.md").read_text()
     assert md.startswith(f"# {name} (profile smoke)") and "| " in md
+    if name == "size_speed":
+        assert [r["epochs"] for r in result["data"]["training"]["individual"]] == [2]
     if name == "accuracy":  # every run says where its time went: per progressive stage, per individual model
         for catalogue in result["data"]["catalogues"].values():
             for seed in catalogue["seeds"]:
