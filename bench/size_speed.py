@@ -240,15 +240,21 @@ def _accuracy(pred: dict[str, Tensor], data: Any) -> float:
     return float(np.mean(accs))
 
 
+def _training_data(prof: dict[str, Any], overrides: list[str]) -> tuple[list[str], Any, dict[str, Any]]:
+    """(overrides: the profile's then the command's --set, params, splits) of the training sections."""
+    t = prof["train"]
+    sets = [*t["set"], *overrides]
+    base = common.bench_params(sets)
+    return sets, base, common.synth_splits(base, t["article"], t["n"] or base.synth.n_images, base.synth.seed)
+
+
 def training(prof: dict[str, Any], repeats: int, overrides: list[str]) -> tuple[list[list], dict, Any]:
     """Training wall time and accuracy: individual vs progressive (+ lean schedule) at the default
     split, alternated A,B,C,A,B,C; progressive once at the other split points (accuracy per split).
     overrides (the command's --set) apply after the profile's own. Returns rows, ratios and the
     trained default-split progressive model (for the levers' accuracy)."""
     t = prof["train"]
-    sets = [*t["set"], *overrides]
-    base = common.bench_params(sets)
-    splits = common.synth_splits(base, t["article"], t["n"] or base.synth.n_images, base.synth.seed)
+    sets, base, splits = _training_data(prof, overrides)
     runs: dict[str, list[dict]] = {}
     trained: list = []
     variants = {"individual": ("individual", []), "progressive": ("progressive", []),
@@ -287,9 +293,7 @@ def split_rows(train_rows: list[list], size_rows_: list[list], speed_rows_: list
 def trained_progressive(prof: dict[str, Any], overrides: list[str]) -> tuple[nn.Module, dict[str, Any]]:
     """One progressive model trained as in the training section (for the levers' accuracy check)."""
     t, keep = prof["train"], []
-    sets = [*t["set"], *overrides]
-    base = common.bench_params(sets)
-    splits = common.synth_splits(base, t["article"], t["n"] or base.synth.n_images, base.synth.seed)
+    sets, _, splits = _training_data(prof, overrides)
     accuracy.run_method("progressive", accuracy._params(sets, t["article"], 0), splits, t["article"], 0, keep)
     return keep[0], splits
 
