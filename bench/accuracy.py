@@ -88,13 +88,19 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
         keep.append(trained)
     test = splits["test"]
     report = evaluate(method, _probs(method, trained, test, device), test.labels.numpy(), test.attributes, test.classes)
+    per = {k: {a: m.summary()[k] for a, m in report.per_attribute.items()} for k in LEARNING}
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
+            **per, **{f"overall_{k}": report.mean(k) for k in LEARNING},
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
             "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
             "fit_s": float(sum(r.seconds for r in results)), "epochs": params.baselines.epochs,
             "best_epochs": [r.best_epoch for r in results],
             "fits": [{"name": r.name, "seconds": round(r.seconds, 2), "image_passes": r.image_passes}
                      for r in results]}  # per stage (progressive) or per model: where the time went
+
+
+# beside accuracy in every result: they tell a model that learnt from one that answers the majority class
+LEARNING = ("macro_f1", "balanced_accuracy", "adjusted_balanced_accuracy")
 
 
 def _params(base_set: list[str], article: str, seed: int, extra: list[str] = ()) -> Any:
@@ -161,6 +167,8 @@ def article_tables(article: str, seeds: list[dict[str, Any]], label: str) -> tup
                  round(100 * float(np.mean(_agg([s[kind]["progressive"] for s in seeds], "majority", a))), 2)]
                 for a in attrs]
         rows.append(["overall", *[common.pm(_agg([s[kind][m] for s in seeds], "overall")) for m in methods], None])
+        rows += [[f"overall {k.replace('_', ' ')}", *[common.pm(_agg([s[kind][m] for s in seeds], f"overall_{k}"))
+                                                      for m in methods], None] for k in LEARNING[:2]]
         cost = ["image passes", *[int(np.mean(_agg([s[kind][m] for s in seeds], "image_passes"))) for m in methods],
                 None]
         epochs = ["baseline epochs", *[s_ep(seeds, kind, m) for m in methods], None]
@@ -178,13 +186,17 @@ def s_ep(seeds: list[dict[str, Any]], kind: str, method: str) -> Any:
 
 
 def below_majority(article: str, seeds: list[dict[str, Any]]) -> list[str]:
-    """Every (method, attribute, seed) whose test accuracy is below the majority-class rate."""
+    """Every (method, attribute, seed) whose test accuracy is below the majority-class rate, and every
+    one that has not learnt (balanced accuracy no better than always answering the majority class)."""
     out = []
     for i, s in enumerate(seeds):
         for kind, runs in s.items():
             for m, r in runs.items():
                 out += [f"{article} {kind} seed {i} {m}.{a}: {100 * acc:.1f}% < majority {100 * r['majority'][a]:.1f}%"
                         for a, acc in r["accuracy"].items() if acc < r["majority"][a]]
+                out += [f"{article} {kind} seed {i} {m}.{a}: not learnt (balanced accuracy "
+                        f"{100 * r['balanced_accuracy'][a]:.1f}%, chance-adjusted {adj:.3f})"
+                        for a, adj in r.get("adjusted_balanced_accuracy", {}).items() if adj <= 0]
     return sorted(set(out))
 
 

@@ -188,7 +188,7 @@ def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], t
               "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_commit": commit,
               "git_dirty": dirty, "command": "python -m bench." + script + " --profile " + args.profile +
               (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else "") +
-              "".join(_flag(k, getattr(args, k)) for k in ("device", "real_n", "article", "seed", "variant")
+              "".join(_flag(k, getattr(args, k)) for k in ("device", "real_n", "article", "real", "n", "seed", "variant")
                       if getattr(args, k, None) not in (None, "cpu", [])),
               "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
               "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,

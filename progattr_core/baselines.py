@@ -18,7 +18,7 @@ from torch import Tensor
 from .config import Params, attribute_order
 from .model import MultiLabelResNet, ProgressiveResNet, _seed_for, build_model
 from .schedule import Stage
-from .train import FitResult, FitSpec, LabelledImages, Progress, fit, lr_ramp, train_stage
+from .train import FitResult, FitSpec, LabelledImages, Progress, class_weights, fit, lr_ramp, train_stage
 
 
 def train_individual(params: Params, data: LabelledImages, device: torch.device | str = "cpu",
@@ -41,7 +41,10 @@ def train_one_individual(params: Params, data: LabelledImages, attribute: str,
     return model, result
 
 
-def _multilabel_loss(data: LabelledImages, model: MultiLabelResNet, masked: bool) -> Callable:
+def _multilabel_loss(data: LabelledImages, model: MultiLabelResNet, masked: bool,
+                     weights: dict[str, Tensor] | None) -> Callable:
+    """The multi-label losses; with class `weights` each labelled (image, attribute) pair's cells weigh
+    its class's weight, as a weighted cross-entropy weighs that image; without weights, the losses as before."""
     cuts = model.slices()
     index = {a: i for i, a in enumerate(data.attributes)}
     width = sum(len(c) for c in model.classes.values())
@@ -55,9 +58,13 @@ def _multilabel_loss(data: LabelledImages, model: MultiLabelResNet, masked: bool
             keep = col >= 0
             rows = torch.nonzero(keep).flatten()
             target[rows, cut.start + col[keep]] = 1.0
-            mask[rows, cut] = 1.0
+            w = 1.0 if weights is None else weights[attr].to(logits.device)[col[keep]][:, None]
+            mask[rows, cut] = w
         if not masked:  # the paper: all classes one-hot, sigmoid, multi-label soft-margin loss
-            return F.multilabel_soft_margin_loss(logits, target)
+            if weights is None:
+                return F.multilabel_soft_margin_loss(logits, target)
+            cell = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            return (cell * mask).sum() / mask.sum().clamp_min(1e-12)  # the same mean, weighted
         cell = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return (cell * mask).sum() / mask.sum().clamp_min(1.0) * len(cuts)
 
@@ -76,6 +83,7 @@ def train_multilabel(params: Params, data: LabelledImages, masked: bool, device:
     groups = model.layer_groups()
     indices = data.labelled_for(order, every=not masked)
     spec = FitSpec(name, order, indices, groups, lr_ramp(len(groups), params.train.lr, params.train.lr_base_ratio),
-                   _multilabel_loss(data, model, masked), params.baselines.epochs, _seed_for(params.seed, name))
+                   _multilabel_loss(data, model, masked, class_weights(data, params.train.class_weighting)),
+                   params.baselines.epochs, _seed_for(params.seed, name))
     result = fit(model, spec, data, params.train, torch.device(device), val, progress)
     return model, result

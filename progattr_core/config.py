@@ -97,6 +97,7 @@ class TrainParams:
     epochs_finetune: int
     finetune_after: Literal["each", "last"]
     branch_images: Literal["union", "labelled"]
+    class_weighting: Literal["none", "sqrt_inverse", "inverse"]
     epochs_final: int
     batch_size: int
     optimizer: Literal["sgd", "adamw"]
@@ -144,6 +145,7 @@ class MlflowParams:
 class RegistryParams:
     max_gap_to_best_baseline: float
     max_regression_vs_champion: float
+    min_adjusted_balanced_accuracy: float
 
 
 @dataclass(frozen=True)

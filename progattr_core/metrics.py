@@ -1,7 +1,14 @@
 """Evaluation (paper section 4.0.1): per-attribute accuracy on the test images labelled for it, and
 what users need beside it: macro-F1, per-class precision/recall, confusion matrices, one-vs-rest
 precision-recall curves averaged over the attribute's values (the paper's Figure 5), the majority-class
-rate (a model below it is broken, not a baseline), and Overall = mean of per-attribute accuracies."""
+rate, balanced accuracy (mean per-class recall) and its chance-adjusted form, and Overall = mean of
+per-attribute accuracies.
+
+On imbalanced classes accuracy alone cannot tell a model that learnt from one that always answers the
+majority class: both can score the majority rate. Balanced accuracy can: any prediction that ignores
+the image (always the majority, or a fixed class mix) has balanced accuracy <= 1/K over the K classes
+present, so `adjusted_balanced_accuracy` = (BA - 1/K) / (1 - 1/K) is <= 0 for every such model and 1
+for a perfect one (scikit-learn's `balanced_accuracy_score(adjusted=True)`). `learnt` uses it."""
 
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ class AttributeMetrics:
     n: int
     accuracy: float
     macro_f1: float
+    balanced_accuracy: float         # mean recall over the classes present in the labels
     majority_rate: float
     per_class: pd.DataFrame          # class, precision, recall, f1, support
     confusion: np.ndarray            # rows: true class, columns: predicted class
@@ -26,8 +34,28 @@ class AttributeMetrics:
     pr_precision: np.ndarray
     average_precision: float         # mean over classes with support of one-vs-rest AP
 
+    @property
+    def adjusted_balanced_accuracy(self) -> float:
+        """(BA - 1/K) / (1 - 1/K) over the K classes present: <= 0 for any prediction that ignores
+        the image (the majority class included), 1 for a perfect one; NaN with fewer than 2 classes."""
+        k = int((self.per_class.support > 0).sum())
+        if k < 2 or np.isnan(self.balanced_accuracy):
+            return float("nan")
+        return float((self.balanced_accuracy - 1 / k) / (1 - 1 / k))
+
+    def majority_score(self, metric: str) -> float:
+        """What always answering the majority class would score on `metric` (the tables' last column)."""
+        k = int((self.per_class.support > 0).sum())
+        p = self.majority_rate
+        scores = {"accuracy": p, "balanced_accuracy": 1 / k if k else float("nan"),
+                  "macro_f1": 2 * p / (1 + p) / k if k else float("nan"), "adjusted_balanced_accuracy": 0.0}
+        if metric not in scores:
+            raise ValueError(f"no majority-class score for metric {metric!r}; known: {sorted(scores)}")
+        return scores[metric]
+
     def summary(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "majority_rate": self.majority_rate,
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "balanced_accuracy": self.balanced_accuracy,
+                "adjusted_balanced_accuracy": self.adjusted_balanced_accuracy, "majority_rate": self.majority_rate,
                 "average_precision": self.average_precision, "n": self.n}
 
 
@@ -39,17 +67,19 @@ class EvaluationReport:
     @property
     def overall(self) -> float:
         """The paper's Overall column: the mean of per-attribute accuracies."""
-        accs = [m.accuracy for m in self.per_attribute.values() if not np.isnan(m.accuracy)]
-        return float(np.mean(accs)) if accs else float("nan")
+        return self.mean("accuracy")
 
-    def to_frame(self) -> pd.DataFrame:
-        rows = [{"attribute": a, **m.summary()} for a, m in self.per_attribute.items()]
-        return pd.DataFrame(rows).set_index("attribute")
+    def mean(self, metric: str) -> float:
+        """The mean over attributes of one `AttributeMetrics.summary()` metric (NaNs left out)."""
+        values = [m.summary()[metric] for m in self.per_attribute.values()]
+        values = [v for v in values if not np.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
 
-    def flat_metrics(self) -> dict[str, float]:
-        """`<attr>.accuracy`-style keys, ready for a metrics logger."""
-        out = {f"{a}.{k}": float(v) for a, m in self.per_attribute.items() for k, v in m.summary().items()}
-        out["overall.accuracy"] = self.overall
+    def summaries(self) -> dict[str, dict[str, float]]:
+        """attribute -> `AttributeMetrics.summary()`, plus "overall" -> the mean of each metric."""
+        out = {a: m.summary() for a, m in self.per_attribute.items()}
+        if out:
+            out["overall"] = {k: self.mean(k) for k in next(iter(out.values())) if k != "n"}
         return out
 
 
@@ -104,15 +134,16 @@ def evaluate_attribute(attribute: str, classes: Sequence[str], probs: np.ndarray
     k = len(classes)
     if len(y) == 0:
         nan = float("nan")
-        return AttributeMetrics(attribute, list(classes), 0, nan, nan, nan, _per_class(np.zeros((k, k), int), classes),
+        return AttributeMetrics(attribute, list(classes), 0, nan, nan, nan, nan, _per_class(np.zeros((k, k), int), classes),
                                 np.zeros((k, k), int), np.zeros(pr_points), np.zeros(pr_points), nan)
     pred = p.argmax(1)
     conf = confusion_matrix(y, pred, k)
     table = _per_class(conf, classes)
     rec, prec, ap = pr_curve(p, y, pr_points)
+    present = table.support > 0
     return AttributeMetrics(attribute, list(classes), int(len(y)), float((pred == y).mean()),
-                            float(table.loc[table.support > 0, "f1"].mean()), float(np.bincount(y).max() / len(y)),
-                            table, conf, rec, prec, ap)
+                            float(table.loc[present, "f1"].mean()), float(table.loc[present, "recall"].mean()),
+                            float(np.bincount(y).max() / len(y)), table, conf, rec, prec, ap)
 
 
 def evaluate(method: str, probs: dict[str, np.ndarray], labels: np.ndarray, attributes: Sequence[str],
@@ -125,13 +156,21 @@ def evaluate(method: str, probs: dict[str, np.ndarray], labels: np.ndarray, attr
     return report
 
 
-def comparison_table(reports: dict[str, EvaluationReport]) -> pd.DataFrame:
-    """The paper's Tables 2-4: rows = attributes + Overall, columns = methods (accuracy in %)."""
+def not_learnt(report: EvaluationReport, min_adjusted: float = 0.0) -> dict[str, AttributeMetrics]:
+    """The attributes whose chance-adjusted balanced accuracy is at or below `min_adjusted`: with the
+    default 0, those whose predictions are no better than always answering the majority class."""
+    return {a: m for a, m in report.per_attribute.items()
+            if not np.isnan(m.adjusted_balanced_accuracy) and m.adjusted_balanced_accuracy <= min_adjusted}
+
+
+def comparison_table(reports: dict[str, EvaluationReport], metric: str = "accuracy") -> pd.DataFrame:
+    """The paper's Tables 2-4: rows = attributes + Overall, columns = methods (`metric` in %, the
+    paper's accuracy by default; "macro_f1" and "balanced_accuracy" make the same table of those)."""
     attrs = list(dict.fromkeys(a for r in reports.values() for a in r.per_attribute))
-    data = {m: [100 * r.per_attribute[a].accuracy if a in r.per_attribute else np.nan for a in attrs] +
-            [100 * r.overall] for m, r in reports.items()}
+    data = {m: [100 * r.per_attribute[a].summary()[metric] if a in r.per_attribute else np.nan for a in attrs] +
+            [100 * r.mean(metric)] for m, r in reports.items()}
     table = pd.DataFrame(data, index=[*attrs, "overall"])
-    majority = [100 * next(r.per_attribute[a].majority_rate for r in reports.values() if a in r.per_attribute)
+    majority = [100 * next(r.per_attribute[a].majority_score(metric) for r in reports.values() if a in r.per_attribute)
                 for a in attrs]
     table["majority"] = [*majority, np.nan]
     table.index.name = "attribute"

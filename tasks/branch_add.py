@@ -27,12 +27,14 @@ from prefect import task
 from progattr_core.config import Params
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
+from progattr_core.gates import decide_challenger
+from progattr_core.metrics import evaluate
 from progattr_core.model import load_model, resolve_device, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
-from progattr_core.train import accuracy_on, load_checkpoint, save_checkpoint, train_stage
+from progattr_core.train import load_checkpoint, save_checkpoint, train_stage
 from tasks.context import DataRef, PipelineContext, git_commit, task_logger
-from tasks.mlflow_store import Store, decide_challenger
+from tasks.mlflow_store import Store
 from tasks.registry import RegistryRef, model_name
 from tasks.training import CHECKPOINT, MODEL, TrainedRef, checkpointed_run, fetch, load_split
 from tasks.validation import ValidationOutcome, validate_manifest
@@ -55,6 +57,7 @@ class BranchEvaluation:
     base_accuracy: dict[str, float]        # base model on the same test images
     old_predictions_identical: bool        # old attributes' probabilities equal bit for bit
     n_test: int
+    learning: dict[str, dict[str, float]]  # new model: attribute -> AttributeMetrics.summary()
 
 
 def registered_version(store: Store, name: str) -> tuple[object, str] | None:
@@ -163,11 +166,6 @@ def export_branch_model(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
     return str(save_model(model, ctx.outputs("branch_add", "model.pt")))
 
 
-def _with_overall(acc: dict[str, float]) -> dict[str, float]:
-    known = [v for v in acc.values() if not math.isnan(v)]
-    return {**acc, "overall": sum(known) / len(known) if known else float("nan")}
-
-
 def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef, model_path: str) -> BranchEvaluation:
     """Both models on the same test images: accuracies, and whether old predictions are unchanged."""
     params = ctx.params()
@@ -175,11 +173,16 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
     test = load_split(ctx, data, "test")
     new, old = load_model(model_path), load_model(base.path)
     old_attrs = list(base.attributes)
-    p_new = predict_proba(new, test.images, params.train.batch_size, device, old_attrs)
+    p_new = predict_proba(new, test.images, params.train.batch_size, device, list(new.classes))
     p_old = predict_proba(old, test.images, params.train.batch_size, device, old_attrs)
     identical = all(np.array_equal(p_new[a], p_old[a]) for a in old_attrs)
-    evaluation = BranchEvaluation(_with_overall(accuracy_on(new, test, list(new.classes), device)),
-                                  _with_overall(accuracy_on(old, test, old_attrs, device)), identical, len(test))
+    labels, vocab = test.labels.numpy(), test.classes
+    report_new = evaluate("branch_add", p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
+    report_old = evaluate("base", p_old, labels, test.attributes, vocab, params.evaluation.pr_points)
+    learning = {a: m.summary() for a, m in report_new.per_attribute.items()}
+    evaluation = BranchEvaluation({**{a: v["accuracy"] for a, v in learning.items()}, "overall": report_new.overall},
+                                  {**{a: m.accuracy for a, m in report_old.per_attribute.items()},
+                                   "overall": report_old.overall}, identical, len(test), learning)
     if ctx.flow_run_id:
         store = Store(ctx.store)
         store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},
@@ -196,9 +199,11 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
 
 
 def branch_gates(params: Params, mode: str, evaluation: BranchEvaluation) -> tuple[bool, tuple[str, ...]]:
-    """No old attribute may regress vs the base model; frozen_base must leave old predictions unchanged."""
+    """No old attribute may regress vs the base model, every attribute must have learnt, and
+    frozen_base must leave old predictions unchanged."""
     old = {a: v for a, v in evaluation.base_accuracy.items() if a != "overall" and not math.isnan(v)}
-    gate = decide_challenger(evaluation.accuracy, {}, old, 0.0, params.registry.max_regression_vs_champion)
+    gate = decide_challenger(evaluation.accuracy, {}, old, 0.0, params.registry.max_regression_vs_champion,
+                             evaluation.learning, params.registry.min_adjusted_balanced_accuracy)
     reasons = list(gate.reasons)
     if mode == "frozen_base" and not evaluation.old_predictions_identical:
         reasons.append("frozen_base: the old attributes' predictions differ from the base model's")

@@ -1,7 +1,8 @@
 """Evaluate the progressive model against the baselines on the same test images (paper section 4).
 
-Writes under outputs/<article>/evaluation/: the paper's table (comparison.csv / .md), metrics.json
-(DVC metrics: accuracy per attribute and overall, model size, train and inference time per method),
+Writes under outputs/<article>/evaluation/: the paper's table of accuracy and the same tables of macro-F1
+and balanced accuracy (comparison.csv / .md), metrics.json (DVC metrics: accuracy per attribute and
+overall, model size, train and inference time per method, macro-F1 and balanced accuracy per attribute),
 pr.csv (DVC plots), pr_curves.png and confusion/<method>.png; logs all of it
 to the flow's MLflow run.
 """
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from progattr_core.metrics import EvaluationReport, comparison_table, evaluate
+from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt
 from progattr_core.model import load_model, resolve_device
 from progattr_core.predict import predict_proba
 from tasks.context import DataRef, PipelineContext, task_logger
@@ -30,6 +31,7 @@ class EvaluationRef:
     out_dir: str
     table_markdown: str
     accuracy: dict[str, dict[str, float]]   # method -> attribute (and "overall") -> test accuracy
+    metrics: dict[str, dict[str, dict[str, float]]]  # method -> attribute (and "overall") -> summary metrics
 
 
 def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, list[Path]]:
@@ -72,26 +74,56 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
                          "inference_ms_per_image": 1000 * seconds / max(len(images), 1)}
     out = ctx.outputs("evaluation")
     out.mkdir(parents=True, exist_ok=True)
-    table = comparison_table(reports)
-    markdown = _write_tables(out, table, costs)
-    accuracy = {m: {**{a: r.per_attribute[a].accuracy for a in r.per_attribute}, "overall": r.overall}
-                for m, r in reports.items()}
-    (out / "metrics.json").write_text(json.dumps({m: {**accuracy[m], **costs[m]} for m in reports}, indent=1))
+    markdown = _write_tables(out, reports, costs, params.registry.min_adjusted_balanced_accuracy)
+    summaries = {m: r.summaries() for m, r in reports.items()}
+    accuracy = {m: {a: v["accuracy"] for a, v in s.items()} for m, s in summaries.items()}
+    extra = {m: {k: {a: v[k] for a, v in s.items()} for k in _EXTRA} for m, s in summaries.items()}
+    (out / "metrics.json").write_text(json.dumps({m: {**accuracy[m], **costs[m], **extra[m]} for m in reports},
+                                                 indent=1))
     _write_plots(out, reports)
     if ctx.flow_run_id:
-        _log(Store(ctx.store), ctx.flow_run_id, out, accuracy, costs)
+        _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs)
     task_logger().info("evaluation on %d test images:\n%s", len(images), markdown)
-    return EvaluationRef(str(out), markdown, accuracy)
+    return EvaluationRef(str(out), markdown, accuracy, summaries)
 
 
-def _write_tables(out: Path, table: pd.DataFrame, costs: dict[str, dict[str, float]]) -> str:
+_EXTRA = ("macro_f1", "balanced_accuracy")  # beside accuracy in every table and metrics file
+_TITLES = {"accuracy": "Test accuracy (%) per attribute and method (the paper's measure); costs below.",
+           "macro_f1": "Macro-F1 (%): the mean F1 over the classes present; majority = always answering it.",
+           "balanced_accuracy": "Balanced accuracy (%): the mean per-class recall; majority = 100/K, chance."}
+
+
+def _write_tables(out: Path, reports: dict[str, EvaluationReport], costs: dict[str, dict[str, float]],
+                  min_adjusted: float) -> str:
+    """comparison.csv (accuracy and costs; comparison_<metric>.csv for the others) and comparison.md
+    with all of them, and a line naming every attribute no better than the majority class."""
     cost = pd.DataFrame(costs).round(3)
     cost.index.name = "attribute"
-    full = pd.concat([table, cost.reindex(columns=table.columns)])
-    full.to_csv(out / "comparison.csv")
-    markdown = full.to_markdown() if _has_tabulate() else full.to_string()
-    (out / "comparison.md").write_text("Test accuracy (%) per attribute and method; costs below.\n\n" + markdown + "\n")
+    sections = []
+    for metric in ("accuracy", *_EXTRA):
+        table = comparison_table(reports, metric)
+        if metric == "accuracy":
+            table = pd.concat([table, cost.reindex(columns=table.columns)])
+        table.to_csv(out / ("comparison.csv" if metric == "accuracy" else f"comparison_{metric}.csv"))
+        sections.append(_TITLES[metric] + "\n\n" + (table.to_markdown() if _has_tabulate() else table.to_string()))
+    sections.append(_learning_line(reports, min_adjusted))
+    markdown = "\n\n".join(sections)
+    (out / "comparison.md").write_text(markdown + "\n")
     return markdown
+
+
+def _learning_line(reports: dict[str, EvaluationReport], min_adjusted: float) -> str:
+    """Which (method, attribute) pairs have not learnt: chance-adjusted balanced accuracy at or below
+    registry.min_adjusted_balanced_accuracy (0 when that gate is off)."""
+    threshold = max(min_adjusted, 0.0)
+    flagged = [f"{method}.{a} (balanced accuracy {100 * m.balanced_accuracy:.1f}% vs chance "
+               f"{100 * m.majority_score('balanced_accuracy'):.1f}%; accuracy {100 * m.accuracy:.1f}%, majority "
+               f"{100 * m.majority_rate:.1f}%)"
+               for method, r in reports.items() for a, m in not_learnt(r, threshold).items()]
+    if not flagged:
+        return f"Every attribute of every method learnt (chance-adjusted balanced accuracy > {threshold})."
+    return (f"NOT LEARNT (no better than the majority class; chance-adjusted balanced accuracy <= {threshold}):\n"
+            + "\n".join(f"- {f}" for f in flagged))
 
 
 def _has_tabulate() -> bool:
@@ -139,8 +171,9 @@ def _write_plots(out: Path, reports: dict[str, EvaluationReport]) -> None:
         plt.close(fig)
 
 
-def _log(store: Store, run_id: str, out: Path, accuracy: dict, costs: dict) -> None:
-    metrics = {f"test.{m}.{a}.accuracy": v for m, accs in accuracy.items() for a, v in accs.items()}
+def _log(store: Store, run_id: str, out: Path, summaries: dict, costs: dict) -> None:
+    metrics = {f"test.{m}.{a}.{k}": v for m, attrs in summaries.items() for a, values in attrs.items()
+               for k, v in values.items() if k in ("accuracy", *_EXTRA)}
     metrics.update({f"test.{m}.{k}": v for m, c in costs.items() for k, v in c.items()})
     store.log_metrics(run_id, {k: v for k, v in metrics.items() if not np.isnan(v)})
     store.log_artifacts(run_id, out, "evaluation")

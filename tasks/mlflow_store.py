@@ -209,35 +209,3 @@ class Store:
     def versions_with_tag(self, name: str, key: str, value: str) -> list[Any]:
         found = self._call(self.client.search_model_versions, f"name = '{name}'")
         return [v for v in found if v.tags.get(TAG + key) == value]
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    passed: bool
-    reasons: tuple[str, ...]
-
-
-def decide_challenger(progressive: dict[str, float], baselines_overall: dict[str, float],
-                      champion: dict[str, float] | None, max_gap_to_best_baseline: float,
-                      max_regression_vs_champion: float) -> GateDecision:
-    """The automatic gates for the `challenger` alias.
-
-    `progressive` maps each attribute (and "overall") to test accuracy. It must not trail the best
-    baseline's overall accuracy by more than `max_gap_to_best_baseline`, and no attribute may fall
-    below the current champion's by more than `max_regression_vs_champion`.
-    """
-    reasons: list[str] = []
-    if baselines_overall:
-        best = max(baselines_overall, key=baselines_overall.get)
-        gap = baselines_overall[best] - progressive["overall"]
-        if gap > max_gap_to_best_baseline:
-            reasons.append(f"overall {progressive['overall']:.4f} trails {best} {baselines_overall[best]:.4f} "
-                           f"by {gap:.4f} > tolerance {max_gap_to_best_baseline}")
-    for attr, acc in sorted((champion or {}).items()):
-        if attr == "overall" or attr not in progressive:
-            continue
-        drop = acc - progressive[attr]
-        if drop > max_regression_vs_champion:
-            reasons.append(f"{attr}: {progressive[attr]:.4f} regresses vs champion {acc:.4f} "
-                           f"by {drop:.4f} > tolerance {max_regression_vs_champion}")
-    return GateDecision(not reasons, tuple(reasons))

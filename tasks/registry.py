@@ -17,10 +17,11 @@ from pathlib import Path
 
 from prefect import task
 
+from progattr_core.gates import decide_challenger
 from progattr_core.model import load_model
 from tasks.context import DataRef, PipelineContext, git_commit, task_logger
 from tasks.evaluation import EvaluationRef
-from tasks.mlflow_store import Store, decide_challenger
+from tasks.mlflow_store import Store
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
     prog = evaluation.accuracy["progressive"]
     baselines = {m: a["overall"] for m, a in evaluation.accuracy.items() if m != "progressive"}
     champion_version, champion = _champion_accuracy(store, name)
-    gate = decide_challenger(prog, baselines, champion, params.registry.max_gap_to_best_baseline,
-                             params.registry.max_regression_vs_champion)
+    rules = params.registry
+    gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
+                             evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy)
     if existing:
         version, new = str(existing[-1].version), False
         log.info("model %s version %s already holds this training (train key %s)", name, version, key)
@@ -66,6 +68,8 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
                 "git_commit": git_commit(ctx.root), "params_hash": params.digest("seed", "model", "train"),
                 "schedule": " > ".join(schedule), "flow_run_id": ctx.flow_run_id, "article": ctx.article,
                 **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
+                **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()
+                   for k in ("macro_f1", "balanced_accuracy") if not math.isnan(m[k])},
                 **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()},
                 "gate": "passed" if gate.passed else "; ".join(gate.reasons)}
         with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import load_params
-from tasks.mlflow_store import Store, decide_challenger, store_config
+from tasks.mlflow_store import Store, store_config
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.flows
@@ -100,13 +100,3 @@ def test_retries_stop_at_permanent_errors(tmp_path, monkeypatch):
     assert store._call(flaky) == "ok" and len(calls) == 3
     with pytest.raises(MlflowException):
         store.get_run("0" * 32)
-
-
-def test_challenger_gates():
-    prog = {"neck": 0.70, "pattern": 0.80, "overall": 0.75}
-    ok = decide_challenger(prog, {"individual": 0.76}, None, 0.02, 0.02)
-    assert ok.passed and ok.reasons == ()
-    far = decide_challenger(prog, {"individual": 0.80, "multilabel": 0.6}, None, 0.02, 0.02)
-    assert not far.passed and "trails individual 0.8000" in far.reasons[0]
-    champ = decide_challenger(prog, {}, {"neck": 0.75, "pattern": 0.79, "overall": 0.77}, 0.02, 0.02)
-    assert not champ.passed and len(champ.reasons) == 1 and champ.reasons[0].startswith("neck:")

@@ -91,11 +91,13 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     version = store_a.client.get_model_version("progattr-jeans", "1")
     assert version.tags["progattr.data_version"] == result["data"]["data_version"]
     assert "progattr.accuracy.fade" in version.tags and "progattr.git_commit" in version.tags
+    assert {"progattr.macro_f1.fade", "progattr.balanced_accuracy.fade"} <= set(version.tags)
     n_stages = len(_stage_runs(store_a))
 
     # Same data and params in a second project: killed mid-stage, then run again.
     params_b, over_b = make_project(tmp_path / "b")
-    over_b = [*over_b, "baselines.methods=[multilabel_masked]"]  # not part of the training key
+    # neither is part of the training key; no 1-epoch 32 px model clears a 0.99 learning gate
+    over_b = [*over_b, "baselines.methods=[multilabel_masked]", "registry.min_adjusted_balanced_accuracy=0.99"]
     store_b = _store(params_b, over_b)
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
     cmd = [sys.executable, "-m", "flows.train_flow", "--article", ARTICLE, "--source", "data/raw/mini",
@@ -110,6 +112,12 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     for i in range(n_stages):  # earlier stages: still exactly one run each, i.e. not retrained
         expected = ["FINISHED"] if i != killed else ["KILLED", "FINISHED"]
         assert after[i] == expected, (i, after)
+    reg = resumed["registry"]  # the learning gate: refused, naming each attribute and its numbers
+    assert not reg["challenger"] and any(r.startswith("fade: has not learnt: balanced accuracy") for r in reg["reasons"])
+    assert store_b.version_by_alias("progattr-jeans", "challenger") is None
+    gate_tag = store_b.client.get_model_version("progattr-jeans", reg["version"]).tags["progattr.gate"]
+    assert "has not learnt" in gate_tag and "registry.min_adjusted_balanced_accuracy 0.99" in gate_tag
+    assert "NOT LEARNT" in resumed["table"] and "Macro-F1" in resumed["table"]
     a, b = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

@@ -14,19 +14,24 @@ PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml",
 BASE = {"fade": 0.80, "shade": 0.70}
 
 
-def _evaluation(fade: float, identical: bool) -> BranchEvaluation:
+def _evaluation(fade: float, identical: bool, distress_adjusted: float) -> BranchEvaluation:
     new = {"fade": fade, "shade": 0.70, "distress": 0.5}
-    return BranchEvaluation({**new, "overall": sum(new.values()) / 3}, {**BASE, "overall": 0.75}, identical, 50)
+    learning = {a: {"accuracy": v, "balanced_accuracy": 0.5, "adjusted_balanced_accuracy": 0.3, "majority_rate": 0.4,
+                    "macro_f1": 0.4} for a, v in new.items()}
+    learning["distress"]["adjusted_balanced_accuracy"] = distress_adjusted
+    return BranchEvaluation({**new, "overall": sum(new.values()) / 3}, {**BASE, "overall": 0.75}, identical, 50,
+                            learning)
 
 
-@pytest.mark.parametrize(("mode", "fade", "identical", "passed", "reason"), [
-    ("frozen_base", 0.80, True, True, None),
-    ("frozen_base", 0.80, False, False, "predictions differ from the base model"),
-    ("progressive", 0.79, False, True, None),                       # within the 0.02 tolerance
-    ("progressive", 0.70, False, False, "fade: 0.7000 regresses vs champion 0.8000 by 0.1000 > tolerance 0.02"),
+@pytest.mark.parametrize(("mode", "fade", "identical", "distress", "passed", "reason"), [
+    ("frozen_base", 0.80, True, 0.3, True, None),
+    ("frozen_base", 0.80, False, 0.3, False, "predictions differ from the base model"),
+    ("progressive", 0.79, False, 0.3, True, None),                       # within the 0.02 tolerance
+    ("progressive", 0.70, False, 0.3, False, "fade: 0.7000 regresses vs champion 0.8000 by 0.1000 > tolerance 0.02"),
+    ("frozen_base", 0.80, True, 0.0, False, "distress: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000"),
 ])
-def test_branch_gates(mode, fade, identical, passed, reason):
-    ok, reasons = branch_gates(PARAMS, mode, _evaluation(fade, identical))
+def test_branch_gates(mode, fade, identical, distress, passed, reason):
+    ok, reasons = branch_gates(PARAMS, mode, _evaluation(fade, identical, distress))
     assert ok is passed
     assert (reason is None and reasons == ()) or any(reason in r for r in reasons)
 

@@ -46,3 +46,33 @@ def test_comparison_table_has_methods_as_columns_and_an_overall_row():
     assert list(table.index) == ["a", "b", "overall"]
     assert table.loc["overall", "progressive"] == 100.0 and table.loc["overall", "individual"] == 0.0
     assert table.loc["a", "majority"] == pytest.approx(66.67)
+
+
+def test_balanced_accuracy_sees_through_a_majority_class_model():
+    labels = np.array([0] * 8 + [1] + [2])             # 80% majority
+    always_majority = np.tile([0.8, 0.1, 0.1], (10, 1))
+    m = evaluate_attribute("sleeve", ["short", "long", "none"], always_majority, labels)
+    assert m.accuracy == m.majority_rate == 0.8
+    assert m.balanced_accuracy == pytest.approx(1 / 3) and m.adjusted_balanced_accuracy == pytest.approx(0.0)
+    assert m.macro_f1 == pytest.approx(m.majority_score("macro_f1"))  # (2 * 0.8 / 1.8) / 3
+    perfect = evaluate_attribute("sleeve", ["short", "long", "none"], np.eye(3)[labels], labels)
+    assert perfect.balanced_accuracy == 1.0 and perfect.adjusted_balanced_accuracy == 1.0
+    # a fixed class mix that ignores the image is no better than chance either
+    mix = evaluate_attribute("sleeve", ["short", "long", "none"], np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1, 2, 0]], labels)
+    assert mix.adjusted_balanced_accuracy <= 0.0
+
+
+def test_not_learnt_names_the_attributes_at_chance_and_tables_show_each_metric():
+    from progattr_core.metrics import not_learnt
+
+    labels = np.array([[0, 0], [0, 1], [0, 1], [1, 0]])
+    classes = {"a": ["x", "y"], "b": ["p", "q"]}
+    report = evaluate("progressive", {"a": np.tile([0.9, 0.1], (4, 1)), "b": np.eye(2)[[0, 1, 1, 0]]}, labels,
+                      ["a", "b"], classes)
+    assert list(not_learnt(report)) == ["a"]
+    f1 = comparison_table({"progressive": report}, "macro_f1")
+    assert f1.loc["b", "progressive"] == 100.0 and f1.loc["a", "majority"] == pytest.approx(100 * (1.5 / 1.75) / 2, abs=0.01)
+    ba = comparison_table({"progressive": report}, "balanced_accuracy")
+    assert ba.loc["a", "progressive"] == 50.0 and ba.loc["a", "majority"] == 50.0
+    assert ba.loc["overall", "progressive"] == 75.0
+    assert report.summaries()["overall"]["balanced_accuracy"] == 0.75

@@ -76,6 +76,25 @@ def test_missing_labels_never_contribute_to_the_loss(tiny_data):
     assert logits["shade"].grad[1:].abs().sum() == 0  # unlabelled rows got no gradient at all
 
 
+def test_class_weights_make_every_class_weigh_the_same_and_average_one():
+    from progattr_core.train import class_weights
+
+    labels = np.array([[0, 0], [0, 1], [0, -1], [1, 0], [0, 0], [0, 0], [2, 0], [-1, 1]])
+    data = LabelledImages.from_arrays(np.zeros((8, 3, 4, 4), np.uint8), labels, ["fade", "shade"],
+                                      {"fade": ["a", "b", "c", "d"], "shade": ["x", "y"]})
+    assert class_weights(data, "none") is None
+    w = class_weights(data, "inverse")
+    counts = torch.tensor([5.0, 1.0, 1.0, 0.0])
+    assert torch.allclose(w["fade"] * counts, torch.tensor([7 / 3, 7 / 3, 7 / 3, 0.0]))  # equal class totals
+    assert float((w["fade"] * counts).sum() / counts.sum()) == pytest.approx(1.0)      # average image: 1
+    sqrt = class_weights(data, "sqrt_inverse")["shade"]
+    assert float(sqrt[1] / sqrt[0]) == pytest.approx((5 / 2) ** 0.5)                     # counts 5 and 2
+    y = torch.tensor(labels)
+    logits = {"fade": torch.randn(8, 4)}
+    expected = torch.nn.functional.cross_entropy(logits["fade"][y[:, 0] >= 0], y[y[:, 0] >= 0, 0], weight=w["fade"])
+    assert torch.allclose(masked_cross_entropy(data, w)(logits, y), expected)
+
+
 def _states_equal(a, b) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

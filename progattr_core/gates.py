@@ -1,0 +1,63 @@
+"""The automatic gates for the registry's `challenger` alias: pure decisions over evaluation numbers.
+
+A version becomes `challenger` only when every gate passes; `champion` is a person's approval and
+is never set by a gate. The gates' thresholds are params.yaml's `registry` section.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reasons: tuple[str, ...]
+
+
+def decide_challenger(progressive: Mapping[str, float], baselines_overall: Mapping[str, float],
+                      champion: Mapping[str, float] | None, max_gap_to_best_baseline: float,
+                      max_regression_vs_champion: float, learning: Mapping[str, Mapping[str, float]],
+                      min_adjusted_balanced_accuracy: float) -> GateDecision:
+    """The automatic gates for the `challenger` alias.
+
+    `progressive` maps each attribute (and "overall") to test accuracy. It must not trail the best
+    baseline's overall accuracy by more than `max_gap_to_best_baseline`, no attribute may fall below
+    the current champion's by more than `max_regression_vs_champion`, and every attribute in
+    `learning` (attribute -> `AttributeMetrics.summary()`) must have learnt (`learning_reasons`).
+    """
+    reasons: list[str] = []
+    if baselines_overall:
+        best = max(baselines_overall, key=baselines_overall.get)
+        gap = baselines_overall[best] - progressive["overall"]
+        if gap > max_gap_to_best_baseline:
+            reasons.append(f"overall {progressive['overall']:.4f} trails {best} {baselines_overall[best]:.4f} "
+                           f"by {gap:.4f} > tolerance {max_gap_to_best_baseline}")
+    for attr, acc in sorted((champion or {}).items()):
+        if attr == "overall" or attr not in progressive:
+            continue
+        drop = acc - progressive[attr]
+        if drop > max_regression_vs_champion:
+            reasons.append(f"{attr}: {progressive[attr]:.4f} regresses vs champion {acc:.4f} "
+                           f"by {drop:.4f} > tolerance {max_regression_vs_champion}")
+    reasons += learning_reasons(learning, min_adjusted_balanced_accuracy)
+    return GateDecision(not reasons, tuple(reasons))
+
+
+def learning_reasons(learning: Mapping[str, Mapping[str, float]], min_adjusted: float) -> list[str]:
+    """One reason per attribute that has not learnt: its chance-adjusted balanced accuracy is at or
+    below `min_adjusted` (0 = no better than always answering the majority class; see
+    progattr_core.metrics). A negative `min_adjusted` turns the gate off."""
+    if min_adjusted < 0:
+        return []
+    out = []
+    for attr, m in learning.items():
+        adjusted = m["adjusted_balanced_accuracy"]
+        if attr == "overall" or math.isnan(adjusted) or adjusted > min_adjusted:
+            continue
+        out.append(f"{attr}: has not learnt: balanced accuracy {m['balanced_accuracy']:.4f}, chance-adjusted "
+                   f"{adjusted:.4f} <= registry.min_adjusted_balanced_accuracy {min_adjusted} (accuracy "
+                   f"{m['accuracy']:.4f}, majority-class rate {m['majority_rate']:.4f}, macro-F1 {m['macro_f1']:.4f})")
+    return out
