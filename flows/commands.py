@@ -164,14 +164,15 @@ def run_demo(args: argparse.Namespace) -> int:
     _prefect_defaults(root)
     params = load_params(params_path, args.overrides)
     raw = root / params.pipeline.source
-    _ensure_synth(params, args.article, raw)
+    manifest = _ensure_synth(params, args.article, raw)
+    _say_expected_time(params, args.article, manifest)
     if not dvc_store.is_repo(root):
         dvc_store.run_dvc(root, "init", "-q", *([] if (root / ".git").exists() else ["--no-scm"]))
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), list(args.overrides))
     pushed = _push(root)
-    print("\n== progattr demo: test accuracy (%) per attribute and method ==")
+    print("\n== progattr demo: test accuracy, macro-F1 and balanced accuracy (%) per attribute and method ==")
     print(result["table"])
     _print_registry(result)
     print(f"\ndata version {result['data']['data_version']} (DVC: {pushed})")
@@ -184,10 +185,33 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_synth(params, article: str, raw: Path) -> None:
+def _ensure_synth(params, article: str, raw: Path):
     from progattr_core.data.synth import ensure_catalogue
 
-    ensure_catalogue(params, article, raw, say=print)
+    return ensure_catalogue(params, article, raw, say=print)[0]
+
+
+# The demo's work besides training (Prefect's server, validation, DVC, MLflow logging, evaluation),
+# in training image passes of the demo's network: measured as (demo wall time - estimated training
+# time) / seconds per pass on the build machine (bench/README.md, "demo time").
+DEMO_OVERHEAD_PASSES = 6000
+
+
+def _say_expected_time(params, article: str, manifest) -> None:
+    """Print, before training, how long the demo should take on this machine (measured in seconds)."""
+    from progattr_core.estimate import measure_throughput, planned_work
+
+    attrs = list(params.attributes(article))
+    train = manifest[manifest["split"] == "train"]
+    work = planned_work(params, article, train[attrs].notna().to_numpy(),
+                        int((manifest["split"] == "val").sum()))
+    speed = measure_throughput(params)
+    training = sum(w.seconds(speed) for w in work)
+    total = training + DEMO_OVERHEAD_PASSES * speed.seconds_per_image
+    m = params.model
+    print(f"this machine trains {m.arch} at {m.image_size} px at {speed.images_per_second:.0f} images/s; the demo "
+          f"makes {sum(w.passes for w in work):,} training image passes in {len(work)} runs: expect about "
+          f"{total / 60:.1f} min (training {training / 60:.1f} min)")
 
 
 def _push(root: Path) -> str:
