@@ -178,3 +178,22 @@ def test_imagenet_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch
     monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
     with pytest.raises(WeightsUnavailableError, match=r"resnet18-f37072fd\.pth.*TORCH_HOME"):
         ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init="imagenet")
+
+
+def test_imagenet_init_loads_torchvision_weights_from_the_local_cache(tmp_path, monkeypatch):
+    """`model.init: imagenet` with torchvision's file already in $TORCH_HOME (no download): the Base
+    and every new Branch start from exactly those weights, and the saved model keeps its template."""
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(123)
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    folder = tmp_path / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(reference, folder / "resnet18-f37072fd.pth")  # the name torchvision's ResNet18 DEFAULT asks for
+    model = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init="imagenet")
+    model.add_branch("neck", ["round", "v"])
+    assert torch.equal(model.base.conv1.weight, reference["conv1.weight"])
+    assert torch.equal(model.base.layer3[1].conv2.weight, reference["layer3.1.conv2.weight"])
+    assert torch.equal(model.branches["neck"].tail.layer4[0].conv1.weight, reference["layer4.0.conv1.weight"])
+    assert not model.template_from_seed and "tail_template" in model.extra_state()
