@@ -36,7 +36,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2])], "n": 300, "orders": 6,
               "real": ["topwear", "tshirts"], "real_n": 400, "real_seeds": [0, 1, 2], "matched_cap": None,
               "set": ["model.image_size=32"]},
-    "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": None,
+    "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": 3000,
              "orders": 6, "real": ["topwear", "tshirts"], "real_n": None, "real_seeds": [0, 1, 2],
              "matched_cap": None, "set": []},
     # the paper's scale (ResNet-34, 224 px) on the real catalogue: for a GPU (--device cuda), ~10 min on an H200

@@ -35,7 +35,7 @@ PROFILES: dict[str, dict[str, Any]] = {
               "train": {"article": "jeans", "n": 120, "set": ["model.image_size=32"]}},
     "full": {"article": "dresses", "sizes": [224, None], "archs": [None, "resnet34"], "repeats": 9, "batch": 32,
              "levers": True, "train_repeats": 3, "train_splits": True,
-             "train": {"article": "jeans", "n": None, "set": []}},
+             "train": {"article": "jeans", "n": 3000, "set": []}},
 }
 
 

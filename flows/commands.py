@@ -194,7 +194,7 @@ def _ensure_synth(params, article: str, raw: Path):
 # The demo's work besides training (Prefect's server, validation, DVC, MLflow logging, evaluation),
 # in training image passes of the demo's network: measured as (demo wall time - estimated training
 # time) / seconds per pass on the build machine (bench/README.md, "demo time").
-DEMO_OVERHEAD_PASSES = 6000
+DEMO_OVERHEAD_PASSES = 8000
 
 
 def _say_expected_time(params, article: str, manifest) -> None:
