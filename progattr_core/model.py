@@ -382,6 +382,13 @@ def model_blob(model: _AttributeModel) -> dict[str, Any]:
     return {"format": FORMAT, "config": model.describe(), "state_dict": state, "extra": extra}
 
 
+def weights_mb(model: nn.Module) -> float:
+    """Megabytes (10^6 bytes) of what the model needs to predict: its state_dict's tensors (BatchNorm
+    buffers included). A saved file can hold more: the tail template kept for adding Branches later
+    (file- or ImageNet-initialised models), which is no part of the predicting model's size."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+
+
 def save_model(model: _AttributeModel, path: str | Path) -> Path:
     """One self-describing file: config + weights, loadable with weights_only=True."""
     return _atomic_save(model_blob(model), path)

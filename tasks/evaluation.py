@@ -19,7 +19,7 @@ import pandas as pd
 from prefect import task
 
 from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt
-from progattr_core.model import load_model, resolve_device
+from progattr_core.model import load_model, resolve_device, weights_mb
 from progattr_core.predict import predict_proba
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.mlflow_store import Store
@@ -42,16 +42,19 @@ def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, 
     return files
 
 
-def _predict(paths: list[Path], images: np.ndarray, batch_size: int, device) -> tuple[dict[str, np.ndarray], float]:
-    """Probabilities per attribute from one method's model file(s), and seconds spent predicting."""
+def _predict(paths: list[Path], images: np.ndarray, batch_size: int, device
+             ) -> tuple[dict[str, np.ndarray], float, float]:
+    """Probabilities per attribute from one method's model file(s), seconds spent predicting, and the
+    megabytes of weights they predict with (`weights_mb`: not the files, which may carry templates)."""
     probs: dict[str, np.ndarray] = {}
-    seconds = 0.0
+    seconds = size = 0.0
     for path in paths:
         model = load_model(path)
+        size += weights_mb(model)
         start = time.perf_counter()
         probs.update(predict_proba(model, images, batch_size, device))
         seconds += time.perf_counter() - start
-    return probs, seconds
+    return probs, seconds, size
 
 
 def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedRef]) -> EvaluationRef:
@@ -67,9 +70,9 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     reports: dict[str, EvaluationReport] = {}
     costs: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
-        probs, seconds = _predict(paths, images, params.train.batch_size, device)
+        probs, seconds, size_mb = _predict(paths, images, params.train.batch_size, device)
         reports[method] = evaluate(method, probs, labels, list(vocab), vocab, params.evaluation.pr_points)
-        costs[method] = {"size_mb": sum(p.stat().st_size for p in paths) / 2**20,
+        costs[method] = {"size_mb": size_mb,
                          "train_seconds": train_seconds.get(method, 0.0),
                          "inference_ms_per_image": 1000 * seconds / max(len(images), 1)}
     out = ctx.outputs("evaluation")

@@ -197,3 +197,19 @@ def test_imagenet_init_loads_torchvision_weights_from_the_local_cache(tmp_path, 
     assert torch.equal(model.base.layer3[1].conv2.weight, reference["layer3.1.conv2.weight"])
     assert torch.equal(model.branches["neck"].tail.layer4[0].conv1.weight, reference["layer4.0.conv1.weight"])
     assert not model.template_from_seed and "tail_template" in model.extra_state()
+
+
+def test_size_counts_the_weights_a_model_predicts_with_not_its_branch_template(tmp_path):
+    """A file-initialised model's saved file also holds the tail template (for adding Branches later);
+    its size for comparisons is its weights, the same as a scratch model of the same shape."""
+    from progattr_core.model import save_model, weights_mb
+
+    scratch = _model()
+    backbone = save_model(scratch, tmp_path / "backbone.pt")
+    started = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init=str(backbone))
+    for attr, classes in scratch.classes.items():
+        started.add_branch(attr, classes)
+    assert weights_mb(started) == weights_mb(scratch)
+    file_mb = save_model(started, tmp_path / "started.pt").stat().st_size / 1e6
+    template_mb = sum(t.numel() * t.element_size() for t in started.tail_template.state_dict().values()) / 1e6
+    assert file_mb > weights_mb(started) + 0.9 * template_mb  # the file carries the template; the size does not
