@@ -230,9 +230,12 @@ def real_manifest(params: Any, article: str) -> tuple[Any, Any]:
 def real_splits(params: Any, article: str, n: int | None, hide: bool, seed: int) -> dict[str, Any]:
     """The real article's splits, subsampled to n images (None: all), optionally with extra labels
     hidden so ~45% of images are fully labelled and each attribute ~80% (the paper's sparsity)."""
+    from progattr_core.pretrain import check_no_leakage
+
     manifest, root = real_manifest(params, article)
     if n is not None and n < len(manifest):
         manifest = manifest.sample(n=n, random_state=seed).sort_index()
+    check_no_leakage(params.model.init, manifest.loc[manifest["split"] == "test", "sha256"], f"real {article}")
     splits = common.manifest_splits(params, manifest, root, article)
     if hide:
         for i, split in enumerate(splits.values()):

@@ -72,11 +72,13 @@ def _multilabel_loss(data: LabelledImages, model: MultiLabelResNet, masked: bool
 
 
 def train_multilabel(params: Params, data: LabelledImages, masked: bool, device: torch.device | str = "cpu",
-                     val: LabelledImages | None = None, progress: Progress | None = None
+                     val: LabelledImages | None = None, progress: Progress | None = None,
+                     attributes: list[str] | None = None, epochs: int | None = None, name: str | None = None,
                      ) -> tuple[MultiLabelResNet, FitResult]:
-    """`masked=False`: the paper's baseline on fully-labelled images; True: all images, masked BCE."""
-    order = attribute_order(params)
-    name = "multilabel_masked" if masked else "multilabel"
+    """`masked=False`: the paper's baseline on fully-labelled images; True: all images, masked BCE.
+    By default over the training article's attributes for `baselines.epochs` (pretraining passes its own)."""
+    order = attributes or attribute_order(params)
+    name = name or ("multilabel_masked" if masked else "multilabel")
     m = params.model
     model = MultiLabelResNet(m.arch, {a: data.classes[a] for a in order}, m.image_size, m.mean, m.std,
                              m.init, params.seed, masked).to(device)
@@ -84,6 +86,6 @@ def train_multilabel(params: Params, data: LabelledImages, masked: bool, device:
     indices = data.labelled_for(order, every=not masked)
     spec = FitSpec(name, order, indices, groups, lr_ramp(len(groups), params.train.lr, params.train.lr_base_ratio),
                    _multilabel_loss(data, model, masked, class_weights(data, params.train.class_weighting)),
-                   params.baselines.epochs, _seed_for(params.seed, name))
+                   params.baselines.epochs if epochs is None else epochs, _seed_for(params.seed, name))
     result = fit(model, spec, data, params.train, torch.device(device), val, progress)
     return model, result

@@ -157,6 +157,61 @@ def _data_slice(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- pretrain
+
+
+def _add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
+    pre = subparsers.add_parser("pretrain", parents=[_common()],
+                                help="pretrain a Base on a densely labelled catalogue (params `pretrain:`) for model.init")
+    pre.add_argument("--out", required=True, help="the backbone file to write, e.g. models/backbone.pt; its lineage "
+                     "(every image's content hash) goes beside it as <out>.lineage.json")
+    pre.add_argument("--source", default=None, help="Kaggle-layout folder (default: pretrain.source)")
+    pre.set_defaults(handler=_pretrain)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    """Import the catalogue (minus the excluded article types), train the masked multi-task network
+    on it, save it and its lineage: `--set model.init=<out>` then starts any training from it."""
+    import torch
+
+    from .baselines import train_multilabel
+    from .data.arrays import load_arrays
+    from .model import resolve_device, save_model
+    from .pretrain import (
+        ARTICLE,
+        catalogue_vocabularies,
+        import_catalogue,
+        lineage,
+        pretraining_params,
+        sample,
+        write_lineage,
+    )
+    from .train import LabelledImages
+
+    p = _params(args)
+    source = Path(args.source or p.pretrain.source)
+    vocab = catalogue_vocabularies(source / "styles.csv", p)
+    pp = pretraining_params(p, vocab)
+    print("heads: " + ", ".join(f"{a} ({len(v)} classes)" for a, v in vocab.items()))
+    dest = _under_root(Path(p.data.raw) / ARTICLE, Path(p.data.root))
+    result = import_catalogue(pp, source, p.data.root, dest)
+    manifest = sample(result.manifest, p.pretrain.max_images, p.seed)
+    print(f"pretraining on {len(manifest)} of {len(result.manifest)} imported images (article types "
+          f"{list(p.pretrain.exclude_article_types)} excluded)")
+    splits = {}
+    for split in ("train", "val"):
+        x, y, _ = load_arrays(manifest, p.data.root, p.data.cache, p.model.image_size, list(vocab), split)
+        splits[split] = LabelledImages.from_arrays(x, y, list(vocab), vocab)
+    device = resolve_device(p.device)
+    model, fit = train_multilabel(pp, splits["train"], True, device, splits["val"] if len(splits["val"]) else None,
+                                  print, attributes=list(vocab), epochs=p.pretrain.epochs, name=ARTICLE)
+    out = save_model(model.to(torch.device("cpu")), args.out)
+    write_lineage(out, {**lineage(manifest, p, str(source), vocab), "seconds": round(fit.seconds, 1)})
+    print(f"backbone {out} ({len(splits['train'])} training images, {fit.seconds:.0f}s); start from it with "
+          f"--set model.init={out}")
+    return 0
+
+
 # ---------------------------------------------------------------- pipeline, demo (handlers in flows/commands.py)
 
 
@@ -218,7 +273,8 @@ def _add_deploy_parser(subparsers: argparse._SubParsersAction) -> None:
 
 # ---------------------------------------------------------------- entry point
 
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pipeline_parser, _add_demo_parser,
+GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pretrain_parser,
+                                                              _add_pipeline_parser, _add_demo_parser,
                                                               _add_serve_parser, _add_registry_parser,
                                                               _add_attribute_parser, _add_deploy_parser]
 

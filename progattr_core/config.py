@@ -73,6 +73,16 @@ class ImportParams:
 
 
 @dataclass(frozen=True)
+class PretrainParams:
+    source: str
+    columns: dict[str, str]
+    exclude_article_types: tuple[str, ...]
+    min_class_count: int
+    max_images: int
+    epochs: int
+
+
+@dataclass(frozen=True)
 class ModelParams:
     arch: str
     split_point: str
@@ -198,6 +208,7 @@ class Params:
     synth: SynthParams
     taxonomy: dict[str, dict[str, tuple[str, ...]]]
     imports: ImportParams
+    pretrain: PretrainParams
     model: ModelParams
     train: TrainParams
     baselines: BaselineParams

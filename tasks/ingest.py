@@ -18,6 +18,7 @@ from prefect import task
 from progattr_core.data.manifest import read_manifest, write_manifest
 from progattr_core.data.slicing import slice_by_attribute
 from progattr_core.errors import DataValidationError
+from progattr_core.pretrain import check_no_leakage
 from tasks import dvc_store
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.mlflow_store import Store
@@ -100,6 +101,8 @@ def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
         raise DataValidationError(
             f"{data.manifest}: {len(outcome.failures)} of {outcome.n_expectations} expectations failed "
             f"(report: {outcome.report_dir}):\n  " + "\n  ".join(outcome.failures))
+    check_no_leakage(params.model.init, df.loc[df["split"] == "test", "sha256"],
+                     f"{ctx.article} (data version {data.data_version})")
     task_logger().info("validation passed: %d expectations, fully-labelled fraction %.3f, coverage %s",
                        outcome.n_expectations, outcome.fully_labelled_fraction,
                        {a: round(c, 3) for a, c in outcome.coverage.items()})

@@ -143,3 +143,23 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
     names = {f.path for f in store.client.list_artifacts(flow_run.info.run_id, "validation")}
     assert {"validation/summary.json", "validation/result.json", "validation/data_docs"} <= names
     assert store.search({"kind": "stage"}) == [] and not (tmp_path / "outputs/jeans/progressive").exists()
+
+
+def test_a_backbone_that_saw_the_test_images_is_refused_before_training(tmp_path, prefect_harness):
+    from flows.train_flow import train_flow
+    from progattr_core.model import MultiLabelResNet, save_model
+    from progattr_core.pretrain import DataLeakageError, lineage_path
+
+    params, over = make_project(tmp_path, n=60)
+    manifest = pd.read_parquet(tmp_path / "data/raw/mini/jeans/manifest.parquet")
+    seen = manifest.loc[manifest["split"] == "test", "sha256"].iloc[0]
+    backbone = save_model(MultiLabelResNet("resnet18", {"colour": ["a", "b"]}, 32, [0.5] * 3, [0.25] * 3),
+                          tmp_path / "backbone.pt")
+    lineage_path(backbone).write_text(f'{{"sha256": ["{seen}"]}}')
+    over = [*over, f"model.init={backbone}"]
+    with pytest.raises(DataLeakageError, match=rf"model.init={backbone} was pretrained on 1 image\(s\) of jeans "
+                                               rf"\(data version [^)]+\)'s test split .*e.g. {seen[:12]}"):
+        train_flow(ARTICLE, "data/raw/mini", str(params), over)
+    store = _store(params, over)
+    (flow_run,) = store.search({"kind": "flow"})
+    assert flow_run.info.status == "FAILED" and store.search({"kind": "stage"}) == []

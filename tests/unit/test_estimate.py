@@ -38,5 +38,3 @@ def test_pass_cost_and_measured_throughput(tiny_params):
     assert t.pass_cost(1, frozen_base=True) == pytest.approx(0.01 * (0.75 / 3 + 0.25))
     measured = measure_throughput(tiny_params, steps=1)
     assert measured.seconds_per_image > 0 and 0 <= measured.branch_share <= 1
-
-
