@@ -146,10 +146,11 @@ def test_branch_images_labelled_changes_multi_branch_stages_only(tiny_params, ti
     from progattr_core.config import load_params
     from tests.unit.conftest import ROOT, TINY
 
+    union = load_params(ROOT / "params.yaml", [*TINY, "train.branch_images=union"])
     labelled = load_params(ROOT / "params.yaml", [*TINY, "train.branch_images=labelled"])
     stages = build_schedule(tiny_params)
     models = []
-    for p in (tiny_params, labelled):
+    for p in (union, labelled):
         model = build_model(p.model, 0)
         run_schedule(model, stages[:2], tiny_data, p.train, 0)
         models.append(copy.deepcopy(model))
