@@ -191,9 +191,9 @@ def _ensure_synth(params, article: str, raw: Path):
     return ensure_catalogue(params, article, raw, say=print)[0]
 
 
-# The demo's work besides training (Prefect's server, validation, DVC, MLflow logging, evaluation),
-# in training image passes of the demo's network: measured as (demo wall time - estimated training
-# time) / seconds per pass on the build machine (bench/README.md, "demo time").
+# The demo's work besides training (drawing the catalogue, Prefect's server, validation, DVC, MLflow
+# logging, evaluation), in training image passes of the demo's network: ~70 s of such work at ~116
+# images/s in the runs of bench/README.md ("Demo and test times"), rounded.
 DEMO_OVERHEAD_PASSES = 8000
 
 
