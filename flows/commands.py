@@ -198,15 +198,15 @@ DEMO_OVERHEAD_PASSES = 8000
 
 
 def _say_expected_time(params, article: str, manifest) -> None:
-    """Print, before training, how long the demo should take on this machine (measured in seconds)."""
-    from progattr_core.estimate import measure_throughput, planned_work
+    """Print, before training, how long the demo should take on this machine."""
+    from progattr_core.estimate import estimate_seconds, measure_throughput, planned_work
 
     attrs = list(params.attributes(article))
     train = manifest[manifest["split"] == "train"]
     work = planned_work(params, article, train[attrs].notna().to_numpy(),
                         int((manifest["split"] == "val").sum()))
     speed = measure_throughput(params)
-    training = sum(w.seconds(speed) for w in work)
+    training = estimate_seconds(work, speed)
     total = training + DEMO_OVERHEAD_PASSES * speed.seconds_per_image
     m = params.model
     print(f"this machine trains {m.arch} at {m.image_size} px at {speed.images_per_second:.0f} images/s; the demo "

@@ -44,7 +44,7 @@ class Throughput:
 
 def measure_throughput(params: Params, steps: int = 6, warmup: int = 2) -> Throughput:
     """Time `steps` training steps (after `warmup` untimed ones) at the configured arch, split, image
-    size and batch size, with one Branch and with two; the median step; ~4 s on a 2-core CPU at 64 px."""
+    size and batch size, with one Branch and with two; the median step; a few seconds at 64 px."""
     size, batch = params.model.image_size, params.train.batch_size
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, size, size, generator=gen)
