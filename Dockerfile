@@ -35,14 +35,14 @@ USER progattr
 COPY --chown=progattr:progattr pyproject.toml README.md ./
 RUN python -m venv .venv \
     && .venv/bin/python -m pip install -q --upgrade pip \
-    && mkdir -p progattr_core tasks flows serving \
-    && touch progattr_core/__init__.py tasks/__init__.py flows/__init__.py serving/__init__.py \
+    && mkdir -p progattr_core tracking tasks serving flows progattr \
+    && for p in progattr_core tracking tasks serving flows progattr; do touch $p/__init__.py; done \
     && .venv/bin/python -m pip install -q ${TORCH_INDEX:+--extra-index-url $TORCH_INDEX} -e . \
-    && rm -rf progattr_core tasks flows serving
+    && rm -rf progattr_core tracking tasks serving flows progattr
 
 # Source layer.
 COPY --chown=progattr:progattr . .
-RUN .venv/bin/python -c "import progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
+RUN .venv/bin/python -c "import progattr, progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
     && git config --global --add safe.directory /app
 
 EXPOSE 8080

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@echo ">> installing progattr and its pinned dependencies into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
 	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[test]'; } > $(VENV)/install.log 2>&1 \
 		|| { grep -v "is ignored: it is neither" $(VENV)/install.log | tail -40; echo "!! install failed (full log: $(VENV)/install.log)"; exit 1; }
-	@$(PY) -c "import progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
+	@$(PY) -c "import progattr, progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
 		|| { echo "!! install incomplete (log: $(VENV)/install.log)"; exit 1; }
 	@touch $(STAMP)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
+from progattr.cli.common import tool_defaults
 
 log = logging.getLogger("bench.orchestration")
 # Prefect task keys start with the task function's name
@@ -88,7 +89,7 @@ def run_flow(folder: Path, article: str, overrides: list[str]) -> dict[str, Any]
 
     from flows.train_flow import run_train_flow
     from tasks.context import make_context
-    from tasks.mlflow_store import TAG, Store
+    from tracking.store import TAG, Store
 
     with get_client(sync_client=True) as client:  # an ephemeral server starts here, not inside the timing
         client.api_healthcheck()
@@ -116,8 +117,7 @@ def breakdown(run: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    for key in ("PREFECT_SERVER_ANALYTICS_ENABLED", "GX_ANALYTICS_ENABLED", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
-        os.environ.setdefault(key, "false")  # as the Makefile sets them
+    tool_defaults(Path.cwd())
     args, info, started = common.start("Orchestration overhead: training flow wall time vs its compute", argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     prof = PROFILES[args.profile]

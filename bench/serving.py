@@ -68,21 +68,19 @@ def build_models(params: Any, arch: str, size: int) -> dict[str, nn.Module]:
 class StaticSource:
     """A registry stand-in serving fixed in-memory models under the names `progressive` / `individual`."""
 
-    alias = "bench"
-
     def __init__(self, models: dict[str, nn.Module]):
         self.models = models
 
-    def current(self, article: str):
-        from serving.registry import VersionRef
+    def current(self, article: str, alias: str):
+        from tracking.registry import VersionRef
 
         return VersionRef(article, "1", "")
 
     def load(self, ref):
         return self.models[ref.name]
 
-    def versions(self, article: str) -> list[dict[str, object]]:
-        return [{"version": "1", "aliases": [self.alias]}]
+    def listing(self, article: str) -> list[dict[str, object]]:
+        return [{"version": "1", "aliases": ["bench"]}]
 
 
 def start_server(params: Any, models: dict[str, nn.Module]):
@@ -92,7 +90,7 @@ def start_server(params: Any, models: dict[str, nn.Module]):
     from serving.app import AppConfig, create_app
     from serving.follower import ModelFollower
 
-    follower = ModelFollower(list(models), StaticSource(models), poll_interval_s=3600)
+    follower = ModelFollower(list(models), StaticSource(models), "bench", poll_interval_s=3600)
     follower.poll_once()
     cfg = AppConfig(tuple(models), params.serving.max_body_bytes, params.data.image, params.serving.top_k, None, "bench")
     server = uvicorn.Server(uvicorn.Config(create_app(cfg, follower), host="127.0.0.1", port=0, log_level="warning"))
@@ -117,7 +115,7 @@ def catalogue_photo() -> bytes:
 def measure(params: Any, arch: str, size: int, prof: dict[str, Any]) -> dict[str, dict[str, Any]]:
     import requests
 
-    from serving.inference import image_array, predict_one
+    from progattr_core.inference import image_array, predict_one
 
     models = build_models(params, arch, size)
     photo, limits, top_k = catalogue_photo(), params.data.image, params.serving.top_k

@@ -8,9 +8,6 @@ the branch-add deployment's trigger (flows/deploy.py), or by hand.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import asdict
 
 from prefect import flow
@@ -26,7 +23,8 @@ from tasks.branch_add import (
     register_branch_task,
     validate_attribute_task,
 )
-from tasks.context import end_flow_run, make_context, start_flow_run
+from tasks.context import flow_run as mlflow_flow_run
+from tasks.context import make_context
 from tasks.ingest import ingest_task
 
 
@@ -38,9 +36,8 @@ def branch_add_flow(article: str, attribute: str, source: str = "", mode: str = 
     ctx = make_context(params_path, article, overrides or [])
     source = source or ctx.params().pipeline.source
     mode = mode or ctx.params().branch_add.mode
-    ctx = start_flow_run(ctx, f"branch-add-{article}-{attribute}", {
-        "prefect_flow_run_id": str(flow_run.get_id()), "added_attribute": attribute, "branch_add_mode": mode})
-    try:
+    with mlflow_flow_run(ctx, f"branch-add-{article}-{attribute}", {
+            "prefect_flow_run_id": str(flow_run.get_id()), "added_attribute": attribute, "branch_add_mode": mode}) as ctx:
         data = ingest_task(ctx, source)
         validate_attribute_task(ctx, data, attribute)
         base = load_base_task(ctx, attribute)
@@ -54,28 +51,6 @@ def branch_add_flow(article: str, attribute: str, source: str = "", mode: str = 
         evaluation = evaluate_branch_task(ctx, data, base, model_path)
         registry = register_branch_task(ctx, data, key, base, attribute, mode, model_path, evaluation,
                                         [s.name for s in schedule])
-    except BaseException:
-        end_flow_run(ctx, ok=False)
-        raise
-    end_flow_run(ctx, ok=True)
     return {"mlflow_run_id": ctx.flow_run_id, "article": article, "attribute": attribute, "mode": mode,
             "base_version": base.version, "stages_trained": [s.name for s in stages if s.trained_now],
             "evaluation": asdict(evaluation), "registry": asdict(registry)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.branch_add", description=branch_add_flow.__doc__)
-    ap.add_argument("--article", required=True)
-    ap.add_argument("--attribute", required=True)
-    ap.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
-    ap.add_argument("--mode", default="", choices=["", "frozen_base", "progressive"])
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    result = branch_add_flow(args.article, args.attribute, args.source, args.mode, args.params, args.overrides)
-    print(json.dumps(result, indent=1, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,15 +6,11 @@ branch-add deployment) -> if this data version and these params are already regi
 
 One nightly run per article at a time, however it is started: the deployment queues its runs
 (concurrency limit 1), and every run also holds `<outputs>/<article>/nightly.lock` (progattr_core.locks),
-so a run started directly (`python -m flows.nightly`) while another is going does nothing: its flow run
-completes as skipped ("busy", naming the holder) and `main` exits 75 (EX_TEMPFAIL: try again later).
+so a run started directly (`progattr nightly`) while another is going does nothing: its flow run
+completes as skipped ("busy", naming the holder) and `progattr nightly` exits 75 (EX_TEMPFAIL: try again later).
 """
 
 from __future__ import annotations
-
-import argparse
-import json
-import sys
 
 from prefect import flow
 from prefect.logging import get_run_logger
@@ -24,7 +20,7 @@ from progattr_core.locks import LockBusy, hold
 from tasks.attribute_events import announce_task
 from tasks.context import PipelineContext, make_context
 from tasks.ingest import ingest_task
-from tasks.retrain import registered_training_task
+from tasks.registry import registered_training_task
 
 
 @flow(name="progattr-nightly", flow_run_name="nightly-{article}")
@@ -42,7 +38,7 @@ def nightly_flow(article: str = "tops", source: str = "", params_path: str = "pa
 
 
 def _retrain_if_changed(ctx: PipelineContext, source: str, params_path: str, overrides: list[str]) -> dict:
-    data = ingest_task.with_options(retries=2, retry_delay_seconds=10)(ctx, source)
+    data = ingest_task(ctx, source)
     announced = announce_task(ctx, data, source)
     registered = registered_training_task(ctx, data)
     if registered is not None:
@@ -53,22 +49,3 @@ def _retrain_if_changed(ctx: PipelineContext, source: str, params_path: str, ove
     result = run_train_flow(ctx.article, source, params_path, overrides)
     return {"skipped": False, "announced": announced, "registry": result["registry"],
             "stages_trained": result["stages_trained"], "data_version": result["data"]["data_version"]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.nightly", description=nightly_flow.__doc__)
-    ap.add_argument("--article", default="tops")
-    ap.add_argument("--source", default="")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    result = nightly_flow(args.article, args.source, args.params, args.overrides)
-    print(json.dumps(result, indent=1, default=str))
-    if result.get("reason") == "busy":
-        print(f"progattr nightly: {result['message']}; this run did nothing", file=sys.stderr)
-        return LockBusy.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,9 +7,6 @@ label, probability, model name and version) and rejects.csv (images that could n
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import tempfile
 
 from prefect import flow
@@ -36,7 +33,7 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
     threshold = params.serving.tag_min_probability if min_probability is None else min_probability
     labelled = str(ctx.path(params.data.manifest)) if only_missing and source != MANIFEST_SOURCE else None
     with tempfile.TemporaryDirectory(prefix="progattr-tag-") as tmp:
-        champion = fetch_champion_task(ctx.store.tracking_uri, article, params.serving.alias, tmp)
+        champion = fetch_champion_task(ctx.store, article, params.serving.alias, tmp)
         items = list_catalogue_task(source, params, ctx.root, article)
         results, done = [], 0
         chunks = batches(items, params.serving.tag_batch_size)
@@ -52,23 +49,3 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
                "below_threshold": sum(r.below_threshold for r in results), "outputs": paths}
     log.info("tagged %(images)d images with %(model)s v%(version)s: %(rows)d rows, %(rejected)d rejected", summary)
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.tag_catalogue", description=tag_catalogue_flow.__doc__)
-    ap.add_argument("--source", required=True, help=f"a folder, s3://bucket/prefix, or {MANIFEST_SOURCE!r}")
-    ap.add_argument("--article", default="tops")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--only-missing", action="store_true", help="skip cells the manifest already labels")
-    ap.add_argument("--min-probability", type=float, help="overrides serving.tag_min_probability")
-    ap.add_argument("--output", help="output folder (default <serving.tag_output>/<article>)")
-    args = ap.parse_args(argv)
-    summary = tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
-                                 args.min_probability, args.output)
-    print(json.dumps(summary, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import asdict
 
 from prefect import flow
@@ -13,12 +10,13 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from progattr_core.schedule import build_schedule
-from tasks.context import baseline_key, end_flow_run, make_context, start_flow_run, train_key
+from tasks.context import baseline_key, make_context, train_key
+from tasks.context import flow_run as mlflow_flow_run
 from tasks.evaluation import evaluate_task
 from tasks.ingest import ingest_task, slice_task, validate_task
-from tasks.mlflow_store import redact
 from tasks.registry import register_task
-from tasks.training import baseline_jobs, baseline_task, export_task, stages_trained_in, train_stage_task
+from tasks.training import baseline_jobs, baseline_task, export_task, train_stage_task
+from tracking.store import redact
 
 
 @flow(name="progattr-train", task_runner=ThreadPoolTaskRunner(max_workers=2))
@@ -28,8 +26,7 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
     default: params pipeline.source)."""
     ctx = make_context(params_path, article, overrides or [])
     source = source or ctx.params().pipeline.source
-    ctx = start_flow_run(ctx, f"train-{article}", {"prefect_flow_run_id": str(flow_run.get_id())})
-    try:
+    with mlflow_flow_run(ctx, f"train-{article}", {"prefect_flow_run_id": str(flow_run.get_id())}) as ctx:
         data = ingest_task(ctx, source)
         validate_task(ctx, data)
         slice_task(ctx, data)
@@ -43,12 +40,8 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
         baselines = [f.result() for f in futures]
         evaluation = evaluate_task(ctx, data, stages + baselines)
         registry = register_task(ctx, data, key, bkey, model_path, evaluation, [s.name for s in schedule])
-    except BaseException:
-        end_flow_run(ctx, ok=False)
-        raise
-    end_flow_run(ctx, ok=True)
     return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": redact(ctx.store.tracking_uri), "data": asdict(data),
-            "train_key": key, "stages_trained": stages_trained_in(ctx, key),
+            "train_key": key, "stages_trained": [i for i, s in enumerate(stages) if s.trained_now],
             "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry)}
 
 
@@ -57,20 +50,3 @@ def run_train_flow(article: str, source: str, params_path: str, overrides: list[
     workers = make_context(params_path, article, overrides).params().pipeline.max_workers
     return train_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(
         article, source, params_path, overrides)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m flows.train_flow", description=train_flow.__doc__)
-    ap.add_argument("--article", default="tops")
-    ap.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = ap.parse_args(argv)
-    result = run_train_flow(args.article, args.source, args.params, args.overrides)
-    print(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=1, default=str))
-    print(result["table"])
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -56,14 +56,15 @@ def branch_add_stages(existing: list[str], attribute: str, params: Params, mode:
 
     `frozen_base`: only the new Branch trains (Base frozen), so existing Branches cannot change.
     `progressive`: the paper's add + fine-tune-everything + frozen-Base final steps.
+    Epochs come from `branch_add:`, learning-rate factors from `train:`.
     """
-    t = params.train
+    t, b = params.train, params.branch_add
     if mode == "frozen_base":
-        return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), t.epochs_add, 1.0, True)]
+        return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), b.epochs_add, 1.0, True)]
     if mode != "progressive":
         raise ValueError(f"branch-add mode {mode!r}; allowed: frozen_base, progressive")
     everything = (*existing, attribute)
-    return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), t.epochs_add, 1.0, False),
-            Stage(1, f"finetune:{'+'.join(everything)}", "finetune", None, everything, t.epochs_finetune,
+    return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), b.epochs_add, 1.0, False),
+            Stage(1, f"finetune:{'+'.join(everything)}", "finetune", None, everything, b.epochs_finetune,
                   t.finetune_factor, False),
-            Stage(2, "final", "final", None, everything, t.epochs_final, t.final_factor, True)]
+            Stage(2, "final", "final", None, everything, b.epochs_final, t.final_factor, True)]

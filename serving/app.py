@@ -28,9 +28,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from progattr_core.config import ImageParams
+from progattr_core.inference import Refused, image_array, predict_one
 
 from .follower import ModelFollower, ServedModel
-from .inference import Refused, image_array, predict_one
 from .metrics import Metrics
 from .multipart import read_image_part
 
@@ -182,7 +182,7 @@ def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: 
         for article in cfg.articles:
             served = follower.get(article)
             try:
-                versions = await run_in_threadpool(follower.source.versions, article)
+                versions = await run_in_threadpool(follower.registry.listing, article)
             except Exception as exc:  # noqa: BLE001 - the listing degrades, it does not fail
                 versions = {"error": f"registry unreachable: {type(exc).__name__}"}
             out.append({"article": article, "alias": cfg.alias, "serving_version": served and served.version,

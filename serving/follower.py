@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .registry import RegistrySource, VersionRef
+from tracking.registry import Registry, VersionRef
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,15 @@ def warm_up(model: nn.Module) -> None:
 
 
 class ModelFollower:
-    """The served model of each article, following `source`'s alias; polled in a daemon thread.
+    """The served model of each article, following `alias` in `registry`; polled in a daemon thread.
 
     Articles are checked one after another; the app calls `poll_once` at startup, then `start`.
     """
 
-    def __init__(self, articles: list[str], source: RegistrySource, poll_interval_s: float,
+    def __init__(self, articles: list[str], registry: Registry, alias: str, poll_interval_s: float,
                  on_swap: Callable[[ServedModel], None] | None = None):
         self.articles = list(articles)
-        self.source = source
+        self.registry, self.alias = registry, alias
         self.poll_interval_s = poll_interval_s
         self.on_swap = on_swap
         self._models: dict[str, ServedModel] = {}
@@ -69,7 +69,7 @@ class ModelFollower:
         swapped = []
         for article in self.articles:
             try:
-                ref = self.source.current(article)
+                ref = self.registry.current(article, self.alias)
             except Exception as exc:  # noqa: BLE001 - registry unreachable: keep serving, retry next poll
                 log.warning("registry lookup for %r failed (%s: %s); keeping the current model",
                             article, type(exc).__name__, exc)
@@ -88,7 +88,7 @@ class ModelFollower:
     def _load(self, article: str, ref: VersionRef) -> ServedModel | None:
         start = time.perf_counter()
         try:
-            model = self.source.load(ref)
+            model = self.registry.load(ref)
             warm_up(model)
         except Exception as exc:  # noqa: BLE001 - a bad version must not take the service down
             self._failed[article] = ref.version

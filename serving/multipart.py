@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .inference import Refused
+from progattr_core.inference import Refused
 
 MAX_PARTS = 8
 

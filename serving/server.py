@@ -17,19 +17,18 @@ from fastapi import FastAPI
 
 from progattr_core.config import Params, load_params
 from progattr_core.errors import ConfigError
+from tracking.registry import Registry
+from tracking.store import store_config
 
 from .app import AppConfig, create_app
 from .follower import ModelFollower
-from .registry import RegistrySource
 
 log = logging.getLogger(__name__)
 OPTIONS_ENV = "PROGATTR_SERVE_OPTIONS"
 
 
 def tracking_uri(params: Params, root: Path) -> str:
-    """The same store the pipeline registers into (env MLFLOW_TRACKING_URI wins, see tasks/mlflow_store)."""
-    from tasks.mlflow_store import store_config
-
+    """The same store the pipeline registers into (env MLFLOW_TRACKING_URI wins, see tracking/store.py)."""
     return store_config(params, root).tracking_uri
 
 
@@ -44,7 +43,7 @@ def app_config(params: Params, articles: list[str]) -> AppConfig:
 def build_app(params: Params, articles: list[str], uri: str) -> FastAPI:
     """The service for `articles`, following `serving.alias` in the registry at `uri`."""
     cfg = app_config(params, articles)
-    follower = ModelFollower(articles, RegistrySource(uri, params.serving.alias), params.serving.poll_interval_s)
+    follower = ModelFollower(articles, Registry(uri), params.serving.alias, params.serving.poll_interval_s)
     return create_app(cfg, follower)
 
 

@@ -25,14 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-
 from progattr_core.errors import ProgattrError
-from tasks.mlflow_store import TAG, Store
-from tasks.registry import model_name
-
-CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
-STATUS = "approval.status"
+from tracking.registry import APPROVAL_STATUS, CHALLENGER, CHAMPION, PREVIOUS, Registry, model_name
+from tracking.store import TAG
 
 
 class ApprovalError(ProgattrError):
@@ -104,115 +99,100 @@ class AuditLog:
         return moves
 
 
-def _version(store: Store, name: str, version: str) -> Any:
-    try:
-        return store._call(store.client.get_model_version, name, str(version))
-    except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
-            raise
-        raise ApprovalError(f"{name} has no version {version!r} ({exc.message})") from None
-
-
-def _alias_version(store: Store, name: str, alias: str) -> str | None:
-    mv = store.version_by_alias(name, alias)
-    return None if mv is None else str(mv.version)
+def _version(registry: Registry, name: str, version: str) -> Any:
+    mv = registry.version(name, version)
+    if mv is None:
+        raise ApprovalError(f"{name} has no version {version!r}")
+    return mv
 
 
 def _gate(mv: Any) -> str:
     return mv.tags.get(TAG + "gate", "unknown (no gate recorded)")
 
 
-def _tag_decision(store: Store, name: str, version: str, status: str, by: str, at: str, reason: str,
+def _tag_decision(registry: Registry, name: str, version: str, status: str, by: str, at: str, reason: str,
                   gate: str, override: bool = False) -> None:
-    tags = {STATUS: status, "approval.by": by, "approval.at": at, "approval.reason": reason,
-            "approval.gate": gate, "approval.override": str(override).lower()}
-    for k, v in tags.items():
-        store._call(store.client.set_model_version_tag, name, version, TAG + k, v)
+    registry.set_tags(name, version, {APPROVAL_STATUS: status, "approval.by": by, "approval.at": at,
+                                      "approval.reason": reason, "approval.gate": gate,
+                                      "approval.override": str(override).lower()})
 
 
-def _move(store: Store, name: str, alias: str, version: str | None) -> None:
-    if version is None:
-        store._call(store.client.delete_registered_model_alias, name, alias)
-    else:
-        store.set_alias(name, alias, version)
-
-
-def mark_pending(store: Store, article: str, version: str) -> None:
-    """A new version waits for a person's decision (set by the flows that register versions)."""
+def mark_pending(registry: Registry, article: str, version: str) -> None:
+    """A version without an approval state waits for a decision (versions registered before every
+    new version was pending; the approval flow calls this)."""
     name = model_name(article)
-    if TAG + STATUS not in _version(store, name, version).tags:
-        store._call(store.client.set_model_version_tag, name, version, TAG + STATUS, "pending")
+    if TAG + APPROVAL_STATUS not in _version(registry, name, version).tags:
+        registry.set_tags(name, version, {APPROVAL_STATUS: "pending"})
 
 
-def approve(store: Store, audit: AuditLog, article: str, version: str, by: str, reason: str,
+def approve(registry: Registry, audit: AuditLog, article: str, version: str, by: str, reason: str,
             override_gates: bool = False) -> list[AliasMove]:
     """`champion` -> `version`, `previous` -> the old champion. A gate-failed version needs the override."""
     name = model_name(article)
     with audit.locked():
-        mv = _version(store, name, version)
+        mv = _version(registry, name, version)
         gate = _gate(mv)
         if gate != "passed" and not override_gates:
             raise ApprovalError(f"{name} version {version} did not pass its gates ({gate}); approving it "
                                 "needs --override-gates, which is recorded")
-        old = _alias_version(store, name, CHAMPION)
+        old = registry.alias_version(name, CHAMPION)
         if old == str(version):
             raise ApprovalError(f"{name} version {version} is already @{CHAMPION}")
         at = _now()
         why = reason + (" [gates overridden]" if gate != "passed" else "")
         moves = [AliasMove(at, by, "approve", name, CHAMPION, old, str(version), why, gate != "passed")]
         if old is not None:
-            moves.append(AliasMove(at, by, "approve", name, PREVIOUS, _alias_version(store, name, PREVIOUS), old, why))
-            _move(store, name, PREVIOUS, old)
-        _move(store, name, CHAMPION, str(version))
-        _tag_decision(store, name, str(version), "approved", by, at, reason, gate, gate != "passed")
+            moves.append(AliasMove(at, by, "approve", name, PREVIOUS, registry.alias_version(name, PREVIOUS), old, why))
+            registry.move_alias(name, PREVIOUS, old)
+        registry.move_alias(name, CHAMPION, str(version))
+        _tag_decision(registry, name, str(version), "approved", by, at, reason, gate, gate != "passed")
         audit.append(moves)
     return moves
 
 
-def reject(store: Store, audit: AuditLog, article: str, version: str, by: str, reason: str) -> list[AliasMove]:
+def reject(registry: Registry, audit: AuditLog, article: str, version: str, by: str, reason: str) -> list[AliasMove]:
     """Mark the version rejected; if it is `challenger`, the alias is removed (and logged)."""
     name = model_name(article)
     with audit.locked():
-        mv = _version(store, name, version)
-        if _alias_version(store, name, CHAMPION) == str(version):
+        mv = _version(registry, name, version)
+        if registry.alias_version(name, CHAMPION) == str(version):
             raise ApprovalError(f"{name} version {version} is @{CHAMPION}: roll back instead of rejecting it")
         at = _now()
         moves = []
-        if _alias_version(store, name, CHALLENGER) == str(version):
+        if registry.alias_version(name, CHALLENGER) == str(version):
             moves.append(AliasMove(at, by, "reject", name, CHALLENGER, str(version), None, reason))
-            _move(store, name, CHALLENGER, None)
-        _tag_decision(store, name, str(version), "rejected", by, at, reason, _gate(mv))
+            registry.move_alias(name, CHALLENGER, None)
+        _tag_decision(registry, name, str(version), "rejected", by, at, reason, _gate(mv))
         # a rejection that moves no alias is still a decision worth a line in the history
         audit.append(moves or [AliasMove(at, by, "reject", name, "(none)", str(version), str(version), reason)])
     return moves
 
 
-def rollback(store: Store, audit: AuditLog, article: str, by: str, reason: str) -> list[AliasMove]:
+def rollback(registry: Registry, audit: AuditLog, article: str, by: str, reason: str) -> list[AliasMove]:
     """`champion` back to `previous`; `previous` then names the rolled-back version (undo = rollback)."""
     name = model_name(article)
     with audit.locked():
-        current, prev = _alias_version(store, name, CHAMPION), _alias_version(store, name, PREVIOUS)
+        current, prev = registry.alias_version(name, CHAMPION), registry.alias_version(name, PREVIOUS)
         if prev is None or current is None:
             raise ApprovalError(f"{name}: nothing to roll back to (@{CHAMPION} = {current}, @{PREVIOUS} = {prev})")
         at = _now()
         moves = [AliasMove(at, by, "rollback", name, CHAMPION, current, prev, reason),
                  AliasMove(at, by, "rollback", name, PREVIOUS, prev, current, reason)]
-        _move(store, name, CHAMPION, prev)
-        _move(store, name, PREVIOUS, current)
-        _tag_decision(store, name, current, "rolled_back", by, at, reason, _gate(_version(store, name, current)))
+        registry.move_alias(name, CHAMPION, prev)
+        registry.move_alias(name, PREVIOUS, current)
+        _tag_decision(registry, name, current, "rolled_back", by, at, reason, _gate(_version(registry, name, current)))
         audit.append(moves)
     return moves
 
 
-def describe(store: Store, article: str) -> dict[str, Any]:
+def describe(registry: Registry, article: str) -> dict[str, Any]:
     """Aliases and every version's approval state, gate and lineage tags (for `registry show`)."""
     name = model_name(article)
-    found = store._call(store.client.search_model_versions, f"name = '{name}'")
-    aliases = {a: _alias_version(store, name, a) for a in (CHAMPION, PREVIOUS, CHALLENGER)}
+    aliases = {a: registry.alias_version(name, a) for a in (CHAMPION, PREVIOUS, CHALLENGER)}
     keep = ("approval.status", "approval.by", "approval.at", "approval.reason", "approval.override", "gate",
             "added_attribute", "branch_add_mode", "data_version", "params_hash")
     versions = [{"version": str(v.version), "aliases": [a for a, n in aliases.items() if n == str(v.version)],
                  **{k: v.tags[TAG + k] for k in keep if TAG + k in v.tags},
                  "accuracy": {k.split(".", 2)[2]: v.tags[k] for k in v.tags if k.startswith(TAG + "accuracy.")}}
-                for v in sorted(found, key=lambda v: int(v.version))]
+                for v in registry.versions(name)]
     return {"model": name, "aliases": aliases, "versions": versions}

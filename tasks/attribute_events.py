@@ -15,11 +15,11 @@ from prefect import task
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import ConfigError
 from progattr_core.model import load_model
-from tasks.branch_add import registered_version
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.mlflow_store import TAG, Store
-from tasks.registry import model_name
+from tasks.registry import champion_or_latest
 from tasks.training import MODEL
+from tracking.registry import Registry, model_name
+from tracking.store import TAG, Store
 
 EVENT = "progattr.attribute.added"
 
@@ -37,15 +37,15 @@ def new_attributes(ctx: PipelineContext, data: DataRef) -> list[str]:
 
     Nothing is new before the first registered version: the first training covers every attribute.
     """
-    store = Store(ctx.store)
+    store, registry = Store(ctx.store), Registry.of(ctx.store)
     name = model_name(ctx.article)
-    found = registered_version(store, name)
+    found = champion_or_latest(registry, name)
     if found is None:
         return []
     base = found[0]
     with tempfile.TemporaryDirectory(prefix="progattr-attrs-") as tmp:
         existing = set(load_model(store.download(base.run_id, MODEL, tmp)).classes)
-    pending = store.versions_with_tag(name, "base_version", str(base.version))
+    pending = registry.versions_with_tags(name, {"base_version": base.version})
     existing |= {v.tags.get(TAG + "added_attribute") for v in pending}
     df = read_manifest(ctx.path(data.manifest))
     return [a for a in ctx.params().attributes(ctx.article) if a in df and df[a].notna().any() and a not in existing]
@@ -99,4 +99,4 @@ def announce_new_attributes(ctx: PipelineContext, data: DataRef, source: str) ->
     return found
 
 
-announce_task = task(announce_new_attributes, name="announce-new-attributes", retries=2, retry_delay_seconds=5)
+announce_task = task(announce_new_attributes, name="announce-new-attributes")

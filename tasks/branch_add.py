@@ -14,12 +14,9 @@ version + attribute + mode + params), so a rerun reuses the stages already compl
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import shutil
 import tempfile
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from prefect import task
@@ -32,12 +29,13 @@ from progattr_core.metrics import evaluate
 from progattr_core.model import load_model, resolve_device, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
-from progattr_core.train import load_checkpoint, save_checkpoint, train_stage
-from tasks.context import DataRef, PipelineContext, git_commit, task_logger
-from tasks.mlflow_store import Store
-from tasks.registry import RegistryRef, model_name
-from tasks.training import CHECKPOINT, MODEL, TrainedRef, checkpointed_run, fetch, load_split
+from progattr_core.train import load_checkpoint
+from tasks.context import DataRef, PipelineContext, task_logger
+from tasks.registry import RegistryRef, champion_or_latest, register_version
+from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
 from tasks.validation import ValidationOutcome, validate_manifest
+from tracking.registry import Registry, model_name
+from tracking.store import Store
 
 
 @dataclass(frozen=True)
@@ -60,20 +58,11 @@ class BranchEvaluation:
     learning: dict[str, dict[str, float]]  # new model: attribute -> AttributeMetrics.summary()
 
 
-def registered_version(store: Store, name: str) -> tuple[object, str] | None:
-    """The champion version of `name`, else its latest version, with which of the two it is."""
-    champion = store.version_by_alias(name, "champion")
-    if champion is not None:
-        return champion, "champion"
-    found = store._call(store.client.search_model_versions, f"name = '{name}'")
-    return (max(found, key=lambda v: int(v.version)), "latest") if found else None
-
-
 def load_base(ctx: PipelineContext, attribute: str) -> BaseModelRef:
     """The article's champion (or latest) model, which must not already have `attribute`."""
     store = Store(ctx.store)
     name = model_name(ctx.article)
-    found = registered_version(store, name)
+    found = champion_or_latest(Registry.of(ctx.store), name)
     if found is None:
         raise ModelError(f"{name} has no registered version to add {attribute!r} to: train the article first "
                          f"(progattr pipeline run --article {ctx.article})")
@@ -109,15 +98,8 @@ def validate_attribute(ctx: PipelineContext, data: DataRef, attribute: str) -> V
     return outcome
 
 
-def _branch_params(params: Params) -> Params:
-    """Params whose train epochs are the branch_add ones (the schedule reads train.epochs_*)."""
-    b = params.branch_add
-    return replace(params, train=replace(params.train, epochs_add=b.epochs_add, epochs_finetune=b.epochs_finetune,
-                                         epochs_final=b.epochs_final))
-
-
 def branch_schedule(ctx: PipelineContext, base: BaseModelRef, attribute: str, mode: str) -> list[Stage]:
-    return branch_add_stages(list(base.attributes), attribute, _branch_params(ctx.params()), mode)
+    return branch_add_stages(list(base.attributes), attribute, ctx.params(), mode)
 
 
 def branch_key(ctx: PipelineContext, data: DataRef, base: BaseModelRef, attribute: str, mode: str) -> str:
@@ -129,33 +111,12 @@ def branch_key(ctx: PipelineContext, data: DataRef, base: BaseModelRef, attribut
 
 def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
                      mode: str, index: int, previous: TrainedRef | None) -> TrainedRef:
-    """One branch-add stage from the base model (or the previous stage's checkpoint), logged to MLflow."""
-    log = task_logger()
-    store = Store(ctx.store)
-    params = ctx.params()
+    """Branch-add stage `index`, from the base model (or the previous stage's checkpoint)."""
     stage = branch_schedule(ctx, base, attribute, mode)[index]
-    tags = {"kind": "branch_stage", "train_key": key, "stage_index": index}
-    done = store.find_completed(tags)
-    if done is not None:
-        log.info("branch stage %d %s already completed in MLflow run %s", index, stage.name, done.info.run_id)
-        return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False, done.data.metrics.get("seconds", 0.0))
-    store.close_interrupted(tags)
-    with tempfile.TemporaryDirectory(prefix="progattr-branch-") as tmp:
-        model = load_model(base.path) if previous is None else \
-            load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
-        train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
-        run_id = store.start_run(f"branch-{index}-{stage.name}", {
-            **tags, "stage_name": stage.name, "article": ctx.article, "added_attribute": attribute,
-            "branch_add_mode": mode, "base_version": base.version, "data_version": data.data_version},
-            parent_run_id=ctx.flow_run_id or None)
-        with checkpointed_run(store, run_id, Path(tmp)) as checkpoint:
-            store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
-            result = train_stage(model, stage, train, params.train, params.seed, resolve_device(params.device), val,
-                                 log.info)
-            store.log_metrics(run_id, {"seconds": result.seconds, "image_passes": result.image_passes})
-            save_checkpoint(checkpoint, model.cpu(), stage, result)
-    log.info("branch stage %d %s trained in %.1fs (run %s)", index, stage.name, result.seconds, run_id)
-    return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
+    return train_checkpointed(ctx, data, stage, {"kind": "branch_stage", "train_key": key, "stage_index": index},
+                              f"branch-{index}-{stage.name}", {"added_attribute": attribute, "branch_add_mode": mode,
+                                                               "base_version": base.version}, previous,
+                              lambda: load_model(base.path))
 
 
 def export_branch_model(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
@@ -213,49 +174,17 @@ def branch_gates(params: Params, mode: str, evaluation: BranchEvaluation) -> tup
 def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
                         mode: str, model_path: str, evaluation: BranchEvaluation, schedule: list[str]) -> RegistryRef:
     """A new version tagged with the added attribute and mode; `challenger` when the gates pass."""
-    from tasks.approvals import mark_pending
-
-    log = task_logger()
-    params = ctx.params()
-    store = Store(ctx.store)
-    passed, reasons = branch_gates(params, mode, evaluation)
-    existing = store.versions_with_tag(base.name, "train_key", key)
-    if existing:
-        version, new = str(existing[-1].version), False
-        log.info("%s version %s already holds this branch-add (key %s)", base.name, version, key)
-    else:
-        tags = {"train_key": key, "data_version": data.data_version, "git_commit": git_commit(ctx.root),
-                "params_hash": params.digest("seed", "model", "train"), "schedule": " > ".join(schedule),
-                "flow_run_id": ctx.flow_run_id, "article": ctx.article, "added_attribute": attribute,
-                "branch_add_mode": mode, "base_version": base.version,
-                "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
-                **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)},
-                "gate": "passed" if passed else "; ".join(reasons)}
-        _log_model_folder(store, ctx.flow_run_id, model_path)
-        version, new = store.register(base.name, ctx.flow_run_id, "model", tags), True
-    mark_pending(store, ctx.article, version)
-    if passed:
-        store.set_alias(base.name, "challenger", version)
-        log.info("%s version %s (+%s, %s) is now @challenger", base.name, version, attribute, mode)
-    else:
-        log.warning("%s version %s did not pass the branch-add gates:\n  %s", base.name, version, "\n  ".join(reasons))
-    champion = store.version_by_alias(base.name, "champion")
-    return RegistryRef(base.name, version, passed, reasons, None if champion is None else str(champion.version), new)
+    passed, reasons = branch_gates(ctx.params(), mode, evaluation)
+    tags = {"data_version": data.data_version, "params_hash": ctx.params().digest("seed", "model", "train"),
+            "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
+            "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
+            **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)}}
+    return register_version(ctx, {"train_key": key}, model_path, tags, passed, reasons)
 
 
-def _log_model_folder(store: Store, run_id: str, model_path: str) -> None:
-    """model/model.pt + model/model.json in the run: the registry format serving loads."""
-    with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:
-        folder = Path(tmp) / "model"
-        folder.mkdir()
-        shutil.copyfile(model_path, folder / "model.pt")
-        (folder / "model.json").write_text(json.dumps(load_model(model_path).describe(), indent=1))
-        store.log_artifacts(run_id, folder, "model")
-
-
-load_base_task = task(load_base, name="load-base-model", retries=2, retry_delay_seconds=5)
+load_base_task = task(load_base, name="load-base-model")
 validate_attribute_task = task(validate_attribute, name="validate-new-attribute")
 branch_stage_task = task(run_branch_stage, name="branch-stage", task_run_name="branch-stage-{index}")
 export_branch_task = task(export_branch_model, name="export-branch-model")
 evaluate_branch_task = task(evaluate_branch_add, name="evaluate-branch-add")
-register_branch_task = task(register_branch_add, name="register-branch-add", retries=2, retry_delay_seconds=5)
+register_branch_task = task(register_branch_add, name="register-branch-add")

@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
+import json
 import logging
-import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from progattr_core.config import Params, load_params
-from tasks.mlflow_store import Store, StoreConfig, redact, store_config
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_params(path: str, overrides: tuple[str, ...], stamp: tuple[int, int]) -> Params:
-    """Parsing and validating params.yaml costs ~23 ms (idle machine) and tasks ask for it ~40 times a run;
-    keyed by the file's mtime and size, so an edited file is read again."""
-    return load_params(path, overrides)
+from tracking.store import Store, StoreConfig, redact, store_config
 
 
 @dataclass(frozen=True)
 class PipelineContext:
-    """One pipeline run for one article. Relative paths in params resolve against `root`."""
+    """One pipeline run for one article. Relative paths in params resolve against `root`.
+
+    The params are a snapshot read once, when the context is made at the start of a run: every
+    task of the run sees the same values (and the training key hashes them), even if params.yaml is
+    edited meanwhile. The snapshot is logged to the run's MLflow run as `params.json`.
+    """
 
     root: str
     params_path: str
     overrides: tuple[str, ...]
     article: str
     store: StoreConfig
+    snapshot: Params = field(repr=False)
     flow_run_id: str = ""          # the MLflow run of this flow invocation (parent of stage runs)
 
     def params(self) -> Params:
-        # train.article follows the flow's article: the core's schedule and baselines read it.
-        stat = os.stat(self.params_path)
-        return _cached_params(self.params_path, (*self.overrides, f"train.article={self.article}"),
-                              (stat.st_mtime_ns, stat.st_size))
+        return self.snapshot
 
     def path(self, rel: str | Path) -> Path:
         p = Path(rel)
@@ -53,11 +51,12 @@ class PipelineContext:
 
 
 def make_context(params_path: str | Path, article: str, overrides: list[str] | tuple[str, ...] = ()) -> PipelineContext:
-    """Context for `params_path`; the project root is the folder that holds it."""
+    """Context for `params_path`, its params read now; the project root is the folder that holds it.
+    `train.article` is set to `article`, so `train.attribute_order` applies to this run's article."""
     params_path = Path(params_path).resolve()
     params = load_params(params_path, (*overrides, f"train.article={article}"))
     root = params_path.parent
-    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store_config(params, root))
+    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store_config(params, root), params)
 
 
 @dataclass(frozen=True)
@@ -104,14 +103,17 @@ def task_logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("progattr.pipeline")
 
 
-def start_flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> PipelineContext:
-    """Open the MLflow run of one flow invocation; the returned context carries its id."""
+@contextmanager
+def flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Iterator[PipelineContext]:
+    """The MLflow run of one flow invocation, with the params snapshot; the context it yields carries
+    its id. The run ends FINISHED when the block completes, FAILED when it raises."""
     store = Store(ctx.store)
-    run_id = store.start_run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags})
-    # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
-    store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-"})
-    return replace(ctx, flow_run_id=run_id)
-
-
-def end_flow_run(ctx: PipelineContext, ok: bool) -> None:
-    Store(ctx.store).finish_run(ctx.flow_run_id, completed=ok)
+    with store.run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags}) as run_id:
+        # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
+        store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-",
+                                  "params_digest": ctx.params().digest()})
+        with tempfile.TemporaryDirectory(prefix="progattr-params-") as tmp:
+            snapshot = Path(tmp) / "params.json"
+            snapshot.write_text(redact(json.dumps(ctx.params().to_dict(), indent=1, sort_keys=True)))
+            store.log_artifacts(run_id, snapshot)
+        yield replace(ctx, flow_run_id=run_id)

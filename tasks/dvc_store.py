@@ -95,7 +95,7 @@ def _describe_remote(root: str | Path, remote: str | None) -> str:
 
 
 def _redact(text: str) -> str:
-    from tasks.mlflow_store import redact  # the project's one URL-password redaction
+    from tracking.store import redact  # the project's one URL-password redaction
 
     return redact(text)
 

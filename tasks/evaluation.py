@@ -22,8 +22,8 @@ from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, 
 from progattr_core.model import load_model, resolve_device, weights_mb
 from progattr_core.predict import predict_proba
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.mlflow_store import Store
 from tasks.training import TrainedRef, baseline_path, load_split
+from tracking.store import Store
 
 
 @dataclass(frozen=True)

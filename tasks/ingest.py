@@ -21,8 +21,8 @@ from progattr_core.errors import DataValidationError
 from progattr_core.pretrain import check_no_leakage
 from tasks import dvc_store
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.mlflow_store import Store
 from tasks.validation import ValidationOutcome, validate_manifest
+from tracking.store import Store
 
 
 def _bring_in(ctx: PipelineContext, source: str) -> Path:

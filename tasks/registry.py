@@ -1,9 +1,10 @@
-"""Register the progressive model as a new version of `progattr-<article>`, gate the `challenger` alias.
+"""Registering a trained model: the one path both the training flow and the branch-add flow take.
 
-The registered files are the core's self-describing model (weights + config in one .pt, loaded with
-`weights_only=True` by `progattr_core.model.load_model`) and its config as JSON: no pickled code,
-no MLflow flavour (MLflow 3.17 would save torch as `pt2`, which breaks on dict outputs).
-`champion` is never set here: promoting a version is an approval, made by a person.
+A new version of `progattr-<article>` holds the core's self-describing model (weights + config in
+one .pt, loaded with `weights_only=True`) and its config as JSON: no pickled code, no MLflow flavour
+(MLflow 3.17 would save torch as `pt2`, which breaks on dict outputs). Every new version is pending
+approval; it gets the `challenger` alias when its gates pass. `champion` is never set here:
+promoting a version is an approval, made by a person (tasks/approvals.py).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 
 from progattr_core.gates import decide_challenger
 from progattr_core.model import load_model
-from tasks.context import DataRef, PipelineContext, git_commit, task_logger
+from tasks.context import DataRef, PipelineContext, baseline_key, git_commit, task_logger, train_key
 from tasks.evaluation import EvaluationRef
-from tasks.mlflow_store import Store
+from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, Registry, model_name
+from tracking.store import TAG, Store
 
 
 @dataclass(frozen=True)
@@ -34,57 +37,90 @@ class RegistryRef:
     newly_registered: bool
 
 
-def model_name(article: str) -> str:
-    return f"progattr-{article}"
+def champion_or_latest(registry: Registry, name: str) -> tuple[Any, str] | None:
+    """The champion version of `name`, else its latest version, with which of the two it is."""
+    champion = registry.at_alias(name, CHAMPION)
+    if champion is not None:
+        return champion, CHAMPION
+    found = registry.versions(name)
+    return (found[-1], "latest") if found else None
 
 
-def _champion_accuracy(store: Store, name: str) -> tuple[str | None, dict[str, float] | None]:
-    champ = store.version_by_alias(name, "champion")
+def register_version(ctx: PipelineContext, identity: dict[str, str], model_path: str, tags: dict[str, Any],
+                     passed: bool, reasons: tuple[str, ...]) -> RegistryRef:
+    """A new version (or the one already registered with the same `identity` tags: a rerun registers
+    nothing twice) with `tags`, its gate result, pending approval; `challenger` when `passed`."""
+    log = task_logger()
+    registry = Registry.of(ctx.store)
+    name = model_name(ctx.article)
+    existing = registry.versions_with_tags(name, identity)
+    if existing:
+        version, new = str(existing[-1].version), False
+        log.info("%s version %s already holds this training (%s)", name, version, identity)
+    else:
+        tags = {**identity, **tags, "git_commit": git_commit(ctx.root), "flow_run_id": ctx.flow_run_id,
+                "article": ctx.article, "gate": "passed" if passed else "; ".join(reasons)}
+        _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path)
+        version, new = registry.register(name, ctx.flow_run_id, tags), True
+    if passed:
+        registry.move_alias(name, CHALLENGER, version)
+        log.info("%s version %s is now @%s", name, version, CHALLENGER)
+    else:
+        log.warning("%s version %s did not pass its gates:\n  %s", name, version, "\n  ".join(reasons))
+    return RegistryRef(name, version, passed, reasons, registry.alias_version(name, CHAMPION), new)
+
+
+def _log_model_folder(store: Store, run_id: str, model_path: str) -> None:
+    """model/model.pt + model/model.json in the run: the registry format serving loads."""
+    with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:
+        folder = Path(tmp) / MODEL_FOLDER
+        folder.mkdir()
+        shutil.copyfile(model_path, folder / "model.pt")
+        (folder / "model.json").write_text(json.dumps(load_model(model_path).describe(), indent=1))
+        store.log_artifacts(run_id, folder, MODEL_FOLDER)
+
+
+def _champion_accuracy(registry: Registry, name: str) -> dict[str, float] | None:
+    champ = registry.at_alias(name, CHAMPION)
     if champ is None:
-        return None, None
-    acc = {k.split(".", 2)[2]: float(v) for k, v in champ.tags.items() if k.startswith("progattr.accuracy.")}
-    return str(champ.version), acc
+        return None
+    prefix = TAG + "accuracy."
+    return {k.removeprefix(prefix): float(v) for k, v in champ.tags.items() if k.startswith(prefix)}
 
 
 def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, model_path: str,
              evaluation: EvaluationRef, schedule: list[str]) -> RegistryRef:
-    log = task_logger()
+    """The training flow's progressive model, gated against the baselines and the champion."""
     params = ctx.params()
-    store = Store(ctx.store)
-    name = model_name(ctx.article)
-    existing = [v for v in store.versions_with_tag(name, "train_key", key)
-                if v.tags.get("progattr.baseline_key") == baseline_key]
     prog = evaluation.accuracy["progressive"]
     baselines = {m: a["overall"] for m, a in evaluation.accuracy.items() if m != "progressive"}
-    champion_version, champion = _champion_accuracy(store, name)
+    champion = _champion_accuracy(Registry.of(ctx.store), model_name(ctx.article))
     rules = params.registry
     gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
                              evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy)
-    if existing:
-        version, new = str(existing[-1].version), False
-        log.info("model %s version %s already holds this training (train key %s)", name, version, key)
-    else:
-        tags = {"train_key": key, "baseline_key": baseline_key, "data_version": data.data_version,
-                "git_commit": git_commit(ctx.root), "params_hash": params.digest("seed", "model", "train"),
-                "schedule": " > ".join(schedule), "flow_run_id": ctx.flow_run_id, "article": ctx.article,
-                **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
-                **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()
-                   for k in ("macro_f1", "balanced_accuracy") if not math.isnan(m[k])},
-                **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()},
-                "gate": "passed" if gate.passed else "; ".join(gate.reasons)}
-        with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:
-            folder = Path(tmp) / "model"
-            folder.mkdir()
-            shutil.copyfile(model_path, folder / "model.pt")
-            (folder / "model.json").write_text(json.dumps(load_model(model_path).describe(), indent=1))
-            store.log_artifacts(ctx.flow_run_id, folder, "model")
-        version, new = store.register(name, ctx.flow_run_id, "model", tags), True
-    if gate.passed:
-        store.set_alias(name, "challenger", version)
-        log.info("%s version %s is now @challenger", name, version)
-    else:
-        log.warning("%s version %s did not pass the challenger gates:\n  %s", name, version, "\n  ".join(gate.reasons))
-    return RegistryRef(name, version, gate.passed, gate.reasons, champion_version, new)
+    tags = {"data_version": data.data_version, "params_hash": params.digest("seed", "model", "train"),
+            "schedule": " > ".join(schedule),
+            **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
+            **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()
+               for k in ("macro_f1", "balanced_accuracy") if not math.isnan(m[k])},
+            **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()}}
+    return register_version(ctx, {"train_key": key, "baseline_key": baseline_key}, model_path, tags, gate.passed,
+                            gate.reasons)
 
 
-register_task = task(register, name="register", retries=2, retry_delay_seconds=5)
+def registered_training(ctx: PipelineContext, data: DataRef) -> dict[str, str] | None:
+    """The latest version trained from this data version with these params (same training and
+    baseline keys), or None when training would produce something new: the nightly flow's cheap
+    "nothing changed" check."""
+    key = train_key(ctx, data)
+    found = Registry.of(ctx.store).versions_with_tags(model_name(ctx.article),
+                                                      {"train_key": key, "baseline_key": baseline_key(ctx, data)})
+    if not found:
+        return None
+    latest = found[-1]
+    return {"version": str(latest.version), "data_version": data.data_version,
+            "params_hash": latest.tags.get(TAG + "params_hash", ""), "train_key": key}
+
+
+register_task = task(register, name="register")
+registered_training_task = task(registered_training, name="registered-training")

@@ -2,7 +2,7 @@
 champion, batch by batch, into a table of (image, attribute, label, probability, model version).
 
 Tasks pass paths and small records; the model is loaded once per process from the downloaded file.
-Images are decoded and resized exactly as the service does (serving.inference), the Base runs once
+Images are decoded and resized exactly as the service does (progattr_core.inference), the Base runs once
 per image, and a bad image becomes a row in rejects.csv instead of stopping the run.
 """
 
@@ -21,12 +21,13 @@ from progattr_core.config import ImageParams, Params
 from progattr_core.data.images import ImageRejected, read_image_bytes, sha256_bytes
 from progattr_core.data.manifest import read_manifest, resolve_inside
 from progattr_core.errors import DataValidationError
+from progattr_core.inference import Refused, image_array
 from progattr_core.model import load_model
 from progattr_core.predict import predict
-from serving.inference import Refused, image_array
-from serving.registry import RegistrySource
 from tasks import s3_images
 from tasks.context import task_logger
+from tracking.registry import Registry, model_name
+from tracking.store import StoreConfig, redact
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MANIFEST_SOURCE = "manifest"
@@ -55,14 +56,14 @@ class TagBatch:
     below_threshold: int = 0
 
 
-def fetch_champion(tracking_uri: str, article: str, alias: str, dst: str) -> ChampionRef:
+def fetch_champion(store: StoreConfig, article: str, alias: str, dst: str) -> ChampionRef:
     """Download the version `alias` points to; DataValidationError if there is none."""
-    source = RegistrySource(tracking_uri, alias)
-    ref = source.current(article)
+    registry = Registry.of(store)
+    ref = registry.current(article, alias)
     if ref is None:
-        raise DataValidationError(f"no @{alias} version of progattr-{article} in the registry at {tracking_uri}: "
-                                  "approve a version first")
-    path = source.download(ref, Path(dst) / f"v{ref.version}")
+        raise DataValidationError(f"no @{alias} version of {model_name(article)} in the registry at "
+                                  f"{redact(store.tracking_uri)}: approve a version first")
+    path = registry.download(ref, Path(dst) / f"v{ref.version}")
     task_logger().info("tagging with %s version %s (@%s)", ref.name, ref.version, alias)
     return ChampionRef(article, ref.name, ref.version, str(path))
 
@@ -184,7 +185,7 @@ def write_tags(results: list[TagBatch], out_dir: str) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
-fetch_champion_task = task(fetch_champion, name="fetch-champion", retries=2, retry_delay_seconds=2)
-list_catalogue_task = task(list_catalogue, name="list-catalogue", retries=2, retry_delay_seconds=2)
-tag_batch_task = task(tag_batch, name="tag-batch", retries=1, retry_delay_seconds=2)
+fetch_champion_task = task(fetch_champion, name="fetch-champion")
+list_catalogue_task = task(list_catalogue, name="list-catalogue")
+tag_batch_task = task(tag_batch, name="tag-batch")
 write_tags_task = task(write_tags, name="write-tags")

@@ -1,8 +1,9 @@
 """Progressive stages and baselines as Prefect tasks, each checkpointed to MLflow.
 
-A stage task is keyed by (train key, stage index), never by the flow run: if the flow dies in stage
-k, the next run with the same data version and params finds stages 0..k-1 completed in MLflow,
-skips them, and starts stage k from the checkpoint of stage k-1. The core guarantees that this gives
+A stage is keyed by (train key, stage index), never by the flow run: if the flow dies in stage k,
+the next run with the same data version and params finds stages 0..k-1 completed in MLflow (the
+only resume source; Prefect caches nothing), skips them, and starts stage k from the checkpoint of
+stage k-1. The core guarantees that this gives
 the same weights as an uninterrupted run. Tasks exchange run ids and paths, never modules.
 
 The checkpoint is the core's stage checkpoint (weights + the model's self-description + the stage).
@@ -12,24 +13,22 @@ optimiser state needs to survive a stage boundary.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefect import task
-from prefect.context import TaskRunContext
+from torch import nn
 
 from progattr_core.baselines import train_multilabel, train_one_individual
 from progattr_core.data.arrays import load_arrays
 from progattr_core.data.manifest import read_manifest
 from progattr_core.model import build_model, resolve_device, save_model
-from progattr_core.schedule import build_schedule
+from progattr_core.schedule import Stage, build_schedule
 from progattr_core.train import (
     FitResult,
     LabelledImages,
@@ -39,7 +38,7 @@ from progattr_core.train import (
     train_stage,
 )
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.mlflow_store import Store
+from tracking.store import Store
 
 CHECKPOINT = "checkpoint/checkpoint.pt"
 MODEL = "model/model.pt"
@@ -53,7 +52,7 @@ class TrainedRef:
     name: str                      # stage name, or baseline method[:attribute]
     run_id: str
     artifact: str                  # artifact path inside the run
-    trained_now: bool              # by the call that produced it (a Prefect cache hit replays the old value)
+    trained_now: bool              # by this call (False: reused from a completed MLflow run)
     seconds: float
 
 
@@ -67,56 +66,32 @@ def load_split(ctx: PipelineContext, data: DataRef, split: str) -> LabelledImage
     return LabelledImages.from_arrays(x, y, list(vocab), vocab)
 
 
-def _stage_cache_key(task_ctx: TaskRunContext, inputs: dict) -> str:
-    """Stage identity without the flow run id (Prefect's default includes it), so reruns hit it."""
-    ctx = inputs["ctx"]
-    text = f"{ctx.store.tracking_uri}|{inputs['key']}|{inputs['index']}"
-    return "progattr-stage-" + hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
 def _fit_metrics(result: FitResult) -> dict[str, float]:
     return {"seconds": result.seconds, "image_passes": result.image_passes, "n_images": result.n_images}
 
 
-@contextmanager
-def checkpointed_run(store: Store, run_id: str, folder: Path) -> Iterator[Path]:
-    """The path to save a stage's checkpoint at (under `folder`); when the block ends it is logged to the
-    MLflow run at CHECKPOINT and the run finished, or the run is finished as failed when the block raises."""
-    out = folder / "out"
-    try:
-        yield out / Path(CHECKPOINT).name
-        store.log_artifacts(run_id, out, str(Path(CHECKPOINT).parent))
-    except BaseException:
-        store.finish_run(run_id, completed=False)
-        raise
-    store.finish_run(run_id)
-
-
-def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
-    """Stage `index` of the schedule: reuse its completed MLflow checkpoint, or train and log one."""
+def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: dict[str, object], run_name: str,
+                       run_tags: dict[str, str], previous: TrainedRef | None, initial: Callable[[], nn.Module]) -> TrainedRef:
+    """The one stage runner (training and branch-add flows): reuse the completed MLflow run with `tags`,
+    or train `stage` from `previous`'s checkpoint (the first stage: from `initial()`) and log its
+    loss per epoch, validation accuracy and checkpoint. MLflow is the only resume source."""
     log = task_logger()
     store = Store(ctx.store)
     params = ctx.params()
-    stage = build_schedule(params, ctx.article)[index]
-    tags = {"kind": "stage", "train_key": key, "stage_index": index}
     done = store.find_completed(tags)
     if done is not None:
-        log.info("stage %d %s already completed in MLflow run %s: not retraining", index, stage.name, done.info.run_id)
-        return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False,
-                          done.data.metrics.get("seconds", 0.0))
+        log.info("%s already completed in MLflow run %s: not retraining", run_name, done.info.run_id)
+        return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False, done.data.metrics.get("seconds", 0.0))
     for stale in store.close_interrupted(tags):
-        log.warning("stage %d: run %s was interrupted; training the stage again", index, stale)
+        log.warning("%s: run %s was interrupted; training the stage again", run_name, stale)
     device = resolve_device(params.device)
     with tempfile.TemporaryDirectory(prefix="progattr-stage-") as tmp:
-        if previous is None:
-            model = build_model(params.model, params.seed)
-        else:
-            model, _ = load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))
+        model = initial() if previous is None else load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
         train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
-        run_id = store.start_run(f"stage-{index}-{stage.name}", {
-            **tags, "stage_name": stage.name, "stage_kind": stage.kind, "article": ctx.article,
-            "data_version": data.data_version}, parent_run_id=ctx.flow_run_id or None)
-        with checkpointed_run(store, run_id, Path(tmp)) as checkpoint:
+        all_tags = {**tags, "stage_name": stage.name, "stage_kind": stage.kind, "article": ctx.article,
+                    "data_version": data.data_version, **run_tags}
+        # the run counts as completed only once it ends, after the checkpoint's upload
+        with store.run(run_name, all_tags, parent_run_id=ctx.flow_run_id or None) as run_id:
             store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
             result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info)
             for epoch, loss in enumerate(result.epoch_losses):
@@ -125,17 +100,20 @@ def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previou
             val_acc = accuracy_on(model, val, list(model.classes), device) if len(val) else {}
             store.log_metrics(run_id, {**_fit_metrics(result), "val_seconds": time.perf_counter() - start,
                                        **{f"val_accuracy.{a}": v for a, v in val_acc.items()}})
+            checkpoint = Path(tmp) / "out" / Path(CHECKPOINT).name
             save_checkpoint(checkpoint, model.cpu(), stage, result)
-    log.info("stage %d %s trained in %.1fs (run %s), val accuracy %s", index, stage.name, result.seconds, run_id,
+            store.log_artifacts(run_id, checkpoint.parent, str(Path(CHECKPOINT).parent))
+    log.info("%s trained in %.1fs (run %s), val accuracy %s", run_name, result.seconds, run_id,
              {a: round(v, 3) for a, v in val_acc.items()})
     return TrainedRef("stage", stage.name, run_id, CHECKPOINT, True, result.seconds)
 
 
-def stages_trained_in(ctx: PipelineContext, key: str) -> list[int]:
-    """Indices of the stages this flow run trained (from MLflow: Prefect cache hits replay old results)."""
-    runs = Store(ctx.store).search({"kind": "stage", "train_key": key}, status="FINISHED")
-    return sorted(int(r.data.tags["progattr.stage_index"]) for r in runs
-                  if r.data.tags.get("mlflow.parentRunId") == ctx.flow_run_id)
+def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
+    """Stage `index` of the article's progressive schedule."""
+    params = ctx.params()
+    stage = build_schedule(params, ctx.article)[index]
+    return train_checkpointed(ctx, data, stage, {"kind": "stage", "train_key": key, "stage_index": index},
+                              f"stage-{index}-{stage.name}", {}, previous, lambda: build_model(params.model, params.seed))
 
 
 def export_progressive(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
@@ -173,9 +151,8 @@ def run_baseline(ctx: PipelineContext, data: DataRef, key: str, method: str, att
     store.close_interrupted(tags)
     device = resolve_device(params.device)
     train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
-    run_id = store.start_run(f"baseline-{name}", {**tags, "article": ctx.article, "data_version": data.data_version},
-                             parent_run_id=ctx.flow_run_id or None)
-    try:
+    with store.run(f"baseline-{name}", {**tags, "article": ctx.article, "data_version": data.data_version},
+                   parent_run_id=ctx.flow_run_id or None) as run_id:
         if method == "individual":
             model, result = train_one_individual(params, train, attribute, device, val, log.info)
         else:
@@ -186,10 +163,6 @@ def run_baseline(ctx: PipelineContext, data: DataRef, key: str, method: str, att
             store.log_artifacts(run_id, saved, "model")
             local.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(saved, local)
-    except BaseException:
-        store.finish_run(run_id, completed=False)
-        raise
-    store.finish_run(run_id)
     log.info("baseline %s trained in %.1fs (run %s)", name, result.seconds, run_id)
     return TrainedRef("baseline", name, run_id, MODEL, True, result.seconds)
 
@@ -219,7 +192,6 @@ def fetch(store: Store, run_id: str, artifact: str, dest: Path) -> Path:
     return dest
 
 
-train_stage_task = task(run_stage, name="train-stage", cache_key_fn=_stage_cache_key, persist_result=True,
-                        task_run_name="stage-{index}")
+train_stage_task = task(run_stage, name="train-stage", task_run_name="stage-{index}")
 baseline_task = task(run_baseline, name="baseline", task_run_name="baseline-{method}-{attribute}")
 export_task = task(export_progressive, name="export-progressive")

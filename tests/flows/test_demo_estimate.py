@@ -12,7 +12,7 @@ TINY = ["model.image_size=32", "train.epochs_first=1", "train.epochs_add=1", "ba
 
 
 def test_the_demo_says_how_long_it_expects_to_take_before_training(tmp_path, capsys):
-    from flows.commands import _ensure_synth, _say_expected_time
+    from progattr.cli.pipeline import _ensure_synth, _say_expected_time
 
     params = load_params(REPO / "params.yaml", TINY)
     manifest = _ensure_synth(params, "jeans", tmp_path / "raw")

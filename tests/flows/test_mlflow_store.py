@@ -1,4 +1,4 @@
-"""tasks/mlflow_store.py against a real SQLite store and a real `mlflow server` on loopback."""
+"""tracking/store.py against a real SQLite store and a real `mlflow server` on loopback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import load_params
-from tasks.mlflow_store import Store, store_config
+from tracking.registry import Registry
+from tracking.store import Store, store_config
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.flows
@@ -62,13 +63,18 @@ def _registry_cycle(store: Store, tmp_path: Path) -> None:
     (model / "model.pt").write_bytes(b"w")
     (model / "model.json").write_text("{}")
     store.log_artifacts(run, model, "model")
-    v1 = store.register("progattr-test", run, "model", {"data_version": "d1"})
-    v2 = store.register("progattr-test", run, "model", {"data_version": "d2"})
+    registry = Registry.of(store.cfg)
+    v1 = registry.register("progattr-test", run, {"data_version": "d1"})
+    v2 = registry.register("progattr-test", run, {"data_version": "d2"})
     assert (v1, v2) == ("1", "2")
-    assert store.version_by_alias("progattr-test", "challenger") is None
-    store.set_alias("progattr-test", "challenger", v2)
-    assert str(store.version_by_alias("progattr-test", "challenger").version) == "2"
-    assert [str(v.version) for v in store.versions_with_tag("progattr-test", "data_version", "d1")] == ["1"]
+    assert registry.version("progattr-test", v2).tags["progattr.approval.status"] == "pending"  # a person decides
+    assert registry.alias_version("progattr-test", "challenger") is None and registry.version("progattr-test", "9") is None
+    registry.move_alias("progattr-test", "challenger", v2)
+    assert registry.alias_version("progattr-test", "challenger") == "2"
+    assert registry.listing("test") == [{"version": "1", "aliases": []}, {"version": "2", "aliases": ["challenger"]}]
+    assert [str(v.version) for v in registry.versions_with_tags("progattr-test", {"data_version": "d1"})] == ["1"]
+    registry.move_alias("progattr-test", "challenger", None)
+    assert registry.aliases("progattr-test") == {} and registry.versions("progattr-nothing") == []
 
 
 def test_stage_checkpoints_and_registry_on_sqlite(tmp_path, monkeypatch):

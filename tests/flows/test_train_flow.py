@@ -20,7 +20,8 @@ from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
 from progattr_core.errors import DataValidationError
 from tasks.context import make_context
-from tasks.mlflow_store import Store
+from tracking.registry import Registry
+from tracking.store import Store
 
 from .conftest import REPO, tiny_overrides
 
@@ -100,7 +101,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     over_b = [*over_b, "baselines.methods=[multilabel_masked]", "registry.min_adjusted_balanced_accuracy=0.99"]
     store_b = _store(params_b, over_b)
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
-    cmd = [sys.executable, "-m", "flows.train_flow", "--article", ARTICLE, "--source", "data/raw/mini",
+    cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_b), *[a for o in over_b for a in ("--set", o)]]
     killed = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log")
     before = _stage_runs(store_b)
@@ -114,7 +115,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
         assert after[i] == expected, (i, after)
     reg = resumed["registry"]  # the learning gate: refused, naming each attribute and its numbers
     assert not reg["challenger"] and any(r.startswith("fade: has not learnt: balanced accuracy") for r in reg["reasons"])
-    assert store_b.version_by_alias("progattr-jeans", "challenger") is None
+    assert Registry.of(store_b.cfg).alias_version("progattr-jeans", "challenger") is None
     gate_tag = store_b.client.get_model_version("progattr-jeans", reg["version"]).tags["progattr.gate"]
     assert "has not learnt" in gate_tag and "registry.min_adjusted_balanced_accuracy 0.99" in gate_tag
     assert "NOT LEARNT" in resumed["table"] and "Macro-F1" in resumed["table"]

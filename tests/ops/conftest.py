@@ -118,7 +118,7 @@ def add_new_attribute(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def worker(prefect_server, project):
     """The project's deployments applied (`progattr deploy`), and a process worker on their pool."""
-    from progattr_core.cli import main as cli
+    from progattr.cli import main as cli
 
     folder, overrides = project
     assert cli(["deploy", "--params", str(folder / "params.yaml"), "--set", *overrides]) == 0

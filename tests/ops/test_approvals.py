@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from progattr_core.cli import main as cli
+from progattr.cli import main as cli
 from tasks import approvals
-from tasks.mlflow_store import Store, StoreConfig
+from tracking.registry import Registry
+from tracking.store import Store, StoreConfig
 
 NAME = "progattr-jeans"
 
@@ -28,7 +29,7 @@ def template(tmp_path_factory) -> tuple[Path, list[str]]:
     for gate in ("passed", "passed", "passed", "overall 0.1 trails multilabel 0.5 by 0.4 > tolerance 0.02"):
         run = store.start_run("flow", {"kind": "flow"})
         store.log_artifacts(run, folder / "model.json", "model")
-        versions.append(store.register(NAME, run, "model", {"gate": gate, "accuracy.fade": "0.5"}))
+        versions.append(Registry.of(store.cfg).register(NAME, run, {"gate": gate, "accuracy.fade": "0.5"}))
     return folder, versions
 
 
@@ -37,36 +38,36 @@ def _open(db: Path, folder: Path) -> Store:
 
 
 @pytest.fixture
-def registry(template, tmp_path: Path) -> tuple[Store, approvals.AuditLog, list[str]]:
+def registry(template, tmp_path: Path) -> tuple[Registry, approvals.AuditLog, list[str]]:
     folder, versions = template
     shutil.copyfile(folder / "mlflow.db", tmp_path / "mlflow.db")
-    return _open(tmp_path / "mlflow.db", folder), approvals.AuditLog(tmp_path / "registry-audit.jsonl"), versions
+    return (Registry.of(_open(tmp_path / "mlflow.db", folder).cfg), approvals.AuditLog(tmp_path / "registry-audit.jsonl"),
+            versions)
 
 
-def _alias(store: Store, alias: str) -> str | None:
-    mv = store.version_by_alias(NAME, alias)
-    return None if mv is None else str(mv.version)
+def _alias(registry: Registry, alias: str) -> str | None:
+    return registry.alias_version(NAME, alias)
 
 
 def test_approve_rollback_history_and_the_override(registry):
-    store, audit, (v1, v2, _, v4) = registry
-    approvals.approve(store, audit, "jeans", v1, "ana", "first model")
-    moves = approvals.approve(store, audit, "jeans", v2, "ben", "better fade")
+    reg, audit, (v1, v2, _, v4) = registry
+    approvals.approve(reg, audit, "jeans", v1, "ana", "first model")
+    moves = approvals.approve(reg, audit, "jeans", v2, "ben", "better fade")
     assert [(m.alias, m.from_version, m.to_version) for m in moves] == [("champion", v1, v2), ("previous", None, v1)]
-    assert _alias(store, "champion") == v2
-    tags = store.client.get_model_version(NAME, v2).tags
+    assert _alias(reg, "champion") == v2
+    tags = reg.client.get_model_version(NAME, v2).tags
     assert tags["progattr.approval.status"] == "approved" and tags["progattr.approval.by"] == "ben"
     assert tags["progattr.approval.gate"] == "passed" and tags["progattr.approval.reason"] == "better fade"
 
     with pytest.raises(approvals.ApprovalError, match="did not pass its gates .*--override-gates"):
-        approvals.approve(store, audit, "jeans", v4, "cy", "looks fine")
-    approvals.approve(store, audit, "jeans", v4, "cy", "hotfix", override_gates=True)
-    assert store.client.get_model_version(NAME, v4).tags["progattr.approval.override"] == "true"
+        approvals.approve(reg, audit, "jeans", v4, "cy", "looks fine")
+    approvals.approve(reg, audit, "jeans", v4, "cy", "hotfix", override_gates=True)
+    assert reg.client.get_model_version(NAME, v4).tags["progattr.approval.override"] == "true"
 
-    approvals.rollback(store, audit, "jeans", "dee", "v4 breaks sleeves")
-    assert _alias(store, "champion") == v2
-    assert _alias(store, "previous") == v4
-    assert store.client.get_model_version(NAME, v4).tags["progattr.approval.status"] == "rolled_back"
+    approvals.rollback(reg, audit, "jeans", "dee", "v4 breaks sleeves")
+    assert _alias(reg, "champion") == v2
+    assert _alias(reg, "previous") == v4
+    assert reg.client.get_model_version(NAME, v4).tags["progattr.approval.status"] == "rolled_back"
 
     # A fresh reader (a restart) sees every move with who, when, from, to and why.
     history = approvals.AuditLog(audit.path).read(NAME)
@@ -77,14 +78,13 @@ def test_approve_rollback_history_and_the_override(registry):
 
 
 def test_racing_approvals_leave_aliases_and_log_consistent(registry):
-    store, audit, versions = registry
-    config = store.cfg
+    reg, audit, versions = registry
     errors: list[BaseException] = []
 
     def approve(version: str) -> None:
         try:
-            approvals.approve(Store(config), approvals.AuditLog(audit.path), "jeans", version, f"u{version}", "race",
-                              override_gates=True)
+            approvals.approve(Registry(reg.tracking_uri, 2, 0.05), approvals.AuditLog(audit.path), "jeans", version,
+                              f"u{version}", "race", override_gates=True)
         except BaseException as exc:  # collected and re-raised in the test thread
             errors.append(exc)
 
@@ -97,14 +97,14 @@ def test_racing_approvals_leave_aliases_and_log_consistent(registry):
     chain = [m for m in audit.read(NAME) if m.alias == "champion"]
     assert [m.from_version for m in chain] == [None] + [m.to_version for m in chain[:-1]]  # an unbroken chain
     assert sorted(m.to_version for m in chain) == sorted(versions)
-    assert _alias(store, "champion") == chain[-1].to_version
-    assert _alias(store, "previous") == chain[-1].from_version
+    assert _alias(reg, "champion") == chain[-1].to_version
+    assert _alias(reg, "previous") == chain[-1].from_version
 
 
 def test_registry_cli(registry, tmp_path, capsys):
-    store, audit, (v1, v2, v3, _) = registry
+    reg, audit, (v1, v2, v3, _) = registry
     params = Path(__file__).resolve().parents[2] / "params.yaml"
-    common = ["--params", str(params), "--set", f"mlflow.tracking_uri={store.cfg.tracking_uri}",
+    common = ["--params", str(params), "--set", f"mlflow.tracking_uri={reg.tracking_uri}",
               "mlflow.experiment=ops", f"operations.audit_log={audit.path}"]
     assert cli(["registry", "approve", "--article", "jeans", "--version", v1, "--by", "ana", "--reason", "ok", *common]) == 0
     assert cli(["registry", "approve", "--article", "jeans", "--version", v2, "--by", "ben", "--reason", "ok", *common]) == 0

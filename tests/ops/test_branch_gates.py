@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import load_params
-from tasks.branch_add import BaseModelRef, BranchEvaluation, _branch_params, branch_gates
+from tasks.branch_add import BaseModelRef, BranchEvaluation, branch_gates
 
 PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml",
                      ["registry.max_regression_vs_champion=0.02", "branch_add.epochs_add=3"])
@@ -40,15 +40,15 @@ def test_branch_schedule_uses_the_branch_add_epochs():
     from progattr_core.schedule import branch_add_stages
 
     base = BaseModelRef("progattr-jeans", "1", "champion", "-", ("fade", "shade"))
-    (stage,) = branch_add_stages(list(base.attributes), "distress", _branch_params(PARAMS), "frozen_base")
+    (stage,) = branch_add_stages(list(base.attributes), "distress", PARAMS, "frozen_base")
     assert stage.freeze_base and stage.attributes == ("distress",) and stage.epochs == 3
-    stages = branch_add_stages(list(base.attributes), "distress", _branch_params(PARAMS), "progressive")
+    stages = branch_add_stages(list(base.attributes), "distress", PARAMS, "progressive")
     assert [s.kind for s in stages] == ["add", "finetune", "final"]
     assert stages[1].attributes == ("fade", "shade", "distress")
 
 
 def test_attribute_add_refuses_an_attribute_outside_the_taxonomy(capsys):
-    from progattr_core.cli import main as cli
+    from progattr.cli import main as cli
 
     params = Path(__file__).resolve().parents[2] / "params.yaml"
     assert cli(["attribute", "add", "--article", "jeans", "--attribute", "pocket_style", "--params", str(params)]) == 2

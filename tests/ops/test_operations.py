@@ -14,9 +14,10 @@ from uuid import UUID
 import numpy as np
 import pytest
 
-from progattr_core.cli import main as cli
+from progattr.cli import main as cli
 from tasks.context import make_context
-from tasks.mlflow_store import Store
+from tracking.registry import Registry
+from tracking.store import Store
 
 from .conftest import ARTICLE, NEW_ATTRIBUTE, add_new_attribute
 
@@ -133,7 +134,7 @@ def test_nightly_deployment_through_the_worker_skips_when_nothing_changed(projec
     assert runs[0].end_time <= runs[1].start_time, "two nightly runs of one article overlapped"
     assert all(_logged(r.id, "nothing changed") for r in runs), [_logs(r.id)[-2000:] for r in runs]
     assert len(store.search({"kind": "stage"})) == stage_runs  # no training
-    assert [str(v.version) for v in store.versions_with_tag(NAME, "article", ARTICLE)] == ["1"]
+    assert [str(v.version) for v in Registry.of(store.cfg).versions_with_tags(NAME, {"article": ARTICLE})] == ["1"]
 
 
 def test_nightly_deployment_has_cron_and_one_at_a_time_limit(prefect_server, worker):
@@ -160,12 +161,12 @@ def test_approval_flow_pauses_for_input_then_moves_champion(project, worker, tra
     assert paused.state.name == "Paused", paused.state
     store = _store(project)
     assert store.client.get_model_version(NAME, "1").tags["progattr.approval.status"] == "pending"
-    assert store.version_by_alias(NAME, "champion") is None
+    assert Registry.of(store.cfg).alias_version(NAME, "champion") is None
     assert cli(["registry", "answer", "--flow-run", str(run.id), "--approve", "--by", "ana",
                 "--reason", "first nightly model"]) == 0
     done = _wait(run.id, ())
     assert done.state.is_completed(), done.state
-    assert str(store.version_by_alias(NAME, "champion").version) == "1"
+    assert Registry.of(store.cfg).alias_version(NAME, "champion") == "1"
     tags = store.client.get_model_version(NAME, "1").tags
     assert tags["progattr.approval.status"] == "approved" and tags["progattr.approval.by"] == "ana"
 
@@ -199,7 +200,7 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     assert new_attributes(ctx, ingest(ctx, "data/raw/mini")) == []  # announced once, not every night
     assert v2.tags["progattr.added_attribute"] == NEW_ATTRIBUTE and v2.tags["progattr.branch_add_mode"] == "frozen_base"
     assert v2.tags["progattr.base_version"] == "1" and v2.tags["progattr.gate"] == "passed"
-    assert str(store.version_by_alias(NAME, "challenger").version) == "2"
+    assert Registry.of(store.cfg).alias_version(NAME, "challenger") == "2"
     old = load_model(fetch(store, store.client.get_model_version(NAME, "1").run_id, MODEL, folder / "v1.pt"))
     new = load_model(fetch(store, v2.run_id, MODEL, folder / "v2.pt"))
     assert list(new.classes) == [*old.classes, NEW_ATTRIBUTE]
@@ -212,7 +213,7 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
                 "--reason", "adds distress", *common]) == 0
     assert cli(["registry", "rollback", "--article", ARTICLE, "--by", "cy", "--reason", "distress too noisy",
                 *common]) == 0
-    assert str(store.version_by_alias(NAME, "champion").version) == "1"
+    assert Registry.of(store.cfg).alias_version(NAME, "champion") == "1"
     capsys.readouterr()
     assert cli(["registry", "history", "--article", ARTICLE, *common]) == 0
     history = capsys.readouterr().out

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from tasks import approvals
-from tasks.mlflow_store import Store, StoreConfig
 from tests.flows.conftest import _wait_http, free_port, s3_server  # noqa: F401  (fixture)
+from tracking.registry import Registry
+from tracking.store import Store, StoreConfig
 
 pytestmark = [pytest.mark.postgres, pytest.mark.flows]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -84,12 +85,12 @@ def test_registry_and_approvals_on_postgres_with_s3_artifacts(mlflow_on_postgres
     for _ in range(2):
         run = store.start_run("flow", {"kind": "flow"})
         store.log_artifacts(run, tmp_path / "model.json", "model")
-        versions.append(store.register("progattr-jeans", run, "model", {"gate": "passed"}))
-    audit = approvals.AuditLog(tmp_path / "audit.jsonl")
-    approvals.approve(store, audit, "jeans", versions[0], "ana", "first")
-    approvals.approve(store, audit, "jeans", versions[1], "ben", "second")
-    approvals.rollback(store, audit, "jeans", "cy", "undo")
-    assert str(store.version_by_alias("progattr-jeans", "champion").version) == versions[0]
+        versions.append(Registry.of(store.cfg).register("progattr-jeans", run, {"gate": "passed"}))
+    audit, registry = approvals.AuditLog(tmp_path / "audit.jsonl"), Registry.of(store.cfg)
+    approvals.approve(registry, audit, "jeans", versions[0], "ana", "first")
+    approvals.approve(registry, audit, "jeans", versions[1], "ben", "second")
+    approvals.rollback(registry, audit, "jeans", "cy", "undo")
+    assert registry.alias_version("progattr-jeans", "champion") == versions[0]
     assert [m.to_version for m in audit.read() if m.alias == "champion"] == [versions[0], versions[1], versions[0]]
     # the artifacts went through the server to S3: the client needed no S3 credentials of its own
     keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket="mlflow-artifacts")["Contents"]]

@@ -21,7 +21,7 @@ PARAMS = str(REPO / "params.yaml")
 @pytest.fixture
 def cli(tmp_path):
     """`progattr ...` through its main(argv), with the data root, raw folder and rejects under tmp_path."""
-    from progattr_core.cli import main
+    from progattr.cli import main
 
     def run(*argv: str, overrides: tuple[str, ...] = ()) -> int:
         return main([*argv, "--params", PARAMS, "--set", f"data.root={tmp_path}/data",

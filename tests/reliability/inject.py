@@ -1,4 +1,4 @@
-"""Run the real training flow (`flows.train_flow.main`) in this process with one fault injected at an
+"""Run the real training flow (`progattr pipeline run`) in this process with one fault injected at an
 exact point, so tests can kill or break it deterministically instead of racing a poller:
 
     python -m tests.reliability.inject kill-mid:2 -- --article jeans --params ... --set ...
@@ -38,7 +38,7 @@ def _kill_mid(k: int) -> None:
 
 
 def _kill_after(k: int) -> None:
-    from tasks.mlflow_store import Store
+    from tracking.store import Store
 
     start, finish = Store.start_run, Store.finish_run
     names: dict[str, str] = {}
@@ -98,9 +98,9 @@ def main(argv: list[str]) -> int:
     assert sep == "--", "usage: inject FAULT:K -- FLOW ARGS"
     kind, k = fault.split(":")
     FAULTS[kind](int(k))
-    from flows.train_flow import main as flow_main
+    from progattr.cli import main as cli
 
-    return flow_main(flow_args)
+    return cli(["pipeline", "run", *flow_args])
 
 
 if __name__ == "__main__":

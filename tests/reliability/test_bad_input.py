@@ -177,7 +177,7 @@ def test_bad_params_stop_every_entry_point_with_the_key_and_what_is_allowed(tmp_
 
 
 def test_an_unknown_key_in_the_params_file_is_named(tmp_path, capsys):
-    from progattr_core.cli import main
+    from progattr.cli import main
 
     bad = tmp_path / "params.yaml"
     bad.write_text(open(PARAMS).read().replace("  lr: 0.002", "  lr: 0.002\n  learning_rate: 0.1"))
@@ -190,7 +190,7 @@ def test_s3_keys_escaping_the_prefix_are_refused_at_ingest(tmp_path, s3_server, 
     """`progattr pipeline ingest --source s3://...`: '../' and odd keys are never written anywhere."""
     import boto3
 
-    from progattr_core.cli import main
+    from progattr.cli import main
     from progattr_core.config import load_params
     from progattr_core.data.synth import generate_catalogue
 

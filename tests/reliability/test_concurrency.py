@@ -1,4 +1,4 @@
-"""Two nightly runs of one article started directly (`python -m flows.nightly`, not through the
+"""Two nightly runs of one article started directly (`progattr nightly`, not through the
 deployment and its concurrency limit) at the same moment: one trains, the other does nothing and exits
 75 naming the holder. (Two approvals racing on one model:
 tests/ops/test_approvals.py::test_racing_approvals_leave_aliases_and_log_consistent.)"""
@@ -33,7 +33,7 @@ def _project(folder):
 
 def test_two_nightly_runs_started_at_once_one_runs_the_other_exits_cleanly(tmp_path, prefect_harness):
     params_path, overrides = _project(tmp_path / "p")
-    cmd = [sys.executable, "-m", "flows.nightly", "--article", ARTICLE, "--source", "data/raw/mini",
+    cmd = [sys.executable, "-m", "progattr", "nightly", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -25,7 +25,7 @@ HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "
 
 
 def _progattr(project, *argv: str, env: dict, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "progattr_core.cli", *argv, "--params", str(project / "params.yaml"),
+    cmd = [sys.executable, "-m", "progattr", *argv, "--params", str(project / "params.yaml"),
            "--set", *overrides]
     return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **HTTP, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -74,7 +74,7 @@ def test_mlflow_dying_mid_training_fails_cleanly_then_the_rerun_resumes(tmp_path
     overrides = [o for o in overrides if not o.startswith("mlflow.")] + ["mlflow.retries=3", "mlflow.retry_delay_s=0.2"]
     mlflow_control.start()
     client = MlflowClient(mlflow_control.url)
-    cmd = [sys.executable, "-m", "flows.train_flow", "--article", ARTICLE, "--source", "data/raw/mini",
+    cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     env = {**os.environ, **HTTP, "MLFLOW_TRACKING_URI": mlflow_control.url, "PREFECT_API_URL": prefect_harness}
     with open(tmp_path / "flow.log", "w") as log:

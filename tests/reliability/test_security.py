@@ -28,7 +28,7 @@ AWS_SECRET = "wJalrXUtnFEMI-fake-secret-9c1e"
 
 
 def _cli(project, env: dict, *argv: str) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "progattr_core.cli", "-v", *argv, "--article", ARTICLE, "--params",
+    cmd = [sys.executable, "-m", "progattr", "-v", *argv, "--article", ARTICLE, "--params",
            str(project / "params.yaml")]
     out = subprocess.run(cmd, cwd=REPO, env={**os.environ, **HTTP, **env}, capture_output=True, text=True, timeout=600)
     return out.returncode, out.stdout + out.stderr

@@ -57,7 +57,7 @@ def registry(tmp_path_factory) -> Registry:
 def served(registry) -> Served:
     uri, versions, root = registry.tracking_uri, registry.versions, registry.root
     port = free_port()
-    cmd = [sys.executable, "-m", "progattr_core.cli", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
+    cmd = [sys.executable, "-m", "progattr", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
            "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",
            f"mlflow.tracking_uri={uri}", "serving.poll_interval_s=0.3", f"serving.max_body_bytes={MAX_BODY}",
            f"data.image.max_pixels={MAX_PIXELS}"]

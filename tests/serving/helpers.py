@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 
 from progattr_core.model import ProgressiveResNet, save_model
-from tasks.mlflow_store import Store, StoreConfig
+from tracking.registry import Registry
+from tracking.store import Store, StoreConfig
 
 ATTRIBUTES = {"sleeve_length": ["sleeveless", "short", "elbow", "three-quarter", "long"],
               "pattern": ["solid", "checked", "floral"], "neck": ["round", "v-neck", "boat", "halter"]}
@@ -33,7 +34,7 @@ def register_folder(uri: str, root: Path, article: str, folder: Path, tags: dict
     store = _store(uri, root)
     run_id = store.start_run(f"flow-{folder.parent.name}", {"kind": "flow", "article": article})
     store.log_artifacts(run_id, folder, "model")
-    version = store.register(f"progattr-{article}", run_id, "model", {"article": article, **tags})
+    version = Registry.of(store.cfg).register(f"progattr-{article}", run_id, {"article": article, **tags})
     store.finish_run(run_id)
     return version
 
@@ -53,7 +54,7 @@ def register_versions(root: Path, article: str, seeds: list[int]) -> tuple[str, 
 
 
 def set_alias(uri: str, article: str, alias: str, version: str) -> None:
-    _store(uri).set_alias(f"progattr-{article}", alias, version)
+    Registry(uri).move_alias(f"progattr-{article}", alias, version)
 
 
 def png_bytes(width: int = 40, height: int = 52, seed: int = 0, fmt: str = "PNG") -> bytes:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from serving.follower import ModelFollower
-from serving.registry import RegistrySource
 from tests.serving.helpers import register_folder, set_alias
+from tracking.registry import Registry
 
 
 class Evil:
@@ -24,9 +24,9 @@ class Evil:
 
 def test_swaps_on_alias_move_and_held_reference_stays(registry):
     uri, (v1, v2) = registry.tracking_uri, registry.versions
-    follower = ModelFollower(["tops"], RegistrySource(uri, "no-such-alias"), poll_interval_s=60)
+    follower = ModelFollower(["tops"], Registry(uri), "no-such-alias", poll_interval_s=60)
     assert follower.poll_once() == [] and not follower.ready()     # no such alias: nothing to serve
-    follower = ModelFollower(["tops"], RegistrySource(uri, "champion"), poll_interval_s=60)
+    follower = ModelFollower(["tops"], Registry(uri), "champion", poll_interval_s=60)
     set_alias(uri, "tops", "champion", v1)
     assert [s.version for s in follower.poll_once()] == [v1] and follower.ready()
     held = follower.get("tops")                                     # a request in flight
@@ -52,7 +52,7 @@ def test_a_bad_version_never_replaces_the_served_one(registry, tmp_path, payload
     else:
         (folder / "model.pt").write_bytes(b"\x00not a torch file" * 10)
     bad = register_folder(uri, root, "tops", folder, {"bad": payload})
-    follower = ModelFollower(["tops"], RegistrySource(uri, "champion"), poll_interval_s=60)
+    follower = ModelFollower(["tops"], Registry(uri), "champion", poll_interval_s=60)
     set_alias(uri, "tops", "champion", v1)
     follower.poll_once()
     set_alias(uri, "tops", "champion", bad)

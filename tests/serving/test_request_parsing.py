@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from progattr_core.cli import main
+from progattr.cli import main
 from progattr_core.data.images import ImageRejected
+from progattr_core.inference import Refused, classify_rejection
 from serving.app import _route_labels
-from serving.inference import Refused, classify_rejection
 from serving.multipart import MAX_PARTS, read_image_part
 
 CT = "multipart/form-data; boundary=b0undary"

@@ -14,7 +14,7 @@ from progattr_core.train import LabelledImages
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.arch=resnet18", "model.image_size=32", "train.batch_size=8", "train.epochs_first=1",
         "train.epochs_add=1", "train.epochs_finetune=1", "train.epochs_final=1", "baselines.epochs=2",
-        "train.article=jeans", "synth.articles=[jeans]"]
+        "branch_add.epochs_add=1", "train.article=jeans", "synth.articles=[jeans]"]
 
 
 @pytest.fixture

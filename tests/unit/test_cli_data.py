@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from progattr_core.cli import main
+from progattr.cli import main
 from progattr_core.data.manifest import read_manifest
 from tests.unit.data_helpers import ROOT, params, write_image
 
@@ -53,7 +53,7 @@ def test_errors_are_one_line_with_their_exit_code(tmp_path, capsys):
 
 
 def test_help_does_not_import_torch_or_pandas():
-    code = ("import sys; from progattr_core.cli import build_parser; build_parser(); "
+    code = ("import sys; from progattr.cli import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch', 'pandas', 'torchvision') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"

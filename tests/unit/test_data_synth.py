@@ -122,7 +122,7 @@ def test_a_smaller_redraw_leaves_no_old_images(tmp_path):
 
 
 def test_the_demo_redraws_a_stale_catalogue_and_reuses_a_current_one(tmp_path, capsys):
-    from flows.commands import _ensure_synth
+    from progattr.cli.pipeline import _ensure_synth
 
     small = params("synth.n_images=8", "synth.image_size=32")
     _ensure_synth(small, "jeans", tmp_path)

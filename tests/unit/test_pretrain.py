@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from progattr_core.cli import main as cli
+from progattr.cli import main as cli
 from progattr_core.errors import DataValidationError
 from progattr_core.model import ProgressiveResNet, load_model
 from progattr_core.pretrain import DataLeakageError, catalogue_vocabularies, check_no_leakage, lineage_path

@@ -1,7 +1,7 @@
-"""Request bytes -> model input -> predictions, with the same decode and resize as training.
+"""Encoded image bytes -> model input -> predictions, with the same decode and resize as training.
 
-Shared by the HTTP app, the batch tagging flow and the serving benchmark, so all three preprocess an
-image exactly as `progattr_core.data.arrays` did when the model was trained.
+Shared by the HTTP service, the batch tagging flow and the serving benchmark, so all three
+preprocess an image exactly as `progattr_core.data.arrays` did when the model was trained.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from progattr_core.predict import predict
 
 
 class Refused(Exception):
-    """A request the service refuses: HTTP status, a stable error code and a readable message."""
+    """An input that is refused: an HTTP-style status, a stable error code a client can branch on and
+    a readable message (the service answers with them; batch tagging writes them to rejects.csv)."""
 
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)

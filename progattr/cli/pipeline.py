@@ -1,46 +1,78 @@
-"""Handlers of `progattr pipeline ...` and `progattr demo` (registered in progattr_core/cli.py).
+"""The flows a user runs: `progattr pipeline ...`, `demo`, `nightly`, `branch-add` and `tag`.
 
-`progattr pipeline <stage>` runs one pipeline step with the same task code as the Prefect flow, but
-called directly (no Prefect engine): these are the commands of the `dvc.yaml` stages. Each step
-records an MLflow run `dvc-<stage>`; state between steps travels in files under outputs/<article>/.
+`progattr pipeline run` is the training flow in Prefect; `progattr pipeline <stage>` runs one step
+with the same task code, called directly (no Prefect engine): these are the commands of the
+`dvc.yaml` stages. Each step records an MLflow run `dvc-<stage>`; state between steps travels in
+files under outputs/<article>/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .common import common_parent, print_json, tool_defaults
+
 STAGES = ("ingest", "validate", "slice", "train", "baselines", "evaluate")
+SOURCE_HELP = "a folder, or s3://bucket/prefix (default: params pipeline.source)"
 
 
-def add_pipeline_arguments(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_pipeline_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_parent()
+    pipeline = subparsers.add_parser("pipeline", help="the training pipeline: the Prefect flow, or one step (dvc.yaml)")
+    sub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="{run," + ",".join(STAGES) + "}")
     for stage in STAGES:
         p = sub.add_parser(stage, parents=[common], help=f"the `{stage}` step alone (a dvc.yaml stage)")
         p.add_argument("--article", required=True)
         if stage == "ingest":
-            p.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
+            p.add_argument("--source", default="", help=SOURCE_HELP)
             p.add_argument("--no-track", action="store_true", help="do not `dvc add` the raw folder "
                            "(inside `dvc repro`, which holds DVC's lock)")
         p.set_defaults(handler=run_stage_command, stage=stage)
     run = sub.add_parser("run", parents=[common], help="the whole training flow in Prefect")
     run.add_argument("--article", required=True)
-    run.add_argument("--source", default="", help="a folder, or s3://bucket/prefix (default: params pipeline.source)")
+    run.add_argument("--source", default="", help=SOURCE_HELP)
     run.set_defaults(handler=run_flow_command)
 
 
+def add_flow_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """`demo`, `nightly`, `branch-add` and `tag`: the flows besides the training pipeline."""
+    demo = subparsers.add_parser("demo", parents=[common_parent()], help="synthetic catalogue -> DVC -> training "
+                                 "flow -> comparison table and registry (`make demo`)")
+    demo.add_argument("--article", default="tops")
+    demo.set_defaults(handler=run_demo)
+    nightly = subparsers.add_parser("nightly", parents=[common_parent()], help="the nightly flow: ingest; announce "
+                                    "new attributes; retrain unless data and params are those of a registered version")
+    nightly.add_argument("--article", required=True)
+    nightly.add_argument("--source", default="", help=SOURCE_HELP)
+    nightly.set_defaults(handler=run_nightly)
+    branch = subparsers.add_parser("branch-add", parents=[common_parent()], help="add one attribute's Branch to the "
+                                   "article's champion (else latest) model and register the result")
+    branch.add_argument("--article", required=True)
+    branch.add_argument("--attribute", required=True, help="must already be in the article's taxonomy in params")
+    branch.add_argument("--source", default="", help=SOURCE_HELP)
+    branch.add_argument("--mode", default="", choices=["", "frozen_base", "progressive"],
+                        help="default: params branch_add.mode")
+    branch.set_defaults(handler=run_branch_add)
+    tag = subparsers.add_parser("tag", parents=[common_parent()], help="batch-tag a catalogue with the champion: "
+                                "a table of (image, attribute, label, probability, model version)")
+    tag.add_argument("--article", required=True)
+    tag.add_argument("--source", required=True, help="a folder, s3://bucket/prefix, or 'manifest' (its unlabelled cells)")
+    tag.add_argument("--only-missing", action="store_true", help="skip cells the manifest already labels")
+    tag.add_argument("--min-probability", type=float, help="overrides serving.tag_min_probability")
+    tag.add_argument("--output", help="output folder (default <serving.tag_output>/<article>)")
+    tag.set_defaults(handler=run_tag)
+
+
 def run_stage_command(args: argparse.Namespace) -> int:
-    from tasks.context import end_flow_run, make_context, start_flow_run
+    from tasks.context import flow_run, make_context
 
     ctx = make_context(args.params, args.article, args.overrides)
-    ctx = start_flow_run(ctx, f"dvc-{args.stage}-{args.article}", {"dvc_stage": args.stage})
-    try:
+    with flow_run(ctx, f"dvc-{args.stage}-{args.article}", {"dvc_stage": args.stage}) as ctx:
         result = _STEPS[args.stage](ctx, args)
-    except BaseException:
-        end_flow_run(ctx, ok=False)
-        raise
-    end_flow_run(ctx, ok=True)
     if result:
         print(result)
     return 0
@@ -113,24 +145,8 @@ _STEPS: dict[str, Callable] = {"ingest": _ingest, "validate": _validate, "slice"
                                "baselines": _baselines, "evaluate": _evaluate}
 
 
-def _prefect_defaults(root: Path) -> None:
-    """What the Makefile exports, for runs that do not come through it: no telemetry (the offline
-    server logs errors otherwise), a start-up timeout that fits 2 cores, state in <project>/.prefect."""
-    import logging
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for noisy in ("httpx", "great_expectations"):  # a line per API call / per GX config save otherwise
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def run_flow_command(args: argparse.Namespace) -> int:
-    _prefect_defaults(Path(args.params).resolve().parent)
+    tool_defaults(Path(args.params).resolve().parent)
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, args.source, args.params, args.overrides)
@@ -151,6 +167,37 @@ def _print_registry(result: dict) -> None:
               f" --reason '...'{gates}")
 
 
+def run_nightly(args: argparse.Namespace) -> int:
+    """Exit 75 (EX_TEMPFAIL) when another nightly run of the article holds its lock: this one did nothing."""
+    tool_defaults(Path(args.params).resolve().parent)
+    from flows.nightly import nightly_flow
+    from progattr_core.locks import LockBusy
+
+    result = nightly_flow(args.article, args.source, args.params, args.overrides)
+    print_json(result)
+    if result.get("reason") == "busy":
+        print(f"progattr nightly: {result['message']}; this run did nothing", file=sys.stderr)
+        return LockBusy.exit_code
+    return 0
+
+
+def run_branch_add(args: argparse.Namespace) -> int:
+    tool_defaults(Path(args.params).resolve().parent)
+    from flows.branch_add import branch_add_flow
+
+    print_json(branch_add_flow(args.article, args.attribute, args.source, args.mode, args.params, args.overrides))
+    return 0
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    tool_defaults(Path(args.params).resolve().parent)
+    from flows.tag_catalogue import tag_catalogue_flow
+
+    print_json(tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
+                                  args.min_probability, args.output))
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Synthetic catalogue -> DVC -> the training flow -> table, registry, and where to look."""
     import time
@@ -161,7 +208,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     params_path = Path(args.params).resolve()
     root = params_path.parent
-    _prefect_defaults(root)
+    tool_defaults(root)
     params = load_params(params_path, args.overrides)
     raw = root / params.pipeline.source
     manifest = _ensure_synth(params, args.article, raw)

@@ -1,7 +1,9 @@
-"""The project's one MLflow module: tracking defaults, stage checkpoints, registry versions and gates.
+"""MLflow tracking: where runs go, runs of one experiment, and the retry rule for every MLflow call.
 
 Everything goes through an explicit `MlflowClient` (no active-run globals), so Prefect tasks running
-in threads or separate processes cannot step on each other's runs. Only MLflow I/O is retried.
+in threads or separate processes cannot step on each other's runs. Only MLflow I/O is retried, here
+(`call_with_retries`); Prefect tasks that call it are not retried again. The model registry is
+`tracking/registry.py`.
 
 Run layout in the experiment (every run carries `progattr.*` tags, searched by tag, never by run id):
 - one `flow` run per flow invocation (validation report, evaluation, the registered model files);
@@ -18,7 +20,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,6 +87,25 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, TimeoutError)) or type(exc).__name__ == "OperationalError"
 
 
+def call_with_retries(uri: str, retries: int, delay_s: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, retried with exponential backoff on transient I/O errors; a permanent
+    error (no such version, bad parameter) is raised at once; TrackingUnavailableError at the end."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not _transient(exc):
+                raise
+            if attempt == retries:
+                raise TrackingUnavailableError(
+                    f"MLflow at {redact(uri)} failed {attempt + 1} time(s) in {fn.__name__}, "
+                    f"giving up (params mlflow.retries={retries}): {redact(str(exc))}") from None
+            delay = delay_s * 2**attempt
+            log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, redact(str(exc)), attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 class Store:
     """An MLflow client bound to one experiment, with retries on I/O."""
 
@@ -95,21 +117,7 @@ class Store:
         self.experiment_id = self._call(self._ensure_experiment)
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        for attempt in range(self.cfg.retries + 1):
-            try:
-                return fn(*args, **kwargs)
-            except Exception as exc:
-                if not _transient(exc):
-                    raise
-                if attempt == self.cfg.retries:
-                    raise TrackingUnavailableError(
-                        f"MLflow at {redact(self.cfg.tracking_uri)} failed {attempt + 1} time(s) in {fn.__name__}, "
-                        f"giving up (params mlflow.retries={self.cfg.retries}): {redact(str(exc))}") from None
-                delay = self.cfg.retry_delay_s * 2**attempt
-                log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, redact(str(exc)),
-                            attempt + 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        return call_with_retries(self.cfg.tracking_uri, self.cfg.retries, self.cfg.retry_delay_s, fn, *args, **kwargs)
 
     def _ensure_experiment(self) -> str:
         exp = self.client.get_experiment_by_name(self.cfg.experiment)
@@ -128,6 +136,18 @@ class Store:
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
         return self._call(self.client.create_run, self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    @contextmanager
+    def run(self, name: str, tags: dict[str, str], parent_run_id: str | None = None) -> Iterator[str]:
+        """A run that ends FINISHED (tagged completed) when the block completes, FAILED when it raises:
+        the one way a run is opened and closed."""
+        run_id = self.start_run(name, tags, parent_run_id)
+        try:
+            yield run_id
+        except BaseException:
+            self.finish_run(run_id, completed=False)
+            raise
+        self.finish_run(run_id)
 
     def finish_run(self, run_id: str, completed: bool = True) -> None:
         """End a run; `completed` also sets the tag that resume and re-use look for."""
@@ -182,30 +202,3 @@ class Store:
             self.set_tags(run.info.run_id, {"status": "interrupted"})
             self._call(self.client.set_terminated, run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
         return [r.info.run_id for r in stale]
-
-    # -- registry ---------------------------------------------------------------------------------
-    def register(self, name: str, run_id: str, artifact_path: str, tags: dict[str, Any]) -> str:
-        """A new version of `name` from a run's artifact folder (weights + config, no MLmodel)."""
-        try:
-            self._call(self.client.create_registered_model, name)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        mv = self._call(self.client.create_model_version, name, f"runs:/{run_id}/{artifact_path}",
-                        run_id=run_id, tags={TAG + k: str(v) for k, v in tags.items()})
-        return str(mv.version)
-
-    def version_by_alias(self, name: str, alias: str) -> Any | None:
-        try:
-            return self._call(self.client.get_model_version_by_alias, name, alias)
-        except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return None
-            raise
-
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        self._call(self.client.set_registered_model_alias, name, alias, version)
-
-    def versions_with_tag(self, name: str, key: str, value: str) -> list[Any]:
-        found = self._call(self.client.search_model_versions, f"name = '{name}'")
-        return [v for v in found if v.tags.get(TAG + key) == value]

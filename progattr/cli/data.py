@@ -1,42 +1,19 @@
-"""`progattr`: the project's command line. One sub-parser group per area (`data`, ...).
-
-A group is added with a `_add_<group>_parser(subparsers)` function that registers its sub-commands,
-each with `set_defaults(handler=...)`; handlers take the parsed args and return an exit status.
-Heavy imports (torch, pandas) stay inside handlers so `progattr --help` is fast. Errors the core
-raises on purpose (ProgattrError) become a one-line message and their exit code, never a traceback.
-"""
+"""`progattr data ...` (synthetic catalogue, imports, slices) and `progattr pretrain`."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ProgattrError
+from progattr_core.errors import ProgattrError
 
-
-def _common() -> argparse.ArgumentParser:
-    """Options every leaf command accepts: the params file and overrides."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    common.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="override params, e.g. --set synth.seed=1 data.split.val_fraction=0.2")
-    return common
-
-
-def _params(args: argparse.Namespace):
-    from .config import load_params
-
-    return load_params(args.params, args.overrides)
-
+from .common import common_parent, load, only, under_root
 
 # ---------------------------------------------------------------- data
 
 
-def _add_data_parser(subparsers: argparse._SubParsersAction) -> None:
-    common = _common()
+def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
+    common = common_parent()
     data = subparsers.add_parser("data", help="build the manifest: synthetic catalogue, imports, slices")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="{synth,import,slice}")
 
@@ -78,7 +55,7 @@ def _add_data_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _save_manifest(new, manifest_path: str | None, taxonomy) -> str:
     """Merge `new` into the manifest at `manifest_path` (if one is asked for); a line saying what was written."""
-    from .data.manifest import merge_manifests, read_manifest, write_manifest
+    from progattr_core.data.manifest import merge_manifests, read_manifest, write_manifest
 
     if not manifest_path:
         return ""
@@ -89,9 +66,9 @@ def _save_manifest(new, manifest_path: str | None, taxonomy) -> str:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from .data.synth import generate_catalogue
+    from progattr_core.data.synth import generate_catalogue
 
-    p = _params(args)
+    p = load(args)
     s = p.synth
     out = Path(args.out or Path(p.data.raw) / "synth")
     manifest = generate_catalogue(args.article, args.n or s.n_images, out, p.taxonomy, s.image_size,
@@ -103,13 +80,13 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_import(args: argparse.Namespace) -> int:
-    from .data import importers
-    from .data.manifest import relative_to, resolve_inside, write_manifest
+    from progattr_core.data import importers
+    from progattr_core.data.manifest import relative_to, resolve_inside, write_manifest
 
-    p = _params(args)
+    p = load(args)
     common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image}
     name = Path(getattr(args, "table", None) or args.folder).stem
-    dest = args.dest or _under_root(Path(p.data.raw) / name, Path(p.data.root))
+    dest = args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root))
     source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root
     if args.import_kind == "wide":
         result = importers.import_wide(args.table, args.images, args.article, dest=dest, **common)
@@ -118,7 +95,7 @@ def _data_import(args: argparse.Namespace) -> int:
     elif args.import_kind == "folder":
         result = importers.import_folder(args.folder, args.article, args.attribute, dest=dest, **common)
     else:
-        article = args.article or _only(list(p.imports.kaggle), "imports.kaggle articles")
+        article = args.article or only(list(p.imports.kaggle), "imports.kaggle articles")
         if article not in p.imports.kaggle:
             raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
         result = importers.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
@@ -130,26 +107,11 @@ def _data_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _under_root(path: Path, root: Path) -> str:
-    import os
-
-    rel = Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
-    if rel.startswith(".."):
-        raise ProgattrError(f"{path} is not inside the data root {root}; pass --dest")
-    return rel
-
-
-def _only(items: list[str], what: str) -> str:
-    if len(items) != 1:
-        raise ProgattrError(f"{what} has {items}: choose one with --article")
-    return items[0]
-
-
 def _data_slice(args: argparse.Namespace) -> int:
-    from .data.manifest import read_manifest
-    from .data.slicing import slice_by_attribute
+    from progattr_core.data.manifest import read_manifest
+    from progattr_core.data.slicing import slice_by_attribute
 
-    p = _params(args)
+    p = load(args)
     manifest = read_manifest(args.manifest or p.data.manifest, p.taxonomy)
     summary = slice_by_attribute(manifest, args.article, p.attributes(args.article), args.out or p.data.slices)
     for attr, counts in summary["attributes"].items():
@@ -160,8 +122,8 @@ def _data_slice(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- pretrain
 
 
-def _add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
-    pre = subparsers.add_parser("pretrain", parents=[_common()],
+def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
+    pre = subparsers.add_parser("pretrain", parents=[common_parent()],
                                 help="pretrain a Base on a densely labelled catalogue (params `pretrain:`) for model.init")
     pre.add_argument("--out", required=True, help="the backbone file to write, e.g. models/backbone.pt; its lineage "
                      "(every image's content hash) goes beside it as <out>.lineage.json")
@@ -174,10 +136,10 @@ def _pretrain(args: argparse.Namespace) -> int:
     on it, save it and its lineage: `--set model.init=<out>` then starts any training from it."""
     import torch
 
-    from .baselines import train_multilabel
-    from .data.arrays import load_arrays
-    from .model import resolve_device, save_model
-    from .pretrain import (
+    from progattr_core.baselines import train_multilabel
+    from progattr_core.data.arrays import load_arrays
+    from progattr_core.model import resolve_device, save_model
+    from progattr_core.pretrain import (
         ARTICLE,
         catalogue_vocabularies,
         import_catalogue,
@@ -186,14 +148,14 @@ def _pretrain(args: argparse.Namespace) -> int:
         sample,
         write_lineage,
     )
-    from .train import LabelledImages
+    from progattr_core.train import LabelledImages
 
-    p = _params(args)
+    p = load(args)
     source = Path(args.source or p.pretrain.source)
     vocab = catalogue_vocabularies(source / "styles.csv", p)
     pp = pretraining_params(p, vocab)
     print("heads: " + ", ".join(f"{a} ({len(v)} classes)" for a, v in vocab.items()))
-    dest = _under_root(Path(p.data.raw) / ARTICLE, Path(p.data.root))
+    dest = under_root(Path(p.data.raw) / ARTICLE, Path(p.data.root))
     result = import_catalogue(pp, source, p.data.root, dest)
     manifest = sample(result.manifest, p.pretrain.max_images, p.seed)
     print(f"pretraining on {len(manifest)} of {len(result.manifest)} imported images (article types "
@@ -210,93 +172,3 @@ def _pretrain(args: argparse.Namespace) -> int:
     print(f"backbone {out} ({len(splits['train'])} training images, {fit.seconds:.0f}s); start from it with "
           f"--set model.init={out}")
     return 0
-
-
-# ---------------------------------------------------------------- pipeline, demo (handlers in flows/commands.py)
-
-
-def _add_pipeline_parser(subparsers: argparse._SubParsersAction) -> None:
-    from flows.commands import STAGES, add_pipeline_arguments  # light: argparse only, no prefect
-
-    pipeline = subparsers.add_parser("pipeline", help="the training pipeline: the Prefect flow, or one step (dvc.yaml)")
-    sub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="{run," + ",".join(STAGES) + "}")
-    add_pipeline_arguments(sub, _common())
-
-
-def _add_demo_parser(subparsers: argparse._SubParsersAction) -> None:
-    from flows.commands import run_demo
-
-    demo = subparsers.add_parser("demo", parents=[_common()], help="synthetic catalogue -> DVC -> training flow "
-                                 "-> comparison table and registry (`make demo`)")
-    demo.add_argument("--article", default="tops")
-    demo.set_defaults(handler=run_demo)
-
-
-# ---------------------------------------------------------------- serve (handler in serving/cli.py)
-
-
-def _add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
-    from serving.cli import add_serve_options, run_serve  # light: argparse only, no torch or mlflow
-
-    serve = subparsers.add_parser("serve", parents=[_common()], help="serve each article's champion model over HTTP")
-    add_serve_options(serve)
-    serve.set_defaults(handler=run_serve)
-
-
-# ---------------------------------------------------------------- operations (handlers in flows/ops_commands.py)
-
-
-def _add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
-    from flows.ops_commands import add_registry_arguments  # light: argparse only
-
-    registry = subparsers.add_parser("registry", help="approvals: show, history, approve, reject, rollback, "
-                                     "request/answer the approval flow")
-    sub = registry.add_subparsers(dest="registry_command", required=True)
-    add_registry_arguments(sub, _common())
-
-
-def _add_attribute_parser(subparsers: argparse._SubParsersAction) -> None:
-    from flows.ops_commands import add_attribute_arguments
-
-    attribute = subparsers.add_parser("attribute", help="announce a new attribute (starts the branch-add flow)")
-    add_attribute_arguments(attribute.add_subparsers(dest="attribute_command", required=True), _common())
-
-
-def _add_deploy_parser(subparsers: argparse._SubParsersAction) -> None:
-    from flows.ops_commands import add_deploy_arguments, add_worker_arguments
-
-    add_deploy_arguments(subparsers.add_parser("deploy", parents=[_common()], help="apply the Prefect deployments "
-                                               "(nightly per article, branch-add, approval) to PREFECT_API_URL"))
-    add_worker_arguments(subparsers.add_parser("worker", parents=[_common()], help="run a Prefect process worker "
-                                               "on the params' work pool"))
-
-
-# ---------------------------------------------------------------- entry point
-
-GROUPS: list[Callable[[argparse._SubParsersAction], None]] = [_add_data_parser, _add_pretrain_parser,
-                                                              _add_pipeline_parser, _add_demo_parser,
-                                                              _add_serve_parser, _add_registry_parser,
-                                                              _add_attribute_parser, _add_deploy_parser]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="progattr", description="Progressive fashion attribute extraction")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for add in GROUPS:
-        add(subparsers)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.handler(args) or 0)
-    except ProgattrError as exc:
-        print(f"progattr: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

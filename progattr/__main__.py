@@ -1,5 +1,5 @@
 import sys
 
-from serving.cli import main
+from progattr.cli import main
 
 sys.exit(main())

@@ -1,5 +1,5 @@
-"""Handlers of `progattr registry ...`, `progattr attribute add`, `progattr deploy` and `progattr
-worker` (registered in progattr_core/cli.py). Heavy imports stay inside the handlers."""
+"""Operations: `progattr registry ...` (approvals), `attribute add`, `deploy` and `worker`.
+Heavy imports stay inside the handlers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,15 @@ import os
 import shutil
 import sys
 
+from .common import common_parent, load
 
-def add_registry_arguments(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+
+def add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
+    registry = subparsers.add_parser("registry", help="approvals: show, history, approve, reject, rollback, "
+                                     "request/answer the approval flow")
+    sub = registry.add_subparsers(dest="registry_command", required=True)
+    common = common_parent()
+
     def leaf(name: str, text: str, handler, version: bool = False, decision: bool = False):
         p = sub.add_parser(name, parents=[common], help=text, description=text)
         p.add_argument("--article", required=True)
@@ -42,13 +49,13 @@ def add_registry_arguments(sub: argparse._SubParsersAction, common: argparse.Arg
     ans.set_defaults(handler=_answer)
 
 
-def _store_and_log(args: argparse.Namespace):
+def _registry_and_log(args: argparse.Namespace):
     from tasks.approvals import AuditLog
     from tasks.context import make_context
-    from tasks.mlflow_store import Store
+    from tracking.registry import Registry
 
     ctx = make_context(args.params, args.article, args.overrides)
-    return Store(ctx.store), AuditLog(ctx.path(ctx.params().operations.audit_log))
+    return Registry.of(ctx.store), AuditLog(ctx.path(ctx.params().operations.audit_log))
 
 
 def _by(args: argparse.Namespace) -> str:
@@ -66,15 +73,15 @@ def _print_moves(moves) -> None:
 def _show(args: argparse.Namespace) -> int:
     from tasks.approvals import describe
 
-    store, _ = _store_and_log(args)
-    print(json.dumps(describe(store, args.article), indent=1))
+    registry, _ = _registry_and_log(args)
+    print(json.dumps(describe(registry, args.article), indent=1))
     return 0
 
 
 def _history(args: argparse.Namespace) -> int:
-    from tasks.registry import model_name
+    from tracking.registry import model_name
 
-    _, audit = _store_and_log(args)
+    _, audit = _registry_and_log(args)
     moves = audit.read(model_name(args.article))
     if not moves:
         print(f"no alias moves recorded for {model_name(args.article)} in {audit.path}")
@@ -85,16 +92,16 @@ def _history(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     from tasks.approvals import approve
 
-    store, audit = _store_and_log(args)
-    _print_moves(approve(store, audit, args.article, args.version, _by(args), args.reason, args.override_gates))
+    registry, audit = _registry_and_log(args)
+    _print_moves(approve(registry, audit, args.article, args.version, _by(args), args.reason, args.override_gates))
     return 0
 
 
 def _reject(args: argparse.Namespace) -> int:
     from tasks.approvals import reject
 
-    store, audit = _store_and_log(args)
-    _print_moves(reject(store, audit, args.article, args.version, _by(args), args.reason))
+    registry, audit = _registry_and_log(args)
+    _print_moves(reject(registry, audit, args.article, args.version, _by(args), args.reason))
     print(f"version {args.version} rejected")
     return 0
 
@@ -102,8 +109,8 @@ def _reject(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     from tasks.approvals import rollback
 
-    store, audit = _store_and_log(args)
-    _print_moves(rollback(store, audit, args.article, _by(args), args.reason))
+    registry, audit = _registry_and_log(args)
+    _print_moves(rollback(registry, audit, args.article, _by(args), args.reason))
     return 0
 
 
@@ -125,8 +132,10 @@ def _answer(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_attribute_arguments(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    add = sub.add_parser("add", parents=[common], help="emit progattr.attribute.added (runs the branch-add "
+def add_attribute_parser(subparsers: argparse._SubParsersAction) -> None:
+    attribute = subparsers.add_parser("attribute", help="announce a new attribute (starts the branch-add flow)")
+    sub = attribute.add_subparsers(dest="attribute_command", required=True)
+    add = sub.add_parser("add", parents=[common_parent()], help="emit progattr.attribute.added (runs the branch-add "
                          "deployment through its trigger)")
     add.add_argument("--article", required=True)
     add.add_argument("--attribute", required=True, help="must already be in the article's taxonomy in params")
@@ -135,12 +144,11 @@ def add_attribute_arguments(sub: argparse._SubParsersAction, common: argparse.Ar
 
 
 def _attribute_add(args: argparse.Namespace) -> int:
-    from progattr_core.config import load_params
     from progattr_core.errors import ConfigError
     from tasks.approvals import default_user
     from tasks.attribute_events import EVENT, emit_attribute_added
 
-    params = load_params(args.params, args.overrides)
+    params = load(args)
     vocab = params.attributes(args.article)
     if args.attribute not in vocab:
         raise ConfigError(f"attribute {args.attribute!r} is not in taxonomy.{args.article} {list(vocab)}: add it "
@@ -151,8 +159,11 @@ def _attribute_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(handler=_deploy)
+def add_deploy_parsers(subparsers: argparse._SubParsersAction) -> None:
+    subparsers.add_parser("deploy", parents=[common_parent()], help="apply the Prefect deployments (nightly per "
+                          "article, branch-add, approval) to PREFECT_API_URL").set_defaults(handler=_deploy)
+    subparsers.add_parser("worker", parents=[common_parent()], help="run a Prefect process worker on the params' "
+                          "work pool").set_defaults(handler=_worker)
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -163,15 +174,9 @@ def _deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.set_defaults(handler=_worker)
-
-
 def _worker(args: argparse.Namespace) -> int:
     """Replace this process with `prefect worker start` on the params' work pool."""
-    from progattr_core.config import load_params
-
-    pool = load_params(args.params, args.overrides).operations.work_pool
+    pool = load(args).operations.work_pool
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
     os.execv(prefect, [prefect, "worker", "start", "--pool", pool, "--type", "process"])
     return 0
