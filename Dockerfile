@@ -15,13 +15,9 @@ FROM python:3.11-slim
 # CPU-only torch wheels keep the image small; set to "" to get PyPI's default (CUDA) builds.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
+# Prefect's settings come from [tool.prefect] in /app/pyproject.toml (the working directory).
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false \
-    GX_ANALYTICS_ENABLED=false \
-    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 \
-    PREFECT_HOME=/app/.prefect \
-    MPLBACKEND=Agg \
     PATH=/app/.venv/bin:$PATH
 
 RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/* \

@@ -4,11 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export GX_ANALYTICS_ENABLED := false
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
-export PREFECT_HOME := $(CURDIR)/.prefect
-export MPLBACKEND := Agg
+# Prefect's settings: [tool.prefect] in pyproject.toml (read from this folder).
 
 .PHONY: setup demo test test-all lint clean
 

@@ -214,7 +214,7 @@ REAL = common.ROOT.parent / "shared" / "datasets" / "fashion-product-images-smal
 
 def real_manifest(params: Any, article: str) -> tuple[Any, Any]:
     """The real catalogue imported once (imports.kaggle.<article>) under data/bench; (manifest, root)."""
-    from progattr_core.data.importers import import_kaggle
+    from progattr_core.data.kaggle import import_kaggle
     from progattr_core.data.manifest import read_manifest, write_manifest
 
     root = common.DATA / f"real-{article}"

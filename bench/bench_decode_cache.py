@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from progattr_core.config import load_params  # noqa: E402
 from progattr_core.data.arrays import decode_to_array, load_arrays  # noqa: E402
-from progattr_core.data.importers import import_kaggle  # noqa: E402
+from progattr_core.data.kaggle import import_kaggle  # noqa: E402
 from progattr_core.data.synth import generate_catalogue  # noqa: E402
 
 PROFILES = {"smoke": 150, "quick": 2000, "full": 10000}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from progattr.cli.common import tool_defaults
+from progattr.cli.common import quiet_tool_logs
 
 log = logging.getLogger("bench.orchestration")
 # Prefect task keys start with the task function's name
@@ -117,7 +117,7 @@ def breakdown(run: dict[str, Any]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    tool_defaults(Path.cwd())
+    quiet_tool_logs()
     args, info, started = common.start("Orchestration overhead: training flow wall time vs its compute", argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     prof = PROFILES[args.profile]

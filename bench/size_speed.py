@@ -18,9 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from bench import accuracy, common
+from progattr_core.config import SPLIT_POINTS
 
 log = logging.getLogger("bench.size_speed")
-SPLITS = ("layer2", "layer3", "layer4.1")
+SPLITS = SPLIT_POINTS
 PAPER = {"size_ratio": 450 / 1120, "inference_ratio": 0.55 / 1.4, "train_ratio": 0.5}
 
 PROFILES: dict[str, dict[str, Any]] = {

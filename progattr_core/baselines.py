@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import Params, attribute_order
+from .config import Params
 from .model import MultiLabelResNet, ProgressiveResNet, _seed_for, build_model
-from .schedule import Stage
+from .schedule import Stage, attribute_order
 from .train import FitResult, FitSpec, LabelledImages, Progress, class_weights, fit, lr_ramp, train_stage
 
 

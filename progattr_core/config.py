@@ -409,12 +409,3 @@ def _check_imports(p: Params, source: str) -> None:
             unknown = sorted(set(classes) - set(attrs[attr]))
             if unknown:
                 raise ConfigError(f"{where}.keywords.{attr}: classes {unknown} not in {list(attrs[attr])}")
-
-
-def attribute_order(params: Params, article: str | None = None) -> list[str]:
-    """Attributes of an article in training order: `train.attribute_order` if set, else taxonomy order."""
-    article = article or params.train.article
-    attrs = list(params.attributes(article))
-    if params.train.attribute_order and article == params.train.article:
-        return list(params.train.attribute_order)
-    return attrs

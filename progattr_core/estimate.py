@@ -16,9 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import Params, attribute_order
+from .config import Params
 from .model import build_model
-from .schedule import build_schedule
+from .schedule import attribute_order, build_schedule
 
 # Per pass, the frozen-Base final stage runs the Base forward only (no backward, no update): about a
 # third of its training cost. Evaluation passes (best-epoch selection, the test split) likewise.

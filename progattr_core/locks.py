@@ -23,15 +23,16 @@ class LockBusy(ProgattrError):
 
 
 @contextmanager
-def hold(path: str | Path, what: str) -> Iterator[dict]:
-    """Hold the lock at `path` for the `with` block (yields the holder's details), or raise LockBusy
-    at once naming `what` and the process that holds it. Never waits."""
+def hold(path: str | Path, what: str, wait: bool = False) -> Iterator[dict]:
+    """Hold the lock at `path` for the `with` block (yields the holder's details). When another
+    process holds it: with `wait`, wait for it; without, raise LockBusy at once naming `what` and
+    the holder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockBusy(f"{what} is already running ({_describe(os.pread(fd, 4096, 0))}; lock {path})") from None
         holder = {"pid": os.getpid(), "host": socket.gethostname(),

@@ -2,69 +2,27 @@
 
 Paper section 3.1: the Base is the network's trunk; a Branch is a copy of the network's tail plus a
 softmax classifier for one attribute. The Base runs once per batch; every Branch reads its features.
+The backbones come from backbone.py; saving and loading is model_file.py.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import os
 import zlib
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
-from .errors import ModelError, WeightsUnavailableError
+from .backbone import FORMAT, load_backbone, split_backbone
+from .config import SPLIT_POINTS
+from .errors import ModelError
 
 log = logging.getLogger(__name__)
 
-FORMAT = "progattr-model/1"
-ARCHS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
-SPLIT_POINTS = ("layer2", "layer3", "layer4.1")
-
-
-def _seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
-    if arch not in ARCHS:
-        raise ModelError(f"unknown architecture {arch!r}; allowed: {sorted(ARCHS)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return getattr(torchvision.models, arch)(weights=None)
-
-
-def _imagenet_backbone(arch: str) -> torchvision.models.ResNet:
-    """torchvision's ImageNet weights; offline, a clear message naming the file and TORCH_HOME."""
-    weights = getattr(torchvision.models, ARCHS[arch]).DEFAULT
-    try:
-        return getattr(torchvision.models, arch)(weights=weights)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt file a RuntimeError
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        name = weights.url.rsplit("/", 1)[-1]
-        raise WeightsUnavailableError(
-            f"cannot load ImageNet weights for {arch} ({type(exc).__name__}: {exc}). Offline, download "
-            f"{weights.url} elsewhere and place it at {folder / name} (the folder is $TORCH_HOME/hub/"
-            f"checkpoints; TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or use "
-            f"model.init=scratch"
-        ) from None
-
-
-def _split(backbone: torchvision.models.ResNet, split_point: str) -> tuple[list, list]:
-    """(base, tail) lists of (name, module). `layer4.1`: the Branch is layer4's last block only."""
-    stem = [("conv1", backbone.conv1), ("bn1", backbone.bn1), ("relu", backbone.relu),
-            ("maxpool", backbone.maxpool)]
-    layers = [(f"layer{i}", getattr(backbone, f"layer{i}")) for i in range(1, 5)]
-    if split_point == "layer2":
-        return stem + layers[:2], layers[2:]
-    if split_point == "layer3":
-        return stem + layers[:3], layers[3:]
-    if split_point == "layer4.1":
-        blocks = list(backbone.layer4.children())
-        return stem + layers[:3] + [("layer4", nn.Sequential(*blocks[:-1]))], [("layer4_last", blocks[-1])]
-    raise ModelError(f"unknown split point {split_point!r}; allowed: {list(SPLIT_POINTS)}")
 
 
 def _seed_for(seed: int, name: str) -> int:
@@ -92,7 +50,7 @@ class _Normalise(nn.Module):
         return (x.float() / 255.0 - self.mean) / self.std
 
 
-class _AttributeModel(nn.Module):
+class AttributeModel(nn.Module):
     """What both model kinds share: input checks, normalisation, the class vocabularies."""
 
     kind = "abstract"
@@ -141,7 +99,7 @@ class _AttributeModel(nn.Module):
                 "attributes": [[a, list(c)] for a, c in self.classes.items()]}
 
 
-class ProgressiveResNet(_AttributeModel):
+class ProgressiveResNet(AttributeModel):
     """A ResNet split into a shared Base and per-attribute Branches (tail copy + classifier).
 
     Args:
@@ -162,8 +120,8 @@ class ProgressiveResNet(_AttributeModel):
         if split_point not in SPLIT_POINTS:
             raise ModelError(f"unknown split point {split_point!r}; allowed: {list(SPLIT_POINTS)}")
         self.split_point = split_point
-        backbone = _load_backbone(arch, init, seed)
-        base, tail = _split(backbone, split_point)
+        backbone = load_backbone(arch, init, seed)
+        base, tail = split_backbone(backbone, split_point)
         self.base = nn.Sequential(OrderedDict(base))
         self.feature_dim = backbone.fc.in_features
         template = nn.Sequential(OrderedDict(tail)).requires_grad_(False)
@@ -228,10 +186,6 @@ class ProgressiveResNet(_AttributeModel):
             self.base.eval()
         return self
 
-    def branch_parameters(self, attribute: str) -> list[nn.Parameter]:
-        self._check_attributes([attribute])
-        return list(self.branches[attribute].parameters())
-
     def layer_groups(self, attributes: Sequence[str]) -> list[list[nn.Parameter]]:
         """Parameters from the lowest Base layer to the Branches: the ramp of differential LRs."""
         groups = [list(self.base.conv1.parameters()) + list(self.base.bn1.parameters())]
@@ -246,7 +200,7 @@ class ProgressiveResNet(_AttributeModel):
         return {} if self.template_from_seed else {"tail_template": self.tail_template.state_dict()}
 
 
-class MultiLabelResNet(_AttributeModel):
+class MultiLabelResNet(AttributeModel):
     """The multi-label baseline: one ResNet whose head has one output per (attribute, class).
 
     Args:
@@ -271,7 +225,7 @@ class MultiLabelResNet(_AttributeModel):
             if len(classes) < 2:
                 raise ModelError(f"attribute {attr!r} needs at least 2 classes, got {list(classes)}")
             self.classes[attr] = [str(c) for c in classes]
-        backbone = _load_backbone(arch, init, seed)
+        backbone = load_backbone(arch, init, seed)
         width = sum(len(c) for c in self.classes.values())
         backbone.fc = make_classifier(backbone.fc.in_features, width, _seed_for(seed, "multilabel-head"))
         self.net = backbone
@@ -309,77 +263,10 @@ class MultiLabelResNet(_AttributeModel):
         return {}
 
 
-def _load_backbone(arch: str, init: str, seed: int) -> torchvision.models.ResNet:
-    if arch not in ARCHS:
-        raise ModelError(f"unknown architecture {arch!r}; allowed: {sorted(ARCHS)}")
-    if init == "scratch":
-        return _seeded_backbone(arch, seed)
-    if init == "imagenet":
-        return _imagenet_backbone(arch)
-    path = Path(init)
-    if not path.is_file():
-        raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
-    backbone = _seeded_backbone(arch, seed)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = _backbone_state_from(blob, path)
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("fc.")]:
-        raise ModelError(f"{path}: not a {arch} backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return backbone
-
-
-def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
-    """A torchvision ResNet state_dict from a saved progattr model (its Base + tail template) or as is."""
-    if isinstance(blob, dict) and blob.get("format") == FORMAT:
-        cfg = blob["config"]
-        if cfg["kind"] == "multilabel":
-            return {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.") and
-                    not k.startswith("net.fc.")}
-        state = {k[len("base."):]: v for k, v in blob["state_dict"].items() if k.startswith("base.")}
-        tail = blob["extra"].get("tail_template") or _scratch_template(cfg)
-        if cfg["split_point"] == "layer4.1":
-            n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer4."))
-            state.update({f"layer4.{n_blocks}.{k.split('.', 1)[1]}": v for k, v in tail.items()})
-        else:
-            state.update(tail)
-        return state
-    if isinstance(blob, dict) and all(isinstance(v, Tensor) for v in blob.values()):
-        return {k: v for k, v in blob.items() if not k.startswith("fc.")}
-    raise ModelError(f"{path}: neither a progattr model nor a ResNet state_dict")
-
-
-def _scratch_template(cfg: dict[str, Any]) -> dict[str, Tensor]:
-    """The tail template of a saved scratch-initialised model, rebuilt from its arch and seed."""
-    model = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"], cfg["mean"], cfg["std"],
-                              "scratch", cfg["seed"])
-    return model.tail_template.state_dict()
-
-
 def build_model(model_params: Any, seed: int = 0) -> ProgressiveResNet:
     """A branch-less ProgressiveResNet from the `model:` section of params."""
     return ProgressiveResNet(model_params.arch, model_params.split_point, model_params.image_size,
                              model_params.mean, model_params.std, model_params.init, seed)
-
-
-def _atomic_save(obj: Any, path: str | Path) -> Path:
-    """Write then rename, so a crash or a full disk never leaves a half-written file in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except RuntimeError as exc:  # torch's zip writer reports a failed write (full disk, size limit) so
-        raise OSError(f"could not write {path} (disk full or file size limit?): {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def model_blob(model: _AttributeModel) -> dict[str, Any]:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    extra = {k: {n: t.detach().cpu() for n, t in v.items()} for k, v in model.extra_state().items()}
-    return {"format": FORMAT, "config": model.describe(), "state_dict": state, "extra": extra}
 
 
 def weights_mb(model: nn.Module) -> float:
@@ -387,39 +274,6 @@ def weights_mb(model: nn.Module) -> float:
     buffers included). A saved file can hold more: the tail template kept for adding Branches later
     (file- or ImageNet-initialised models), which is no part of the predicting model's size."""
     return sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
-
-
-def save_model(model: _AttributeModel, path: str | Path) -> Path:
-    """One self-describing file: config + weights, loadable with weights_only=True."""
-    return _atomic_save(model_blob(model), path)
-
-
-def model_from_blob(blob: dict[str, Any], source: str = "<blob>") -> _AttributeModel:
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ModelError(f"{source}: not a {FORMAT} file")
-    cfg = blob["config"]
-    vocab = {a: c for a, c in cfg["attributes"]}
-    if cfg["kind"] == "progressive":
-        model: _AttributeModel = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"],
-                                                   cfg["mean"], cfg["std"], "scratch", cfg["seed"])
-        if "tail_template" in blob["extra"]:  # else: rebuilt from the seed by the constructor above
-            model.tail_template.load_state_dict(blob["extra"]["tail_template"])
-            model.template_from_seed = False
-        for attr, classes in vocab.items():
-            model.add_branch(attr, classes)
-    elif cfg["kind"] == "multilabel":
-        model = MultiLabelResNet(cfg["arch"], vocab, cfg["image_size"], cfg["mean"], cfg["std"],
-                                 "scratch", cfg["seed"], cfg["masked"])
-    else:
-        raise ModelError(f"{source}: unknown model kind {cfg['kind']!r}")
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
-
-
-def load_model(path: str | Path, map_location: str = "cpu") -> _AttributeModel:
-    """Rebuild a saved model from its own description (no defaults from code), weights_only=True."""
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    return model_from_blob(blob, str(path))
 
 
 def resolve_device(device: str) -> torch.device:

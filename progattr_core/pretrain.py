@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from .config import KaggleArticleParams, Params
-from .data.importers import ImportLog, ImportResult, import_kaggle, normalise, read_styles
+from .data.importers import ImportLog, ImportResult, normalise
+from .data.kaggle import import_kaggle, read_styles
 from .errors import DataValidationError
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from .config import Params, attribute_order
+from .config import Params
 
 StageKind = Literal["first", "add", "finetune", "final"]
 
@@ -32,6 +32,15 @@ class Stage:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+
+def attribute_order(params: Params, article: str | None = None) -> list[str]:
+    """Attributes of an article in training order: `train.attribute_order` if set, else taxonomy order."""
+    article = article or params.train.article
+    attrs = list(params.attributes(article))
+    if params.train.attribute_order and article == params.train.article:
+        return list(params.train.attribute_order)
+    return attrs
 
 def build_schedule(params: Params, article: str | None = None) -> list[Stage]:
     """first(A1); then add(Ak) + finetune(A1..Ak) for k = 2..n; then final (Base frozen, all Branches).

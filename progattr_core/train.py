@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from .config import TrainParams
 from .errors import DataValidationError, ModelError
-from .model import ProgressiveResNet, _atomic_save, _seed_for, model_blob, model_from_blob
+from .model import ProgressiveResNet, _seed_for
+from .model_file import atomic_save, model_blob, model_from_blob
 from .schedule import Stage
 
 log = logging.getLogger(__name__)
@@ -337,7 +338,7 @@ def save_checkpoint(path: str | Path, model: ProgressiveResNet, stage: Stage,
     blob = {**model_blob(model), "stage": stage.to_dict(),
             "result": {k: v for k, v in (result.to_dict() if result else {}).items()
                        if k in ("seconds", "image_passes", "epoch_losses")}}
-    return _atomic_save(blob, path)
+    return atomic_save(blob, path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[ProgressiveResNet, dict[str, Any]]:

@@ -14,7 +14,6 @@ operations.audit_log). Every read-decide-move-append sequence runs under an excl
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from progattr_core.errors import ProgattrError
+from progattr_core.locks import hold
 from tracking.registry import APPROVAL_STATUS, CHALLENGER, CHAMPION, PREVIOUS, Registry, model_name
 from tracking.store import TAG
 
@@ -67,13 +67,8 @@ class AuditLog:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with hold(self.path.with_name(self.path.name + ".lock"), "an approval", wait=True):
+            yield
 
     def append(self, moves: list[AliasMove]) -> None:
         """Write the moves and fsync, so an entry acknowledged to the approver survives a crash."""

@@ -14,7 +14,7 @@ from prefect import task
 
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import ConfigError
-from progattr_core.model import load_model
+from progattr_core.model_file import load_model
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.registry import champion_or_latest
 from tasks.training import MODEL

@@ -26,7 +26,8 @@ from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.gates import decide_challenger
 from progattr_core.metrics import evaluate
-from progattr_core.model import load_model, resolve_device, save_model
+from progattr_core.model import resolve_device
+from progattr_core.model_file import load_model, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
 from progattr_core.train import load_checkpoint

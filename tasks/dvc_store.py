@@ -98,7 +98,3 @@ def _redact(text: str) -> str:
     from tracking.store import redact  # the project's one URL-password redaction
 
     return redact(text)
-
-
-def pull(root: str | Path, *targets: str, remote: str | None = None) -> str:
-    return run_dvc(root, "pull", *(["-r", remote] if remote else []), *targets)

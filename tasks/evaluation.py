@@ -19,7 +19,8 @@ import pandas as pd
 from prefect import task
 
 from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt
-from progattr_core.model import load_model, resolve_device, weights_mb
+from progattr_core.model import resolve_device, weights_mb
+from progattr_core.model_file import load_model
 from progattr_core.predict import predict_proba
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.training import TrainedRef, baseline_path, load_split

@@ -20,7 +20,7 @@ from typing import Any
 from prefect import task
 
 from progattr_core.gates import decide_challenger
-from progattr_core.model import load_model
+from progattr_core.model_file import load_model
 from tasks.context import DataRef, PipelineContext, baseline_key, git_commit, task_logger, train_key
 from tasks.evaluation import EvaluationRef
 from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, Registry, model_name

@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,7 +21,8 @@ from boto3.exceptions import Boto3Error
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from progattr_core.errors import ProgattrError
+from progattr_core.data.manifest import safe_relative_path
+from progattr_core.errors import DataValidationError, ProgattrError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ class SourceUnavailableError(ProgattrError):
     """The S3 endpoint kept failing; what was already synced stays, nothing partial is left in place."""
 
 STATE_FILE = ".s3sync-state.json"
-_SAFE_PART = re.compile(r"^[A-Za-z0-9._+\-=@ ()\[\],]+$")
 
 
 def _relative_key(key: str, prefix: str) -> tuple[str | None, str | None]:
@@ -39,16 +38,15 @@ def _relative_key(key: str, prefix: str) -> tuple[str | None, str | None]:
     rel = key[len(prefix):].lstrip("/") if key.startswith(prefix) else key
     if not rel or rel.endswith("/"):
         return None, None
-    if "\\" in rel or "\x00" in rel or key.startswith("/"):
-        return None, "backslash, NUL or absolute key"
-    parts = PurePosixPath(rel).parts
-    if any(p in ("..", ".") for p in parts) or rel.startswith("/"):
-        return None, "key escapes the destination ('..' or '.')"
-    if not all(_SAFE_PART.match(p) and p == p.strip() for p in parts):
-        return None, "characters outside [A-Za-z0-9._+-=@ ()[],]"
-    if parts[-1] == STATE_FILE:
+    if key.startswith("/"):
+        return None, "absolute key"
+    try:
+        rel = safe_relative_path(rel)  # the manifest's own rule: no '..', NUL, backslash or odd characters
+    except DataValidationError as exc:
+        return None, str(exc)
+    if rel.rsplit("/", 1)[-1] == STATE_FILE:
         return None, "reserved name"
-    return "/".join(parts), None
+    return rel, None
 
 
 def _load_state(dest: Path) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,7 @@ from progattr_core.data.images import ImageRejected, read_image_bytes, sha256_by
 from progattr_core.data.manifest import read_manifest, resolve_inside
 from progattr_core.errors import DataValidationError
 from progattr_core.inference import Refused, image_array
-from progattr_core.model import load_model
+from progattr_core.model_file import load_model
 from progattr_core.predict import predict
 from tasks import s3_images
 from tasks.context import task_logger

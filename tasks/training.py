@@ -27,7 +27,8 @@ from torch import nn
 from progattr_core.baselines import train_multilabel, train_one_individual
 from progattr_core.data.arrays import load_arrays
 from progattr_core.data.manifest import read_manifest
-from progattr_core.model import build_model, resolve_device, save_model
+from progattr_core.model import build_model, resolve_device
+from progattr_core.model_file import save_model
 from progattr_core.schedule import Stage, build_schedule
 from progattr_core.train import (
     FitResult,

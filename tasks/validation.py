@@ -20,6 +20,9 @@ import pandas as pd
 
 from progattr_core.config import ValidationParams
 
+# Great Expectations' one setting, before it is first imported (lazily, below): no telemetry (offline).
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
 BASE_COLUMNS = ("image_id", "path", "sha256", "article", "split")
 SPLITS = ("train", "val", "test")
 _KEY = "key"  # row identifier GX reports for unexpected rows: the image id, or attribute=class
@@ -78,7 +81,6 @@ def validate_manifest(manifest: pd.DataFrame, data_root: str | Path, article: st
                       vocab: dict[str, tuple[str, ...]], limits: ValidationParams,
                       report_dir: str | Path) -> ValidationOutcome:
     """Run the generated suite; write result.json, summary.json and Data Docs under `report_dir`."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     frames = dict(zip(("images", "class_counts"), prepare_frames(manifest, data_root, vocab), strict=True))
     suites = {name: [e for e in exps if getattr(e, "column", None) in (None, *frames[name].columns)]
               for name, exps in build_suites(article, vocab, limits).items()}

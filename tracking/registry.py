@@ -6,7 +6,7 @@ Used by the pipeline (register a version, gate `challenger`), approvals (move `c
 `retries=0` (serving's follower, which polls again anyway) a failure is raised at once.
 
 A version's files are the pipeline's self-describing `model/model.pt` + `model/model.json` (no
-MLflow flavour), loaded with `weights_only=True` by `progattr_core.model.load_model`: nothing from
+MLflow flavour), loaded with `weights_only=True` by `progattr_core.model_file.load_model`: nothing from
 the registry is unpickled.
 """
 
@@ -116,7 +116,7 @@ class Registry:
 
     def load(self, ref: VersionRef):
         """Download the version's model file to a private temporary folder and load it (no pickle)."""
-        from progattr_core.model import load_model  # torch: only the callers that load pay for it
+        from progattr_core.model_file import load_model  # torch: only the callers that load pay for it
 
         with tempfile.TemporaryDirectory(prefix="progattr-registry-") as tmp:
             return load_model(self.download(ref, tmp))

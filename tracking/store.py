@@ -34,6 +34,7 @@ from progattr_core.config import Params
 from progattr_core.errors import ProgattrError
 
 log = logging.getLogger(__name__)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a progress bar per download otherwise
 _USERINFO = re.compile(r"(://[^/@\s:]+):[^/@\s]+@")
 T = TypeVar("T")
 TAG = "progattr."

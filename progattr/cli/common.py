@@ -1,5 +1,4 @@
-"""What every `progattr` command shares: --params/--set, reading params, paths inside the data
-root, and the environment defaults of the pipeline's tools when a run does not come through `make`."""
+"""What every `progattr` command shares: --params/--set, reading params, paths inside the data root."""
 
 from __future__ import annotations
 
@@ -42,16 +41,10 @@ def only(items: list[str], what: str) -> str:
     return items[0]
 
 
-def tool_defaults(root: Path) -> None:
-    """What the Makefile exports, for runs that do not come through it: no telemetry (the offline
-    server logs errors otherwise), a start-up timeout that fits 2 cores, state in <project>/.prefect."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for noisy in ("httpx", "great_expectations"):  # a line per API call / per GX config save otherwise
+def quiet_tool_logs() -> None:
+    """A line per HTTP call (httpx, under Prefect) or per config save (Great Expectations) otherwise.
+    The tools' settings are in pyproject.toml ([tool.prefect]) and where each tool is used."""
+    for noisy in ("httpx", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

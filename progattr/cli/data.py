@@ -80,7 +80,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 
 def _data_import(args: argparse.Namespace) -> int:
-    from progattr_core.data import importers
+    from progattr_core.data import importers, kaggle
     from progattr_core.data.manifest import relative_to, resolve_inside, write_manifest
 
     p = load(args)
@@ -98,7 +98,7 @@ def _data_import(args: argparse.Namespace) -> int:
         article = args.article or only(list(p.imports.kaggle), "imports.kaggle articles")
         if article not in p.imports.kaggle:
             raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
-        result = importers.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
+        result = kaggle.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
     rejects = result.write_rejects(args.rejects or p.data.rejects)
     source = write_manifest(relative_to(result.manifest, dest), source_manifest)
     saved = _save_manifest(result.manifest, args.manifest, p.taxonomy)
@@ -138,7 +138,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from progattr_core.baselines import train_multilabel
     from progattr_core.data.arrays import load_arrays
-    from progattr_core.model import resolve_device, save_model
+    from progattr_core.model import resolve_device
+    from progattr_core.model_file import save_model
     from progattr_core.pretrain import (
         ARTICLE,
         catalogue_vocabularies,

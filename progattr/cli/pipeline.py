@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import common_parent, print_json, tool_defaults
+from .common import common_parent, print_json, quiet_tool_logs
 
 STAGES = ("ingest", "validate", "slice", "train", "baselines", "evaluate")
 SOURCE_HELP = "a folder, or s3://bucket/prefix (default: params pipeline.source)"
@@ -146,7 +146,7 @@ _STEPS: dict[str, Callable] = {"ingest": _ingest, "validate": _validate, "slice"
 
 
 def run_flow_command(args: argparse.Namespace) -> int:
-    tool_defaults(Path(args.params).resolve().parent)
+    quiet_tool_logs()
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, args.source, args.params, args.overrides)
@@ -169,7 +169,7 @@ def _print_registry(result: dict) -> None:
 
 def run_nightly(args: argparse.Namespace) -> int:
     """Exit 75 (EX_TEMPFAIL) when another nightly run of the article holds its lock: this one did nothing."""
-    tool_defaults(Path(args.params).resolve().parent)
+    quiet_tool_logs()
     from flows.nightly import nightly_flow
     from progattr_core.locks import LockBusy
 
@@ -182,7 +182,7 @@ def run_nightly(args: argparse.Namespace) -> int:
 
 
 def run_branch_add(args: argparse.Namespace) -> int:
-    tool_defaults(Path(args.params).resolve().parent)
+    quiet_tool_logs()
     from flows.branch_add import branch_add_flow
 
     print_json(branch_add_flow(args.article, args.attribute, args.source, args.mode, args.params, args.overrides))
@@ -190,7 +190,7 @@ def run_branch_add(args: argparse.Namespace) -> int:
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    tool_defaults(Path(args.params).resolve().parent)
+    quiet_tool_logs()
     from flows.tag_catalogue import tag_catalogue_flow
 
     print_json(tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
@@ -208,7 +208,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     params_path = Path(args.params).resolve()
     root = params_path.parent
-    tool_defaults(root)
+    quiet_tool_logs()
     params = load_params(params_path, args.overrides)
     raw = root / params.pipeline.source
     manifest = _ensure_synth(params, args.article, raw)

@@ -225,11 +225,6 @@ def _mirror(pts: list[Point]) -> list[Point]:
     return [(1.0 - x, y) for x, y in pts]
 
 
-def _both(c: Canvas, pts: list[Point], on: bool = True) -> None:
-    c.fill(pts, on)
-    c.fill(_mirror(pts), on)
-
-
 def _profile_polygon(ys: np.ndarray, half: np.ndarray, hem: np.ndarray | None = None) -> list[Point]:
     """A symmetric body from half-widths at heights ys; `hem` optionally replaces the bottom edge."""
     left = [(0.5 - w, y) for y, w in zip(ys, half, strict=True)]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import KaggleArticleParams, load_params
-from progattr_core.data.importers import import_kaggle, normalise
+from progattr_core.data.importers import normalise
+from progattr_core.data.kaggle import import_kaggle
 from progattr_core.data.manifest import validate_manifest
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,13 +13,6 @@ from pathlib import Path
 
 import pytest
 
-# Before Prefect is imported: no telemetry, a harness start-up timeout that fits 2 cores.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -148,7 +148,8 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
 
 def test_a_backbone_that_saw_the_test_images_is_refused_before_training(tmp_path, prefect_harness):
     from flows.train_flow import train_flow
-    from progattr_core.model import MultiLabelResNet, save_model
+    from progattr_core.model import MultiLabelResNet
+    from progattr_core.model_file import save_model
     from progattr_core.pretrain import DataLeakageError, lineage_path
 
     params, over = make_project(tmp_path, n=60)

@@ -26,9 +26,7 @@ BIN = Path(sys.executable).parent
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GX_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MPLBACKEND": "Agg",
-            **extra}
+    return {**env, "PREFECT_HOME": str(home), **extra}  # the rest: [tool.prefect] in pyproject.toml (cwd REPO)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -67,7 +65,7 @@ def prefect_server(prefect_home):
     port = free_port()
     log = open(prefect_home / "server.log", "w")
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-ui"], env=_env(prefect_home, PREFECT_LOGGING_SERVER_LEVEL="INFO"),
+                             "--no-ui"], cwd=REPO, env=_env(prefect_home, PREFECT_LOGGING_SERVER_LEVEL="INFO"),
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:

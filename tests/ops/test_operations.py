@@ -175,7 +175,7 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
                                                                                       prefect_home, capsys):
     import torch
 
-    from progattr_core.model import load_model
+    from progattr_core.model_file import load_model
     from tasks.attribute_events import new_attributes
     from tasks.ingest import ingest
     from tasks.training import MODEL, fetch

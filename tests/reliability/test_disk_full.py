@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from progattr_core.config import load_params
-from progattr_core.model import build_model, load_model, save_model
+from progattr_core.model import build_model
+from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import build_schedule
 from progattr_core.train import load_checkpoint, save_checkpoint
 

@@ -14,9 +14,11 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from progattr_core.backbone import FORMAT
 from progattr_core.config import load_params
 from progattr_core.errors import ModelError
-from progattr_core.model import FORMAT, build_model, load_model
+from progattr_core.model import build_model
+from progattr_core.model_file import load_model
 from progattr_core.train import load_checkpoint
 
 from .conftest import PARAMS, REPO

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from progattr_core.model import ProgressiveResNet, save_model
+from progattr_core.model import ProgressiveResNet
+from progattr_core.model_file import save_model
 from tracking.registry import Registry
 from tracking.store import Store, StoreConfig
 

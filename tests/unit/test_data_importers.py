@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from progattr_core.config import KaggleArticleParams
-from progattr_core.data.importers import import_folder, import_kaggle, import_long, import_wide, normalise
+from progattr_core.data.importers import import_folder, import_long, import_wide, normalise
+from progattr_core.data.kaggle import import_kaggle
 from progattr_core.data.manifest import validate_manifest
 from tests.unit.data_helpers import params, write_image
 
@@ -176,7 +177,7 @@ def test_missing_required_columns_is_an_error(tmp_path, header):
 
 
 def test_keyword_phrases_match_whole_words_in_order():
-    from progattr_core.data.importers import _keyword_label
+    from progattr_core.data.kaggle import _keyword_label
 
     collar = {"polo": ("polo",), "round": ("round neck",), "v-neck": ("v-neck", "v neck")}
     assert _keyword_label("Men Navy Round Neck T-shirt", collar) == ("round", ["round"])

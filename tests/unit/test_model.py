@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from progattr_core.errors import ModelError, WeightsUnavailableError
-from progattr_core.model import MultiLabelResNet, ProgressiveResNet, build_model, load_model, save_model
+from progattr_core.model import MultiLabelResNet, ProgressiveResNet, build_model
+from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import build_schedule
 from progattr_core.train import _prepare_stage, masked_cross_entropy
 
@@ -202,7 +203,8 @@ def test_imagenet_init_loads_torchvision_weights_from_the_local_cache(tmp_path, 
 def test_size_counts_the_weights_a_model_predicts_with_not_its_branch_template(tmp_path):
     """A file-initialised model's saved file also holds the tail template (for adding Branches later);
     its size for comparisons is its weights, the same as a scratch model of the same shape."""
-    from progattr_core.model import save_model, weights_mb
+    from progattr_core.model import weights_mb
+    from progattr_core.model_file import save_model
 
     scratch = _model()
     backbone = save_model(scratch, tmp_path / "backbone.pt")

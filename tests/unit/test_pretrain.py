@@ -10,7 +10,8 @@ import torch
 
 from progattr.cli import main as cli
 from progattr_core.errors import DataValidationError
-from progattr_core.model import ProgressiveResNet, load_model
+from progattr_core.model import ProgressiveResNet
+from progattr_core.model_file import load_model
 from progattr_core.pretrain import DataLeakageError, catalogue_vocabularies, check_no_leakage, lineage_path
 from tests.unit.data_helpers import ROOT, params, write_image
 
