@@ -46,6 +46,22 @@ def decide_challenger(progressive: Mapping[str, float], baselines_overall: Mappi
     return GateDecision(not reasons, tuple(reasons))
 
 
+def decide_branch_add(accuracy: Mapping[str, float], base_accuracy: Mapping[str, float],
+                      learning: Mapping[str, Mapping[str, float]], old_predictions_identical: bool, mode: str,
+                      max_regression_vs_champion: float, min_adjusted_balanced_accuracy: float) -> GateDecision:
+    """The gates of a version that adds one attribute's Branch: no old attribute may fall below the
+    base model's accuracy (`base_accuracy`, on the same test images) by more than
+    `max_regression_vs_champion`, every attribute must have learnt, and `frozen_base` must leave the
+    old attributes' predictions bit-identical."""
+    old = {a: v for a, v in base_accuracy.items() if a != "overall" and not math.isnan(v)}
+    gate = decide_challenger(accuracy, {}, old, 0.0, max_regression_vs_champion, learning,
+                             min_adjusted_balanced_accuracy)
+    reasons = list(gate.reasons)
+    if mode == "frozen_base" and not old_predictions_identical:
+        reasons.append("frozen_base: the old attributes' predictions differ from the base model's")
+    return GateDecision(not reasons, tuple(reasons))
+
+
 def learning_reasons(learning: Mapping[str, Mapping[str, float]], min_adjusted: float) -> list[str]:
     """One reason per attribute that has not learnt: its chance-adjusted balanced accuracy is at or
     below `min_adjusted` (0 = no better than always answering the majority class; see

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from prefect import task
 
-from progattr_core.config import Params
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
-from progattr_core.gates import decide_challenger
+from progattr_core.gates import decide_branch_add
 from progattr_core.metrics import evaluate
 from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model, save_model
@@ -160,27 +159,18 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
     return {a: round(v, 4) for a, v in acc.items()}
 
 
-def branch_gates(params: Params, mode: str, evaluation: BranchEvaluation) -> tuple[bool, tuple[str, ...]]:
-    """No old attribute may regress vs the base model, every attribute must have learnt, and
-    frozen_base must leave old predictions unchanged."""
-    old = {a: v for a, v in evaluation.base_accuracy.items() if a != "overall" and not math.isnan(v)}
-    gate = decide_challenger(evaluation.accuracy, {}, old, 0.0, params.registry.max_regression_vs_champion,
-                             evaluation.learning, params.registry.min_adjusted_balanced_accuracy)
-    reasons = list(gate.reasons)
-    if mode == "frozen_base" and not evaluation.old_predictions_identical:
-        reasons.append("frozen_base: the old attributes' predictions differ from the base model's")
-    return not reasons, tuple(reasons)
-
-
 def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
                         mode: str, model_path: str, evaluation: BranchEvaluation, schedule: list[str]) -> RegistryRef:
     """A new version tagged with the added attribute and mode; `challenger` when the gates pass."""
-    passed, reasons = branch_gates(ctx.params(), mode, evaluation)
+    rules = ctx.params().registry
+    gate = decide_branch_add(evaluation.accuracy, evaluation.base_accuracy, evaluation.learning,
+                             evaluation.old_predictions_identical, mode, rules.max_regression_vs_champion,
+                             rules.min_adjusted_balanced_accuracy)
     tags = {"data_version": data.data_version, "params_hash": ctx.params().digest("seed", "model", "train"),
             "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)}}
-    return register_version(ctx, {"train_key": key}, model_path, tags, passed, reasons)
+    return register_version(ctx, {"train_key": key}, model_path, tags, gate.passed, gate.reasons)
 
 
 load_base_task = task(load_base, name="load-base-model")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import load_params
-from tasks.branch_add import BaseModelRef, BranchEvaluation, branch_gates
+from progattr_core.gates import decide_branch_add
+from tasks.branch_add import BaseModelRef, BranchEvaluation
 
 PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml",
                      ["registry.max_regression_vs_champion=0.02", "branch_add.epochs_add=3"])
@@ -31,7 +32,10 @@ def _evaluation(fade: float, identical: bool, distress_adjusted: float) -> Branc
     ("frozen_base", 0.80, True, 0.0, False, "distress: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000"),
 ])
 def test_branch_gates(mode, fade, identical, distress, passed, reason):
-    ok, reasons = branch_gates(PARAMS, mode, _evaluation(fade, identical, distress))
+    e, r = _evaluation(fade, identical, distress), PARAMS.registry
+    gate = decide_branch_add(e.accuracy, e.base_accuracy, e.learning, e.old_predictions_identical, mode,
+                             r.max_regression_vs_champion, r.min_adjusted_balanced_accuracy)
+    ok, reasons = gate.passed, gate.reasons
     assert ok is passed
     assert (reason is None and reasons == ()) or any(reason in r for r in reasons)
 
