@@ -3,6 +3,7 @@ with ImageNet weights, or from the weights of a saved model file) and split it i
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -100,3 +101,19 @@ def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
     if isinstance(blob, dict) and all(isinstance(v, Tensor) for v in blob.values()):
         return {k: v for k, v in blob.items() if not k.startswith("fc.")}
     raise ModelError(f"{path}: neither a progattr model nor a ResNet state_dict")
+
+
+def init_identity(init: str) -> str:
+    """What a model starts from, as part of a training's identity: `scratch` and `imagenet` as they
+    are (torchvision names one ImageNet weight file per architecture), a file by the sha256 of its
+    content, so a backbone pretrained again at the same path makes a new training, not a resume."""
+    if init in ("scratch", "imagenet"):
+        return init
+    path = Path(init)
+    if not path.is_file():
+        raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"

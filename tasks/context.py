@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from progattr_core.backbone import init_identity
 from progattr_core.config import Params, load_params
 from tracking.store import Store, StoreConfig, redact, store_config
 
@@ -71,16 +72,25 @@ class DataRef:
     splits: dict[str, int] = field(default_factory=dict)
 
 
+def _init_part(p: Params) -> str:
+    """A file model.init by its content (a path alone would resume stages trained from an older file
+    at the same path); nothing for scratch and imagenet, whose keys stay what they were."""
+    init = init_identity(p.model.init)
+    return f"|init={init}" if init.startswith("sha256:") else ""
+
+
 def train_key(ctx: PipelineContext, data: DataRef) -> str:
-    """Identity of a progressive training: article + data version + the params it depends on."""
+    """Identity of a progressive training: article + data version + the params it depends on + what
+    it starts from."""
     p = ctx.params()
-    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
+    text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
+            f"{_init_part(p)}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     p = ctx.params()
-    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}"
+    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{_init_part(p)}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

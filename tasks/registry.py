@@ -19,6 +19,7 @@ from typing import Any
 
 from prefect import task
 
+from progattr_core.backbone import init_identity
 from progattr_core.gates import decide_challenger
 from progattr_core.model_file import load_model
 from tasks.context import DataRef, PipelineContext, baseline_key, git_commit, task_logger, train_key
@@ -58,8 +59,10 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
         version, new = str(existing[-1].version), False
         log.info("%s version %s already holds this training (%s)", name, version, identity)
     else:
+        init = ctx.params().model.init
         tags = {**identity, **tags, "git_commit": git_commit(ctx.root), "flow_run_id": ctx.flow_run_id,
-                "article": ctx.article, "gate": "passed" if passed else "; ".join(reasons)}
+                "article": ctx.article, "model_init": init, "model_init_identity": init_identity(init),
+                "gate": "passed" if passed else "; ".join(reasons)}
         _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path)
         version, new = registry.register(name, ctx.flow_run_id, tags), True
     if passed:

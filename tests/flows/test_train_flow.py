@@ -18,7 +18,7 @@ import torch
 
 from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
-from progattr_core.errors import DataValidationError
+from progattr_core.errors import DataValidationError, ModelError
 from tasks.context import make_context
 from tracking.registry import Registry
 from tracking.store import Store
@@ -165,3 +165,27 @@ def test_a_backbone_that_saw_the_test_images_is_refused_before_training(tmp_path
     store = _store(params, over)
     (flow_run,) = store.search({"kind": "flow"})
     assert flow_run.info.status == "FAILED" and store.search({"kind": "stage"}) == []
+
+
+def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
+    """A backbone pretrained again at the same path is a new training, never a resume of the old one."""
+    from progattr_core.model import MultiLabelResNet
+    from progattr_core.model_file import save_model
+    from tasks.context import DataRef, baseline_key, train_key
+
+    data = DataRef("m.parquet", "data", "sha256:d", "data/raw", 10)
+    params = REPO / "params.yaml"
+    scratch = make_context(params, ARTICLE, ["model.init=scratch"])
+    path = tmp_path / "backbone.pt"
+
+    def keys(seed: int) -> tuple[str, str]:
+        save_model(MultiLabelResNet("resnet18", {"colour": ["a", "b"]}, 32, [0.5] * 3, [0.25] * 3, seed=seed), path)
+        ctx = make_context(params, ARTICLE, [f"model.init={path}"])
+        return train_key(ctx, data), baseline_key(ctx, data)
+
+    first, again, other = keys(0), keys(0), keys(1)
+    assert first == again and first[0] != other[0] and first[1] != other[1]
+    assert train_key(scratch, data) not in (first[0], other[0])
+    path.unlink()
+    with pytest.raises(ModelError, match="neither 'scratch', 'imagenet' nor an existing file"):
+        train_key(make_context(params, ARTICLE, [f"model.init={path}"]), data)
