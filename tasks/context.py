@@ -14,6 +14,7 @@ from pathlib import Path
 
 from progattr_core.backbone import init_identity
 from progattr_core.config import Params, load_params
+from tracking.registry import fetch_backbone
 from tracking.store import Store, StoreConfig, redact, store_config
 
 
@@ -33,6 +34,7 @@ class PipelineContext:
     store: StoreConfig
     snapshot: Params = field(repr=False)
     flow_run_id: str = ""          # the MLflow run of this flow invocation (parent of stage runs)
+    model_init: str = ""           # model.init as written (a models:/ reference; the snapshot holds its file)
 
     def params(self) -> Params:
         return self.snapshot
@@ -53,11 +55,18 @@ class PipelineContext:
 
 def make_context(params_path: str | Path, article: str, overrides: list[str] | tuple[str, ...] = ()) -> PipelineContext:
     """Context for `params_path`, its params read now; the project root is the folder that holds it.
-    `train.article` is set to `article`, so `train.attribute_order` applies to this run's article."""
+    `train.article` is set to `article`, so `train.attribute_order` applies to this run's article;
+    a `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
     params_path = Path(params_path).resolve()
     params = load_params(params_path, (*overrides, f"train.article={article}"))
     root = params_path.parent
-    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store_config(params, root), params)
+    store = store_config(params, root)
+    init = params.model.init
+    if init.startswith("models:/"):  # a registered backbone: its file, fetched once, is what the run uses
+        cache = Path(params.data.cache)
+        local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones")
+        params = replace(params, model=replace(params.model, init=str(local)))
+    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store, params, model_init=init)
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,9 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
         version, new = str(existing[-1].version), False
         log.info("%s version %s already holds this training (%s)", name, version, identity)
     else:
-        init = ctx.params().model.init
         tags = {**identity, **tags, "git_commit": git_commit(ctx.root), "flow_run_id": ctx.flow_run_id,
-                "article": ctx.article, "model_init": init, "model_init_identity": init_identity(init),
+                "article": ctx.article, "model_init": ctx.model_init,
+                "model_init_identity": init_identity(ctx.params().model.init),
                 "gate": "passed" if passed else "; ".join(reasons)}
         _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path)
         version, new = registry.register(name, ctx.flow_run_id, tags), True

@@ -12,6 +12,7 @@ the registry is unpickled.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from mlflow.artifacts import download_artifacts
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from tracking.store import TAG, StoreConfig, call_with_retries
+from progattr_core.errors import ConfigError
+from tracking.store import TAG, Store, StoreConfig, call_with_retries, redact
 
 T = TypeVar("T")
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 APPROVAL_STATUS = "approval.status"  # pending | approved | rejected | rolled_back (tag progattr.approval.status)
 MODEL_FOLDER, MODEL_FILE = "model", "model.pt"
+BACKBONE = "progattr-backbone"     # pretrained Bases (`progattr pretrain --register`), for model.init=models:/...
 # MLflow error codes meaning "no such model, version or alias" (as opposed to the store failing).
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -36,6 +39,20 @@ _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 def model_name(article: str) -> str:
     """The registered model of an article."""
     return f"progattr-{article}"
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """`models:/<name>/<version>` or `models:/<name>@<alias>` -> (name, version, alias)."""
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in name:
+            return name, None, alias
+    else:
+        name, _, version = rest.partition("/")
+        if name and version.isdigit():
+            return name, version, None
+    raise ConfigError(f"{uri!r} is not a registry reference: use models:/<name>/<version> or models:/<name>@<alias>")
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,14 @@ class Registry:
         mv = self.at_alias(name, alias)
         return None if mv is None else str(mv.version)
 
+    def resolve(self, uri: str) -> VersionRef:
+        """The version a `models:/...` reference names; ConfigError when there is none."""
+        name, version, alias = parse_model_uri(uri)
+        mv = self.version(name, version) if version else self.at_alias(name, alias)
+        if mv is None:
+            raise ConfigError(f"{uri}: no such version in the registry at {redact(self.tracking_uri)}")
+        return VersionRef(mv.name, str(mv.version), str(mv.run_id or ""))
+
     def current(self, article: str, alias: str) -> VersionRef | None:
         """Where `alias` points for `article` (what serving follows)."""
         mv = self.at_alias(model_name(article), alias)
@@ -108,10 +133,10 @@ class Registry:
         return [{"version": str(v.version), "aliases": sorted(by_version.get(str(v.version), []))}
                 for v in self.versions(name)]
 
-    def download(self, ref: VersionRef, dst: str | Path) -> Path:
-        """The version's model file, downloaded into the folder `dst`."""
+    def download(self, ref: VersionRef, dst: str | Path, file: str = MODEL_FILE) -> Path:
+        """One file of the version's model folder (default: the model), downloaded into the folder `dst`."""
         uri = self._call(self.client.get_model_version_download_uri, ref.name, ref.version).rstrip("/")
-        return Path(self._call(download_artifacts, artifact_uri=f"{uri}/{MODEL_FILE}", dst_path=str(dst),
+        return Path(self._call(download_artifacts, artifact_uri=f"{uri}/{file}", dst_path=str(dst),
                                tracking_uri=self.tracking_uri))
 
     def load(self, ref: VersionRef):
@@ -145,3 +170,48 @@ class Registry:
             self._call(self.client.delete_registered_model_alias, name, alias)
         else:
             self._call(self.client.set_registered_model_alias, name, alias, str(version))
+
+
+def register_backbone(cfg: StoreConfig, backbone: str | Path, lineage: str | Path | None, tags: dict[str, Any]) -> str:
+    """A new version of `progattr-backbone`: the pretrained file and its lineage (every image it saw)
+    logged to a `pretrain` run, tagged with `tags`. No gates apply to a backbone: a training that
+    starts from it is gated as usual, and refused if the lineage holds one of its test images."""
+    from progattr_core.pretrain import lineage_path
+
+    store = Store(cfg)
+    with tempfile.TemporaryDirectory(prefix="progattr-backbone-") as tmp:
+        folder = Path(tmp) / MODEL_FOLDER
+        folder.mkdir()
+        shutil.copyfile(backbone, folder / MODEL_FILE)
+        if lineage is not None:
+            shutil.copyfile(lineage, lineage_path(folder / MODEL_FILE))
+        with store.run("pretrain", {"kind": "pretrain", **tags}) as run_id:
+            store.log_artifacts(run_id, folder, MODEL_FOLDER)
+    return Registry.of(cfg).register(BACKBONE, run_id, {**tags, "gate": "none (a backbone: no gates)"})
+
+
+def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> Path:
+    """The model file a `models:/...` model.init names, with its lineage beside it, under
+    `<cache>/<name>-v<version>/` (a version never changes, so a copy there is reused)."""
+    from progattr_core.pretrain import lineage_path
+
+    registry = Registry.of(cfg)
+    ref = registry.resolve(uri)
+    cache = Path(cache)
+    folder = cache / f"{ref.name}-v{ref.version}"
+    if not (folder / MODEL_FILE).is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
+        try:
+            registry.download(ref, tmp)
+            try:
+                registry.download(ref, tmp, lineage_path(MODEL_FILE).name)
+            except (MlflowException, OSError):  # registered without a lineage: check_no_leakage warns
+                pass
+            tmp.rename(folder)  # whole or not at all
+        except OSError:
+            if not (folder / MODEL_FILE).is_file():  # else a concurrent fetch got there first
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder / MODEL_FILE

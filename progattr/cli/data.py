@@ -128,6 +128,8 @@ def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--out", required=True, help="the backbone file to write, e.g. models/backbone.pt; its lineage "
                      "(every image's content hash) goes beside it as <out>.lineage.json")
     pre.add_argument("--source", default=None, help="Kaggle-layout folder (default: pretrain.source)")
+    pre.add_argument("--register", action="store_true", help="also register it (and its lineage) as a version of "
+                     "progattr-backbone in MLflow: start trainings with --set model.init=models:/progattr-backbone/<v>")
     pre.set_defaults(handler=_pretrain)
 
 
@@ -169,7 +171,25 @@ def _pretrain(args: argparse.Namespace) -> int:
     model, fit = train_multilabel(pp, splits["train"], True, device, splits["val"] if len(splits["val"]) else None,
                                   print, attributes=list(vocab), epochs=p.pretrain.epochs, name=ARTICLE)
     out = save_model(model.to(torch.device("cpu")), args.out)
-    write_lineage(out, {**lineage(manifest, p, str(source), vocab), "seconds": round(fit.seconds, 1)})
+    record = {**lineage(manifest, p, str(source), vocab), "seconds": round(fit.seconds, 1)}
+    lineage_file = write_lineage(out, record)
+    init = str(out)
+    if args.register:
+        init = _register_backbone(args, p, out, lineage_file, record)
     print(f"backbone {out} ({len(splits['train'])} training images, {fit.seconds:.0f}s); start from it with "
-          f"--set model.init={out}")
+          f"--set model.init={init}")
     return 0
+
+
+def _register_backbone(args: argparse.Namespace, p, out: Path, lineage_file: Path, record: dict) -> str:
+    from progattr_core.backbone import init_identity
+    from tracking.registry import BACKBONE, register_backbone
+    from tracking.store import store_config
+
+    tags = {"source": record["source"], "n_images": record["n_images"], "arch": record["arch"],
+            "image_size": record["image_size"], "epochs": record["epochs"],
+            "excluded_article_types": ", ".join(record["excluded_article_types"]),
+            "heads": ", ".join(record["classes"]), "model_init_identity": init_identity(str(out))}
+    version = register_backbone(store_config(p, Path(args.params).resolve().parent), out, lineage_file, tags)
+    print(f"registered {BACKBONE} version {version}")
+    return f"models:/{BACKBONE}/{version}"

@@ -69,6 +69,34 @@ def test_pretrain_writes_a_backbone_that_never_saw_the_excluded_articles(tmp_pat
     assert torch.equal(started.tail_template.layer4[1].conv2.weight, backbone.net.layer4[1].conv2.weight)
 
 
+def test_a_registered_backbone_is_what_models_uri_init_starts_from(tmp_path, capsys):
+    """`pretrain --register` -> progattr-backbone version 1; model.init=models:/progattr-backbone/1 makes a
+    run's params point at a fetched copy of that file, with its lineage beside it for the leakage check."""
+    from progattr_core.errors import ConfigError
+    from tasks.context import make_context
+
+    folder = kaggle_folder(tmp_path)
+    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"mlflow.artifact_root={tmp_path}/art",
+             f"data.cache={tmp_path}/data/cache"]
+    out = tmp_path / "backbone.pt"
+    assert cli(["pretrain", "--out", str(out), "--source", str(folder), "--register", "--params", str(ROOT / "params.yaml"),
+                "--set", "pretrain.columns={gender: gender, article_type: articleType}", "pretrain.min_class_count=2",
+                "pretrain.epochs=1", "model.image_size=32", "train.batch_size=8", f"data.root={tmp_path}/data",
+                f"data.raw={tmp_path}/data/raw", *store]) == 0
+    printed = capsys.readouterr().out
+    assert "registered progattr-backbone version 1" in printed and "--set model.init=models:/progattr-backbone/1" in printed
+    ctx = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone/1"])
+    local = tmp_path / "data/cache/backbones/progattr-backbone-v1/model.pt"
+    assert ctx.params().model.init == str(local) and ctx.model_init == "models:/progattr-backbone/1"
+    assert local.read_bytes() == out.read_bytes() and lineage_path(local).read_text() == lineage_path(out).read_text()
+    assert make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone/1"]).params() \
+        .model.init == str(local)                                         # fetched once, then reused
+    with pytest.raises(ConfigError, match="models:/progattr-backbone@champion: no such version in the registry"):
+        make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
+    with pytest.raises(ConfigError, match="not a registry reference"):
+        make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone"])
+
+
 def test_a_backbone_that_saw_a_test_image_is_refused_naming_both(tmp_path, caplog):
     backbone = tmp_path / "backbone.pt"
     backbone.write_bytes(b"weights")
