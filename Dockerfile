@@ -2,7 +2,7 @@
 # a venv at /app/.venv, pip upgraded first (the stock pip never resolves the pinned set), then
 # `pip install -e .`. Dependencies are a layer of their own, before the source.
 #
-#   docker build -t progattr .
+#   docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t progattr .   # the commit lineage tags name
 #   docker run --rm -v $PWD/data:/app/data -v $PWD/mlartifacts:/app/mlartifacts progattr demo
 #   docker run --rm -e MLFLOW_TRACKING_URI=http://mlflow:5000 -e PREFECT_API_URL=http://prefect:4200/api \
 #       progattr pipeline run --article tops --source s3://bucket/catalogue/tops
@@ -36,7 +36,10 @@ RUN python -m venv .venv \
     && .venv/bin/python -m pip install -q ${TORCH_INDEX:+--extra-index-url $TORCH_INDEX} -e . \
     && rm -rf progattr_core tracking tasks serving flows progattr
 
-# Source layer.
+# Source layer. .git stays out of the image (.dockerignore): registered versions name the commit
+# given as the GIT_COMMIT build arg instead (declared here, so a new commit keeps the dependency layer).
+ARG GIT_COMMIT=unknown
+ENV PROGATTR_GIT_COMMIT=$GIT_COMMIT
 COPY --chown=progattr:progattr . .
 RUN .venv/bin/python -c "import progattr, progattr_core, torch, torchvision, prefect, mlflow, great_expectations" \
     && git config --global --add safe.directory /app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -104,11 +105,14 @@ def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
 
 
 def git_commit(root: str | Path) -> str:
+    """The checkout's commit; where there is no checkout (the Docker image leaves .git out), the
+    commit the image was built from (env PROGATTR_GIT_COMMIT, the Dockerfile's GIT_COMMIT build arg)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        commit = out.stdout.strip() if out.returncode == 0 else ""
     except OSError:
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+        commit = ""
+    return commit or os.environ.get("PROGATTR_GIT_COMMIT") or "unknown"
 
 
 def task_logger() -> logging.Logger | logging.LoggerAdapter:

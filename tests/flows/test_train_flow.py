@@ -189,3 +189,14 @@ def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
     path.unlink()
     with pytest.raises(ModelError, match="neither 'scratch', 'imagenet' nor an existing file"):
         train_key(make_context(params, ARTICLE, [f"model.init={path}"]), data)
+
+
+def test_git_commit_outside_a_checkout_is_the_image_build_arg(tmp_path, monkeypatch):
+    """The Docker image has no .git: lineage tags name the commit it was built from, else `unknown`."""
+    from tasks.context import git_commit
+
+    monkeypatch.setenv("PROGATTR_GIT_COMMIT", "abc123")
+    assert git_commit(tmp_path) == "abc123"
+    assert len(git_commit(REPO)) == 40  # a checkout's own commit comes first
+    monkeypatch.delenv("PROGATTR_GIT_COMMIT")
+    assert git_commit(tmp_path) == "unknown"
