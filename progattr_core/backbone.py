@@ -3,6 +3,7 @@ with ImageNet weights, or from the weights of a saved model file) and split it i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import OrderedDict
@@ -112,6 +113,14 @@ def init_identity(init: str) -> str:
     path = Path(init)
     if not path.is_file():
         raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
+    stat = path.stat()
+    return _file_sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """A run asks for its backbone's identity several times (training and baseline keys, the
+    registered version's tags): hashed once per file version (its mtime and size are in the key)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
