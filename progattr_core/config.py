@@ -121,6 +121,8 @@ class TrainParams:
     select_best_epoch: bool
     amp: bool
     augment: AugmentParams
+    threads: int
+    deterministic: bool
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,8 @@ def _check_values(p: Params, source: str) -> None:
             raise bad(f"train.{key}", getattr(p.train, key), "must be > 0")
     if p.train.weight_decay < 0:
         raise bad("train.weight_decay", p.train.weight_decay, "must be >= 0")
+    if p.train.threads < 0:
+        raise bad("train.threads", p.train.threads, "must be >= 0 (0: the process's torch threads)")
     for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):
         if getattr(p.train, key) < 0 or (key == "batch_size" and p.train.batch_size < 1):
             raise bad(f"train.{key}", getattr(p.train, key), "must be a non-negative count (batch_size >= 1)")

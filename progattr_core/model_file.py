@@ -3,6 +3,7 @@ written atomically and loaded with `weights_only=True` and no defaults from code
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,15 @@ def load_model(path: str | Path, map_location: str = "cpu") -> AttributeModel:
     """Rebuild a saved model from its own description (no defaults from code), weights_only=True."""
     blob = torch.load(path, map_location=map_location, weights_only=True)
     return model_from_blob(blob, str(path))
+
+
+def weights_digest(model: AttributeModel) -> str:
+    """sha256 of every weight and buffer (name, dtype, shape, bytes, in name order): equal exactly when
+    the weights are, whatever file they were saved in (the file also holds a description and may
+    carry a template: a byte hash of it would compare those too)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()

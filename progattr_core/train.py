@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import TrainParams
+from .determinism import reproducible
 from .errors import DataValidationError, ModelError
 from .model import ProgressiveResNet, _seed_for
 from .model_file import atomic_save, model_blob, model_from_blob
@@ -226,6 +227,12 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
     if len(spec.indices) < 2:  # BatchNorm cannot train on a batch of one
         log.warning("%s: only %d image to train on; left untrained", spec.name, len(spec.indices))
         return result
+    with reproducible(tp, device):  # train.threads and train.deterministic (determinism.py)
+        return _fit(model, spec, data, tp, device, result, val, progress)
+
+
+def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
+         result: FitResult, val: LabelledImages | None, progress: Progress | None) -> FitResult:
     bs = tp.batch_size
     steps_per_epoch = max(1, len(spec.indices) // bs if len(spec.indices) % bs == 1 else
                           math.ceil(len(spec.indices) / bs))

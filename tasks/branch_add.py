@@ -166,7 +166,8 @@ def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: Bas
     gate = decide_branch_add(evaluation.accuracy, evaluation.base_accuracy, evaluation.learning,
                              evaluation.old_predictions_identical, mode, rules.max_regression_vs_champion,
                              rules.min_adjusted_balanced_accuracy)
-    tags = {"data_version": data.data_version, "params_hash": ctx.params().digest("seed", "model", "train"),
+    tags = {"data_version": data.data_version, "data_raw": data.raw_dir,
+            "params_hash": ctx.params().digest("seed", "model", "train"),
             "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)}}

@@ -15,8 +15,12 @@ from pathlib import Path
 
 from progattr_core.backbone import init_identity
 from progattr_core.config import Params, load_params
+from progattr_core.determinism import compute_identity
+from progattr_core.model import resolve_device
 from tracking.registry import fetch_backbone
 from tracking.store import Store, StoreConfig, redact, store_config
+
+PARAMS_SNAPSHOT = "params.json"   # the params a flow run used, an artifact of its MLflow run
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class PipelineContext:
     snapshot: Params = field(repr=False)
     flow_run_id: str = ""          # the MLflow run of this flow invocation (parent of stage runs)
     model_init: str = ""           # model.init as written (a models:/ reference; the snapshot holds its file)
+    model_init_version: str = ""   # a models:/ model.init pinned: models:/<name>/<version> (an alias resolved)
 
     def params(self) -> Params:
         return self.snapshot
@@ -62,12 +67,14 @@ def make_context(params_path: str | Path, article: str, overrides: list[str] | t
     params = load_params(params_path, (*overrides, f"train.article={article}"))
     root = params_path.parent
     store = store_config(params, root)
-    init = params.model.init
+    init = pinned = params.model.init
     if init.startswith("models:/"):  # a registered backbone: its file, fetched once, is what the run uses
         cache = Path(params.data.cache)
-        local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones")
+        ref, local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones")
         params = replace(params, model=replace(params.model, init=str(local)))
-    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store, params, model_init=init)
+        pinned = f"models:/{ref.name}/{ref.version}"
+    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store, params, model_init=init,
+                           model_init_version=pinned)
 
 
 @dataclass(frozen=True)
@@ -89,18 +96,26 @@ def _init_part(p: Params) -> str:
     return f"|init={init}" if init.startswith("sha256:") else ""
 
 
+def _compute_part(p: Params) -> str:
+    """The resolved thread count, determinism and device kind: the same inputs give the same weights
+    only with the same compute (progattr_core/determinism.py), so a stage trained with other compute
+    is not resumed from."""
+    return "|" + compute_identity(p.train, resolve_device(p.device))
+
+
 def train_key(ctx: PipelineContext, data: DataRef) -> str:
     """Identity of a progressive training: article + data version + the params it depends on + what
-    it starts from."""
+    it starts from + the compute it trains with."""
     p = ctx.params()
     text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
-            f"{_init_part(p)}")
+            f"{_init_part(p)}{_compute_part(p)}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     p = ctx.params()
-    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{_init_part(p)}"
+    text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{_init_part(p)}"
+            f"{_compute_part(p)}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -113,6 +128,17 @@ def git_commit(root: str | Path) -> str:
     except OSError:
         commit = ""
     return commit or os.environ.get("PROGATTR_GIT_COMMIT") or "unknown"
+
+
+def git_dirty(root: str | Path) -> bool | None:
+    """Whether tracked files differ from the checkout's commit (None outside a checkout): a version
+    trained from uncommitted changes cannot be rebuilt from its commit alone."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                             text=True, timeout=30)
+    except OSError:
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def task_logger() -> logging.Logger | logging.LoggerAdapter:
@@ -136,7 +162,8 @@ def flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Iterator[
         store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-",
                                   "params_digest": ctx.params().digest()})
         with tempfile.TemporaryDirectory(prefix="progattr-params-") as tmp:
-            snapshot = Path(tmp) / "params.json"
-            snapshot.write_text(redact(json.dumps(ctx.params().to_dict(), indent=1, sort_keys=True)))
+            snapshot = Path(tmp) / PARAMS_SNAPSHOT
+            # in params order (taxonomy order is the default attribute order): load_params reads it back as is
+            snapshot.write_text(redact(json.dumps(ctx.params().to_dict(), indent=1)))
             store.log_artifacts(run_id, snapshot)
         yield replace(ctx, flow_run_id=run_id)

@@ -69,6 +69,12 @@ def folder_hash(path: str | Path) -> str:
     return "sha256:" + h.hexdigest()[:32]
 
 
+def has_remote(root: str | Path) -> bool:
+    """Whether the project's DVC config names a default remote (`core.remote`)."""
+    return is_repo(root) and any(line.startswith("core.remote=")
+                                 for line in run_dvc(root, "config", "--list", timeout=60).splitlines())
+
+
 def push(root: str | Path, *targets: str, remote: str | None = None, timeout: float = 1800) -> str:
     """`dvc push`. Retries are bounded by the S3 stack DVC uses: botocore makes up to AWS_MAX_ATTEMPTS
     attempts per request (5 by default), s3fs repeats timed-out or dropped requests 5 times, each attempt

@@ -65,6 +65,7 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     root = Path(ctx.root)
     if track and dvc_store.is_repo(root):
         version = dvc_store.track(root, raw)
+        _push(root, raw, version)
     else:
         version = dvc_store.tracked_hash(raw) or dvc_store.folder_hash(raw)
     df = read_manifest(_source_manifest(raw, ctx.article))
@@ -83,6 +84,20 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     ctx.outputs("data_version.json").write_text(json.dumps(asdict(ref), indent=1))
     log.info("ingested %d %s images from %s into %s (data version %s)", len(df), ctx.article, source, raw, version)
     return ref
+
+
+def _push(root: Path, raw: Path, version: str) -> None:
+    """The data version to the default DVC remote, if there is one, so that any version trained from
+    it can be rebuilt elsewhere (`progattr registry rebuild` pulls it). A remote that fails does not
+    stop training: the warning says what to push later."""
+    if not dvc_store.has_remote(root):
+        return
+    target = f"{raw.relative_to(root).as_posix()}.dvc"
+    try:
+        dvc_store.push(root, target)
+    except dvc_store.DvcError as exc:
+        task_logger().warning("data version %s was not pushed (a rebuild of what trains on it needs it: "
+                              "`dvc push %s` later): %s", version, target, exc)
 
 
 def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:

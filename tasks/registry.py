@@ -20,9 +20,20 @@ from typing import Any
 from prefect import task
 
 from progattr_core.backbone import init_identity
+from progattr_core.determinism import device_kind, resolved_threads
 from progattr_core.gates import decide_challenger
-from progattr_core.model_file import load_model
-from tasks.context import DataRef, PipelineContext, baseline_key, git_commit, task_logger, train_key
+from progattr_core.model import resolve_device
+from progattr_core.model_file import load_model, weights_digest
+from tasks.context import (
+    PARAMS_SNAPSHOT,
+    DataRef,
+    PipelineContext,
+    baseline_key,
+    git_commit,
+    git_dirty,
+    task_logger,
+    train_key,
+)
 from tasks.evaluation import EvaluationRef
 from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, Registry, model_name
 from tracking.store import TAG, Store
@@ -59,9 +70,9 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
         version, new = str(existing[-1].version), False
         log.info("%s version %s already holds this training (%s)", name, version, identity)
     else:
-        tags = {**identity, **tags, "git_commit": git_commit(ctx.root), "flow_run_id": ctx.flow_run_id,
-                "article": ctx.article, "model_init": ctx.model_init,
-                "model_init_identity": init_identity(ctx.params().model.init),
+        tags = {**identity, **tags, "git_commit": git_commit(ctx.root), "git_dirty": git_dirty(ctx.root),
+                "flow_run_id": ctx.flow_run_id,
+                "article": ctx.article, **rebuild_facts(ctx, model_path),
                 "gate": "passed" if passed else "; ".join(reasons)}
         _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path)
         version, new = registry.register(name, ctx.flow_run_id, tags), True
@@ -71,6 +82,26 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
     else:
         log.warning("%s version %s did not pass its gates:\n  %s", name, version, "\n  ".join(reasons))
     return RegistryRef(name, version, passed, reasons, registry.alias_version(name, CHAMPION), new)
+
+
+def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:
+    """What `progattr registry rebuild` needs besides the data version and git commit: where the
+    params snapshot is (the flow run's `params.json`), what the model started from (a backbone pinned
+    to its version, and the file's content hash), the compute it trained with, and the weights'
+    checksum to compare against."""
+    import platform
+
+    import torch
+    import torchvision
+
+    p = ctx.params()
+    return {"params_snapshot": PARAMS_SNAPSHOT, "params_digest": p.digest(),
+            "model_init": ctx.model_init, "model_init_version": ctx.model_init_version,
+            "model_init_identity": init_identity(p.model.init),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
+            "threads": str(resolved_threads(p.train.threads)), "deterministic": str(p.train.deterministic),
+            "device_kind": device_kind(resolve_device(p.device)),
+            "weights_sha256": weights_digest(load_model(model_path))}
 
 
 def _log_model_folder(store: Store, run_id: str, model_path: str) -> None:
@@ -101,7 +132,7 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
     rules = params.registry
     gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
                              evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy)
-    tags = {"data_version": data.data_version, "params_hash": params.digest("seed", "model", "train"),
+    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest("seed", "model", "train"),
             "schedule": " > ".join(schedule),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
             **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()

@@ -190,9 +190,10 @@ def register_backbone(cfg: StoreConfig, backbone: str | Path, lineage: str | Pat
     return Registry.of(cfg).register(BACKBONE, run_id, {**tags, "gate": "none (a backbone: no gates)"})
 
 
-def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> Path:
-    """The model file a `models:/...` model.init names, with its lineage beside it, under
-    `<cache>/<name>-v<version>/` (a version never changes, so a copy there is reused)."""
+def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> tuple[VersionRef, Path]:
+    """The version a `models:/...` model.init names (an alias resolved now) and its model file, with
+    its lineage beside it, under `<cache>/<name>-v<version>/` (a version never changes, so a copy
+    there is reused)."""
     from progattr_core.pretrain import lineage_path
 
     registry = Registry.of(cfg)
@@ -214,4 +215,4 @@ def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> Path:
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return folder / MODEL_FILE
+    return ref, folder / MODEL_FILE

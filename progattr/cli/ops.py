@@ -14,7 +14,7 @@ from .common import common_parent, load
 
 def add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
     registry = subparsers.add_parser("registry", help="approvals: show, history, approve, reject, rollback, "
-                                     "request/answer the approval flow")
+                                     "request/answer the approval flow; rebuild a version")
     sub = registry.add_subparsers(dest="registry_command", required=True)
     common = common_parent()
 
@@ -36,6 +36,10 @@ def add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="approve a version that failed its gates (recorded as an override)")
     leaf("reject", "mark a version rejected (and drop its challenger alias)", _reject, True, True)
     leaf("rollback", "move champion back to previous (run again to undo)", _rollback, False, True)
+    rebuild = leaf("rebuild", "train a registered version again from its tags (commit, DVC data version, params "
+                   "snapshot) in a scratch worktree and compare weights and accuracy; registers nothing", _rebuild, True)
+    rebuild.add_argument("--keep", action="store_true", help="keep the scratch worktree (its path is printed)")
+    rebuild.add_argument("--json", action="store_true", help="print the comparison as JSON")
     request = leaf("request", "start the approval flow (a deployment run) that pauses for a decision", _request)
     request.add_argument("--version", default="", help="default: the @challenger version")
     ans = sub.add_parser("answer", help="answer a paused approval flow run (as the Prefect UI's form does)")
@@ -112,6 +116,16 @@ def _rollback(args: argparse.Namespace) -> int:
     registry, audit = _registry_and_log(args)
     _print_moves(rollback(registry, audit, args.article, _by(args), args.reason))
     return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    """Exit 0 when the rebuilt weights equal the registered ones, 1 when they differ."""
+    from flows.rebuild import rebuild_flow
+    from tasks.rebuild import report
+
+    result = rebuild_flow(args.article, args.version, args.params, args.overrides, args.keep)
+    print(json.dumps(result, indent=1) if args.json else report(result))
+    return 0 if result["identical"] else 1
 
 
 def _request(args: argparse.Namespace) -> int:

@@ -218,7 +218,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), list(args.overrides))
-    pushed = _push(root)
+    pushed = "tracked and pushed to the default remote" if dvc_store.has_remote(root) else "tracked; no remote"
     print("\n== progattr demo: test accuracy, macro-F1 and balanced accuracy (%) per attribute and method ==")
     print(result["table"])
     _print_registry(result)
@@ -259,12 +259,3 @@ def _say_expected_time(params, article: str, manifest) -> None:
     print(f"this machine trains {m.arch} at {m.image_size} px at {speed.images_per_second:.0f} images/s; the demo "
           f"makes {sum(w.passes for w in work):,} training image passes in {len(work)} runs: expect about "
           f"{total / 60:.1f} min (training {training / 60:.1f} min)")
-
-
-def _push(root: Path) -> str:
-    from tasks import dvc_store
-
-    if "remote" not in (root / ".dvc" / "config").read_text(errors="ignore"):
-        return "tracked; no remote configured, nothing pushed"
-    dvc_store.push(root)
-    return "tracked and pushed to the default remote"

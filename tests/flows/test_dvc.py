@@ -1,5 +1,6 @@
-"""dvc.yaml for real: `dvc repro` of the whole pipeline on a tiny catalogue; an evaluation-only param
-change re-runs only `evaluate`; push/pull of the data to an S3-compatible server on loopback."""
+"""dvc.yaml for real: `dvc repro` of the whole pipeline on a tiny catalogue; a change to each params
+section makes exactly the stages that read it out of date, and an evaluation-only change re-runs only
+`evaluate`; push/pull of the data to an S3-compatible server on loopback."""
 
 from __future__ import annotations
 
@@ -71,11 +72,49 @@ def _tree_digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+# one change per params section (and per key a stage declares alone) -> the stages that read it: what
+# `dvc repro` re-runs first (stages below them re-run only if those change their outputs)
+READERS = [
+    ({"data__image__max_bytes": 19000000}, {"ingest"}),
+    ({"pipeline__source": "data/raw/mini/"}, {"ingest"}),
+    ({"validation__min_label_coverage": 0.31}, {"validate"}),
+    ({"model__init": "imagenet"}, {"validate", "train", "baselines"}),
+    ({"taxonomy__jeans__fade": ["no-fade", "light-fade", "heavy-fade", "acid-wash"]},
+     {"validate", "slice", "train", "baselines"}),
+    ({"seed": 1}, {"train", "baselines"}),
+    ({"device": "cpu"}, {"train", "baselines"}),
+    ({"model__image_size": 40}, {"train", "baselines"}),
+    ({"train__lr": 0.003}, {"train", "baselines"}),
+    ({"train__threads": 1}, {"train", "baselines"}),
+    ({"baselines__epochs": 2}, {"baselines"}),
+    ({"evaluation__top_k": 2}, {"evaluate"}),
+    ({"registry__min_adjusted_balanced_accuracy": 0.05}, {"evaluate"}),
+    # read by no stage: the registry gates, stores, serving, operations, the other flows
+    ({"registry__max_gap_to_best_baseline": 0.05, "mlflow__retries": 1, "serving__port": 9090,
+      "operations__nightly_cron": "0 3 * * *", "branch_add__epochs_add": 3, "synth__n_images": 10,
+      "pretrain__epochs": 1, "imports__kaggle__tshirts__article_types": ["Tshirts", "Polos"]}, set()),
+]
+
+
+def _changed_stages(root: Path) -> set[str]:
+    """The stages `dvc status` finds changed (what `dvc repro` would run first)."""
+    import json
+
+    status = json.loads(_dvc(root, "status", "--json").strip().splitlines()[-1] or "{}")
+    return {name.split(":")[-1] for name in status}
+
+
 def test_repro_reruns_only_what_a_param_change_touches(dvc_project):
     root = dvc_project
     first = _dvc(root, "repro")
     for stage in ("ingest", "validate", "slice", "train", "baselines", "evaluate"):
         assert f"Running stage '{stage}'" in first
+    original = (root / "params.yaml").read_text()
+    for change, readers in READERS:
+        _set(root / "params.yaml", **change)
+        assert _changed_stages(root) == readers, change
+        (root / "params.yaml").write_text(original)
+    assert _changed_stages(root) == set()
     assert (root / "outputs/jeans/progressive/model.pt").is_file()
     metrics = _dvc(root, "metrics", "show", "--json")
     assert "progressive" in metrics and "overall" in metrics

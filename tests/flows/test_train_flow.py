@@ -191,6 +191,30 @@ def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
         train_key(make_context(params, ARTICLE, [f"model.init={path}"]), data)
 
 
+def test_the_training_keys_follow_the_compute_that_changes_weights():
+    """Another thread count or determinism setting gives other weights: a new training, not a resume.
+    `train.threads: 0` keys by the thread count it resolves to."""
+    import torch
+
+    from tasks.context import DataRef, baseline_key, train_key
+
+    data = DataRef("m.parquet", "data", "sha256:d", "data/raw", 10)
+
+    def keys(*over: str) -> tuple[str, str]:
+        ctx = make_context(REPO / "params.yaml", ARTICLE, over)
+        return train_key(ctx, data), baseline_key(ctx, data)
+
+    auto = keys("train.threads=0")
+    assert auto == keys()
+    assert auto[0] != keys(f"train.threads={torch.get_num_threads() + 1}")[0]
+    assert auto[1] != keys("train.deterministic=false")[1]
+    torch.set_num_threads(torch.get_num_threads() + 1)  # what `train.threads: 0` resolves to changed
+    try:
+        assert keys()[0] != auto[0]
+    finally:
+        torch.set_num_threads(torch.get_num_threads() - 1)
+
+
 def test_git_commit_outside_a_checkout_is_the_image_build_arg(tmp_path, monkeypatch):
     """The Docker image has no .git: lineage tags name the commit it was built from, else `unknown`."""
     from tasks.context import git_commit

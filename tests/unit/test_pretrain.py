@@ -95,6 +95,12 @@ def test_a_registered_backbone_is_what_models_uri_init_starts_from(tmp_path, cap
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
     with pytest.raises(ConfigError, match="not a registry reference"):
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone"])
+    from tracking.registry import BACKBONE, Registry
+
+    Registry(f"sqlite:///{tmp_path}/mlflow.db").move_alias(BACKBONE, "champion", "1")
+    by_alias = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
+    assert (by_alias.model_init, by_alias.model_init_version) == ("models:/progattr-backbone@champion",
+                                                                  "models:/progattr-backbone/1")  # pinned
 
 
 def test_a_backbone_that_saw_a_test_image_is_refused_naming_both(tmp_path, caplog):

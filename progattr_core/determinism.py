@@ -1,0 +1,67 @@
+"""Bit-identical training: the same data, params, seed and code give the same weights.
+
+Measured on this project's CPU (bench/README.md, "Reproducibility"): with the same number of torch
+threads two processes train to identical weights whatever else the machine is doing; a different
+thread count gives different (equally good) weights, because the kernels split their sums by thread.
+So the thread count is a param (`train.threads`; 0 = the process's torch setting, by default the
+machine's cores) and, resolved, part of the training key, as is where the run trains (the device and
+the CPU's kernel family: AVX2 and AVX-512 kernels round differently). `train.deterministic` asks
+torch for deterministic algorithms: strict on CPU, where it costs nothing measurable; on CUDA it also
+pins cuDNN to deterministic kernels and cuBLAS to a fixed workspace, and warns (instead of failing)
+on the few ops that have no deterministic CUDA kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from .config import TrainParams
+
+
+def resolved_threads(threads: int) -> int:
+    """The intra-op thread count a run with `train.threads = threads` trains with."""
+    return threads if threads > 0 else torch.get_num_threads()
+
+
+def device_kind(device: torch.device | str) -> str:
+    """Where a run trains, as precisely as results depend on it: `cpu:<arch>:<kernel family>` or
+    `cuda:<GPU name>` (`mps` as is)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return f"cpu:{platform.machine()}:{torch.backends.cpu.get_cpu_capability()}"
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def compute_identity(tp: TrainParams, device: torch.device | str) -> str:
+    """What the training key adds for the compute: resolved threads, determinism and device kind."""
+    return f"threads={resolved_threads(tp.threads)}|deterministic={tp.deterministic}|device={device_kind(device)}"
+
+
+@contextmanager
+def reproducible(tp: TrainParams, device: torch.device | str) -> Iterator[None]:
+    """Train inside this: `train.threads` and `train.deterministic` apply, and the process's previous
+    settings come back afterwards (serving and tests share the process)."""
+    device = torch.device(device)
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    torch.set_num_threads(resolved_threads(tp.threads))
+    if tp.deterministic:
+        if device.type == "cuda":
+            # cuBLAS reads this when it creates its handle: set before the first CUDA matmul
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3], before[4]
