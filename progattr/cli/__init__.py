@@ -10,7 +10,8 @@
 Each group's parser and handlers live in one module here (`data`, `pipeline`, `ops`, `serve`);
 handlers take the parsed args and return an exit status. Heavy imports (torch, pandas, prefect,
 mlflow) stay inside handlers so `progattr --help` is fast. Errors raised on purpose (ProgattrError)
-become a one-line message and their exit code, never a traceback.
+become a one-line message and their exit code, never a traceback. Every command starts a watchdog
+(`watchdog.py`) that stops whatever the command started once it is gone, even after a SIGKILL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 
 from progattr_core.errors import ProgattrError
 
+from . import watchdog
 from .data import add_data_parser, add_pretrain_parser
 from .ops import add_attribute_parser, add_deploy_parsers, add_registry_parser
 from .pipeline import add_flow_parsers, add_pipeline_parser
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    watchdog.start()  # whatever this command starts ends with it, SIGKILL included (watchdog.py)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
