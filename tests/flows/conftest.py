@@ -103,6 +103,21 @@ def _stop_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def processes_with(marker: str) -> dict[int, str]:
+    """Live processes whose environment holds `marker` (a run's processes inherit it): pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return found
+
+
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     import urllib.request
 

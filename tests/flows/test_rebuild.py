@@ -93,7 +93,11 @@ def test_a_registered_version_rebuilds_to_the_same_weights_and_metrics(tmp_path,
     assert re.search(r"data version 0{32}\.dir \(data/raw/mini\) could not be pulled from the DVC remote; push it",
                      rebuild())
     registry.client.delete_model_version_tag("progattr-jeans", "1", "progattr.weights_sha256")
-    assert "version 1 lacks the tag(s) ['weights_sha256'] that a rebuild needs" in rebuild()
+    from tasks.context import make_context
+    from tasks.rebuild import plan
+
+    with pytest.raises(RebuildError, match=re.escape("version 1 lacks the tag(s) ['weights_sha256'] that a rebuild")):
+        plan(make_context(params, ARTICLE, over), "1")
     assert "progattr-rebuild" not in _run(root, "git", "worktree", "list")
     assert not any(p.name.startswith("progattr-rebuild-") for p in Path(os.environ.get("TMPDIR", "/tmp")).iterdir()
                    if p.is_dir() and (p / ".git").exists())

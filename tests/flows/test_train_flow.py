@@ -1,6 +1,7 @@
 """The training flow for real: Prefect's test harness, MLflow on SQLite under tmp, a tiny synthetic
-catalogue. A flow killed with SIGKILL mid-stage resumes without retraining earlier stages and ends
-with the weights of an uninterrupted run; a manifest failing validation stops before training."""
+catalogue. A flow killed with SIGKILL mid-stage leaves no process behind (its Prefect temporary server
+included), resumes without retraining earlier stages and ends with the weights of an uninterrupted
+run; a manifest failing validation stops before training."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,7 @@ from tasks.context import make_context
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import REPO, tiny_overrides
+from .conftest import REPO, processes_with, tiny_overrides
 
 pytestmark = pytest.mark.flows
 ARTICLE = "jeans"
@@ -55,18 +57,21 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path) -> int:
-    """Start the flow in a subprocess; SIGKILL it as soon as a stage >= 2 is running. Returns that stage."""
+def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: str) -> tuple[int, dict[int, str]]:
+    """Start the flow in a subprocess; SIGKILL it as soon as a stage >= 2 is running. Returns that
+    stage and the processes (other than the flow's own) that carried `marker` meanwhile."""
+    seen: dict[int, str] = {}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         try:
             while time.time() < deadline and proc.poll() is None:
+                seen.update({p: c for p, c in processes_with(marker).items() if p != proc.pid})
                 running = [int(r.data.tags["progattr.stage_index"]) for r in store.search({"kind": "stage"}, "RUNNING")]
                 if running and running[0] >= 2:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    return running[0]
+                    return running[0], seen
                 time.sleep(0.2)
         finally:
             if proc.poll() is None:
@@ -100,12 +105,22 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     # neither is part of the training key; no 1-epoch 32 px model clears a 0.99 learning gate
     over_b = [*over_b, "baselines.methods=[multilabel_masked]", "registry.min_adjusted_balanced_accuracy=0.99"]
     store_b = _store(params_b, over_b)
-    env = {**os.environ, "PREFECT_API_URL": prefect_harness}
+    # as a new user runs it: no PREFECT_API_URL, so the run starts Prefect's temporary server; every
+    # process of the run carries a marker in its environment
+    marker = f"progattr-killed-run-{uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PROGATTR_TEST_MARKER=marker)
     cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_b), *[a for o in over_b for a in ("--set", o)]]
-    killed = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log")
+    killed, seen = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log", marker)
     before = _stage_runs(store_b)
     assert all(before[i] == ["FINISHED"] for i in range(killed)) and before[killed] == ["RUNNING"]
+    # nothing outlives the killed run (progattr/cli/watchdog.py): its temporary server included
+    assert any("uvicorn" in c or "prefect" in c for c in seen.values()), f"no Prefect server among {seen}"
+    deadline = time.time() + 30
+    while time.time() < deadline and processes_with(marker):
+        time.sleep(0.5)
+    assert processes_with(marker) == {}, "left behind by the killed run"
 
     resumed = train_flow(ARTICLE, "data/raw/mini", str(params_b), over_b)
     after = _stage_runs(store_b)
