@@ -26,9 +26,10 @@ from tasks.branch_add import (
 from tasks.context import flow_run as mlflow_flow_run
 from tasks.context import make_context
 from tasks.ingest import ingest_task
+from tasks.notify import on_flow_failure
 
 
-@flow(name="progattr-branch-add", flow_run_name="branch-add-{article}-{attribute}")
+@flow(name="progattr-branch-add", flow_run_name="branch-add-{article}-{attribute}", on_failure=[on_flow_failure])
 def branch_add_flow(article: str, attribute: str, source: str = "", mode: str = "",
                     params_path: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Add `attribute` to `article`'s champion model as a new Branch (mode: params branch_add.mode

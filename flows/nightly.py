@@ -20,10 +20,11 @@ from progattr_core.locks import LockBusy, hold
 from tasks.attribute_events import announce_task
 from tasks.context import PipelineContext, make_context
 from tasks.ingest import ingest_task
+from tasks.notify import on_flow_failure
 from tasks.registry import registered_training_task
 
 
-@flow(name="progattr-nightly", flow_run_name="nightly-{article}")
+@flow(name="progattr-nightly", flow_run_name="nightly-{article}", on_failure=[on_flow_failure])
 def nightly_flow(article: str = "tops", source: str = "", params_path: str = "params.yaml",
                  overrides: list[str] | None = None) -> dict:
     """Retrain `article` if its data or params changed since the registered version; else skip."""

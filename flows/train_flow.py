@@ -14,12 +14,13 @@ from tasks.context import baseline_key, make_context, train_key
 from tasks.context import flow_run as mlflow_flow_run
 from tasks.evaluation import evaluate_task
 from tasks.ingest import ingest_task, slice_task, validate_task
+from tasks.notify import on_flow_failure
 from tasks.registry import register_task
 from tasks.training import baseline_jobs, baseline_task, export_task, train_stage_task
 from tracking.store import redact
 
 
-@flow(name="progattr-train", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="progattr-train", task_runner=ThreadPoolTaskRunner(max_workers=2), on_failure=[on_flow_failure])
 def train_flow(article: str = "tops", source: str = "", params_path: str = "params.yaml",
                overrides: list[str] | None = None) -> dict:
     """Train, evaluate and register `article` from `source` (a folder or s3://bucket/prefix;

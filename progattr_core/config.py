@@ -200,6 +200,7 @@ class OperationsParams:
     audit_log: str
     approval_timeout_s: int
     approval_poll_s: int
+    webhook_env: str
 
 
 @dataclass(frozen=True)

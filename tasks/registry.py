@@ -35,6 +35,7 @@ from tasks.context import (
     train_key,
 )
 from tasks.evaluation import EvaluationRef
+from tasks.notify import notify
 from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, Registry, model_name
 from tracking.store import TAG, Store
 
@@ -81,7 +82,21 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
         log.info("%s version %s is now @%s", name, version, CHALLENGER)
     else:
         log.warning("%s version %s did not pass its gates:\n  %s", name, version, "\n  ".join(reasons))
+    if new:
+        _announce(ctx, name, version, passed, reasons)
     return RegistryRef(name, version, passed, reasons, registry.alias_version(name, CHAMPION), new)
+
+
+def _announce(ctx: PipelineContext, name: str, version: str, passed: bool, reasons: tuple[str, ...]) -> None:
+    """The webhook message of a new version: it waits for a person's approval, or it failed its gates."""
+    fields = {"article": ctx.article, "model": name, "version": version}
+    if passed:
+        notify(ctx.params(), "awaiting_approval", f"progattr: {name} version {version} passed its gates and is "
+               f"@{CHALLENGER}, waiting for approval: progattr registry approve --article {ctx.article} "
+               f"--version {version} --reason '...'", **fields)
+    else:
+        notify(ctx.params(), "gate_failed", f"progattr: {name} version {version} failed its gates:\n"
+               + "\n".join(f"- {r}" for r in reasons), reasons=list(reasons), **fields)
 
 
 def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:

@@ -103,6 +103,35 @@ def _stop_group(proc: subprocess.Popen) -> None:
         pass
 
 
+@pytest.fixture
+def webhook(monkeypatch):
+    """A webhook receiver on loopback; PROGATTR_WEBHOOK_URL (params operations.webhook_env) points at
+    it with a secret token in its path, as Slack's URLs have. Yields (messages received, the token)."""
+    import json
+    import threading
+    import uuid
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    token = f"hook-token-{uuid.uuid4().hex}"
+    monkeypatch.setenv("PROGATTR_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hooks/{token}")
+    yield received, token
+    server.shutdown()
+    server.server_close()
+
+
 def processes_with(marker: str) -> dict[int, str]:
     """Live processes whose environment holds `marker` (a run's processes inherit it): pid -> command line."""
     found = {}

@@ -79,7 +79,7 @@ def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: 
     raise AssertionError(f"the flow never reached stage 2 (exit {proc.returncode}); log:\n{log.read_text()[-3000:]}")
 
 
-def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_path, prefect_harness):
+def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_path, prefect_harness, webhook):
     from flows.train_flow import train_flow
 
     # Uninterrupted reference run (also the end-to-end test).
@@ -99,6 +99,9 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert "progattr.accuracy.fade" in version.tags and "progattr.git_commit" in version.tags
     assert {"progattr.macro_f1.fade", "progattr.balanced_accuracy.fade"} <= set(version.tags)
     n_stages = len(_stage_runs(store_a))
+    messages, _ = webhook  # a new version passed its gates: someone should approve it
+    assert [(m["event"], m["version"]) for m in messages] == [("awaiting_approval", "1")]
+    assert "registry approve --article jeans --version 1" in messages[0]["text"]
 
     # Same data and params in a second project: killed mid-stage, then run again.
     params_b, over_b = make_project(tmp_path / "b")
@@ -134,11 +137,13 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     gate_tag = store_b.client.get_model_version("progattr-jeans", reg["version"]).tags["progattr.gate"]
     assert "has not learnt" in gate_tag and "registry.min_adjusted_balanced_accuracy 0.99" in gate_tag
     assert "NOT LEARNT" in resumed["table"] and "Macro-F1" in resumed["table"]
+    assert [m["event"] for m in messages[1:]] == ["gate_failed"]  # the killed run never got to register
+    assert "fade: has not learnt" in messages[1]["text"] and messages[1]["reasons"] == list(reg["reasons"])
     a, b = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, prefect_harness):
+def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, prefect_harness, webhook, caplog):
     from flows.train_flow import train_flow
 
     params, over = make_project(tmp_path, n=60)
@@ -153,6 +158,10 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
     text = str(err.value)
     assert "expect_column_values_to_be_in_set(fade): observed 1 unexpected rows" in text and "acid-wash" in text
     assert "expect_column_values_to_be_between(train_count, min_value=1000" in text
+    messages, token = webhook  # a failed run is announced once, and the webhook's URL is never logged
+    assert [m["event"] for m in messages] == ["run_failed"] and "expectations failed" in messages[0]["text"]
+    assert messages[0]["flow"] == "progattr-train" and messages[0]["article"] == ARTICLE
+    assert token not in caplog.text
     store = _store(params, over)
     (flow_run,) = store.search({"kind": "flow"})
     assert flow_run.info.status == "FAILED" and flow_run.data.tags["progattr.validation"] == "failed"
