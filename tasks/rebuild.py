@@ -189,7 +189,7 @@ def train_in_checkout(work: Path, p: RebuildPlan, params_file: Path, overrides: 
     common = ["--article", p.article, "--params", str(params_file), "--set", *overrides]
     for step in (["ingest", "--source", p.tags["data_raw"], "--no-track"], ["train"]):
         cmd = [sys.executable, "-m", "progattr", "pipeline", *step, *common]
-        log.info("rebuild: %s", " ".join(cmd[2:6]))
+        log.info("rebuild: `progattr pipeline %s` at commit %s", step[0], p.tags["git_commit"][:12])
         with subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
             tail: list[str] = []
             for line in proc.stdout or ():

@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from .common import common_parent, load
+from .common import common_parent, load, quiet_tool_logs
 
 
 def add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -120,6 +120,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _rebuild(args: argparse.Namespace) -> int:
     """Exit 0 when the rebuilt weights equal the registered ones, 1 when they differ."""
+    quiet_tool_logs()
     from flows.rebuild import rebuild_flow
     from tasks.rebuild import report
 
