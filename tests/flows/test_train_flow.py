@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -57,9 +58,10 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
-def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: str) -> tuple[int, dict[int, str]]:
+def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: str
+                    ) -> tuple[int, dict[int, str], int]:
     """Start the flow in a subprocess; SIGKILL it as soon as a stage >= 2 is running. Returns that
-    stage and the processes (other than the flow's own) that carried `marker` meanwhile."""
+    stage, the processes (other than the flow's own) that carried `marker` meanwhile, and its pid."""
     seen: dict[int, str] = {}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -71,7 +73,7 @@ def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: 
                 if running and running[0] >= 2:
                     os.kill(proc.pid, signal.SIGKILL)
                     proc.wait()
-                    return running[0], seen
+                    return running[0], seen, proc.pid
                 time.sleep(0.2)
         finally:
             if proc.poll() is None:
@@ -115,7 +117,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PROGATTR_TEST_MARKER=marker)
     cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_b), *[a for o in over_b for a in ("--set", o)]]
-    killed, seen = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log", marker)
+    killed, seen, pid = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log", marker)
     before = _stage_runs(store_b)
     assert all(before[i] == ["FINISHED"] for i in range(killed)) and before[killed] == ["RUNNING"]
     # nothing outlives the killed run (progattr/cli/watchdog.py): its temporary server included
@@ -124,6 +126,8 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     while time.time() < deadline and processes_with(marker):
         time.sleep(0.5)
     assert processes_with(marker) == {}, "left behind by the killed run"
+    # nor its temporary files (the killed stage's checkpoint folder was in the run's own TMPDIR)
+    assert not list(Path(env.get("TMPDIR") or tempfile.gettempdir()).glob(f"progattr-run-{pid}-*"))
 
     resumed = train_flow(ARTICLE, "data/raw/mini", str(params_b), over_b)
     after = _stage_runs(store_b)

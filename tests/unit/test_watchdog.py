@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from progattr.cli.watchdog import descendants
 
@@ -22,3 +24,18 @@ def test_descendants_finds_children_and_grandchildren():
         child.kill()
         child.wait()
     assert child.pid not in descendants(os.getpid())
+
+
+def test_a_command_gets_its_own_temporary_folder_removed_with_it(tmp_path):
+    """`progattr` sets TMPDIR to <tmp>/progattr-run-<pid>-*; once the command is gone, it is removed."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    code = ("import os, tempfile; from progattr.cli import watchdog; watchdog.start(); "
+            "print(tempfile.gettempdir(), os.environ['TMPDIR'], flush=True); "
+            "open(os.path.join(tempfile.mkdtemp(), 'checkpoint.pt'), 'w').write('x')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    own, inherited = out.stdout.split()
+    assert own == inherited and Path(own).parent == tmp_path and Path(own).name.startswith("progattr-run-")
+    deadline = time.time() + 20
+    while time.time() < deadline and Path(own).exists():
+        time.sleep(0.2)
+    assert not Path(own).exists() and list(tmp_path.iterdir()) == []
