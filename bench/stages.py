@@ -38,6 +38,9 @@ def _options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", default=[], metavar="'KEY=VALUE ...'",
                     help="a progressive run with these params overrides (repeatable)")
+    ap.add_argument("--references", default="individual,progressive", metavar="METHODS",
+                    help="methods trained with the committed params before the variants (comma-separated; "
+                    "individual always: every time ratio is against it), e.g. individual,multilabel_masked")
 
 
 def _ms_per_pass(seconds: float, passes: int) -> float:
@@ -56,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         n = args.n or prof["n"] or params.synth.n_images
         splits = common.synth_splits(params, article, n, params.synth.seed)
-    runs: dict[str, tuple[str, list[str]]] = {"individual": ("individual", []), "progressive": ("progressive", [])}
+    references = ["individual", *(m for m in args.references.split(",") if m and m != "individual")]
+    runs: dict[str, tuple[str, list[str]]] = {m: (m, []) for m in references}
     for variant in args.variant:
         runs[f"progressive [{variant}]"] = ("progressive", variant.split())
     results: dict[str, dict[str, Any]] = {}

@@ -106,6 +106,8 @@ class TrainParams:
     epochs_add: int
     epochs_finetune: int
     finetune_after: Literal["each", "last"]
+    base_attributes: int
+    first_attributes: int
     branch_images: Literal["union", "labelled"]
     class_weighting: Literal["none", "sqrt_inverse", "inverse"]
     epochs_final: int
@@ -349,6 +351,10 @@ def _check_values(p: Params, source: str) -> None:
             raise bad(f"train.{key}", getattr(p.train, key), "must be > 0")
     if p.train.weight_decay < 0:
         raise bad("train.weight_decay", p.train.weight_decay, "must be >= 0")
+    if p.train.first_attributes < 0:
+        raise bad("train.first_attributes", p.train.first_attributes, "must be >= 0 (1: one attribute, the paper; 0: all)")
+    if p.train.base_attributes < 0:
+        raise bad("train.base_attributes", p.train.base_attributes, "must be >= 0 (0: every attribute, the paper)")
     if p.train.threads < 0:
         raise bad("train.threads", p.train.threads, "must be >= 0 (0: the process's torch threads)")
     for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):

@@ -158,8 +158,12 @@ class ProgressiveResNet(AttributeModel):
         With `rows` (attribute -> boolean mask over the batch), each Branch runs only on its rows and
         returns logits for those rows only; a Branch with no row is left out, and one with a single
         row (too few for BatchNorm in training) runs on the whole batch."""
+        return self.heads(self.base(self.prepare(x)), attributes, rows)
+
+    def heads(self, features: Tensor, attributes: Sequence[str] | None = None,
+              rows: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """The Branches on the Base's output (`forward` without the Base: frozen-Base training reuses it)."""
         names = self._check_attributes(attributes)
-        features = self.base(self.prepare(x))
         if rows is None:
             return {a: self.branches[a](features) for a in names}
         out = {}

@@ -17,7 +17,8 @@ class Stage:
 
     `attributes` are the Branches trained in this stage (their losses are summed, each masked to the
     images labelled for it); the stage's images are the union of those labelled for any of them.
-    `new_attribute` is the Branch this stage adds (first/add stages). `lr_factor` scales every LR.
+    `new_attribute` is the Branch this stage adds (first/add stages; None for a joint first stage,
+    which adds every Branch it trains). `lr_factor` scales every LR.
     """
 
     index: int
@@ -46,14 +47,24 @@ def build_schedule(params: Params, article: str | None = None) -> list[Stage]:
     """first(A1); then add(Ak) + finetune(A1..Ak) for k = 2..n; then final (Base frozen, all Branches).
 
     With train.finetune_after = "last", only the fine-tune after the last add is kept (a cheaper
-    schedule: the intermediate fine-tunes run every Branch so far over the union of their images)."""
+    schedule: the intermediate fine-tunes run every Branch so far over the union of their images).
+    With train.base_attributes = k > 0, the Base learns only in the stages of the first k attributes;
+    every later attribute's add stage trains its Branch alone on the frozen Base, with no fine-tune.
+    With train.first_attributes = k > 1, the first stage trains the Base and the first k Branches
+    jointly (each Branch's loss masked to its labelled images; 0 = every attribute)."""
     t = params.train
     order = attribute_order(params, article)
-    stages = [Stage(0, f"first:{order[0]}", "first", order[0], (order[0],), t.epochs_first, 1.0, False)]
-    for k in range(1, len(order)):
+    first = min(t.first_attributes or len(order), len(order))  # attributes the first stage trains jointly
+    base_learns = max(t.base_attributes or len(order), first)   # attributes whose stages train the Base
+    stages = [Stage(0, f"first:{'+'.join(order[:first])}", "first", order[0] if first == 1 else None,
+                    tuple(order[:first]), t.epochs_first, 1.0, False)]
+    for k in range(first, len(order)):
         attr = order[k]
-        stages.append(Stage(len(stages), f"add:{attr}", "add", attr, (attr,), t.epochs_add, 1.0, False))
-        if t.finetune_after == "each" or k == len(order) - 1:
+        frozen = k >= base_learns
+        stages.append(Stage(len(stages), f"add:{attr}", "add", attr, (attr,), t.epochs_add, 1.0, frozen))
+        if frozen:  # the Base no longer moves, so no earlier Branch needs repairing
+            continue
+        if t.finetune_after == "each" or k == min(len(order), base_learns) - 1:
             stages.append(Stage(len(stages), f"finetune:{'+'.join(order[:k + 1])}", "finetune", None,
                                 tuple(order[:k + 1]), t.epochs_finetune, t.finetune_factor, False))
     stages.append(Stage(len(stages), "final", "final", None, tuple(order), t.epochs_final, t.final_factor, True))

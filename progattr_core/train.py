@@ -12,6 +12,7 @@ import copy
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,14 @@ from .config import TrainParams
 from .determinism import reproducible
 from .errors import DataValidationError, ModelError
 from .model import ProgressiveResNet, _seed_for
-from .model_file import atomic_save, model_blob, model_from_blob
+from .model_file import atomic_save, model_blob, model_from_blob, weights_digest
 from .schedule import Stage
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 LossFn = Callable[[dict[str, Tensor], Tensor], Tensor]
+FEATURE_CACHE_BYTES = 2 << 30  # frozen-Base features kept for reuse up to this size (else recomputed per batch)
+_features: dict[str, Any] = {}  # one entry: (Base digest, device, weakref to the images, their features)
 
 
 @dataclass
@@ -130,9 +133,12 @@ def lr_ramp(n_groups: int, top_lr: float, base_ratio: float) -> list[float]:
 
 def _optimizer(tp: TrainParams, groups: list[list[nn.Parameter]], lrs: list[float]) -> torch.optim.Optimizer:
     spec = [{"params": g, "lr": lr} for g, lr in zip(groups, lrs, strict=True) if g]
+    # fused kernels: one pass over every parameter per step instead of a loop of small ops (AdamW on
+    # 50M CPU parameters, six layer3 Branches: 0.045 s a step against 0.165 s)
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g) or None
     if tp.optimizer == "sgd":
-        return torch.optim.SGD(spec, momentum=tp.momentum, weight_decay=tp.weight_decay)
-    return torch.optim.AdamW(spec, weight_decay=tp.weight_decay)
+        return torch.optim.SGD(spec, momentum=tp.momentum, weight_decay=tp.weight_decay, fused=fused)
+    return torch.optim.AdamW(spec, weight_decay=tp.weight_decay, fused=fused)
 
 
 def _schedule(opt: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -216,11 +222,44 @@ class FitSpec:
     epochs: int
     seed: int
     branch_rows: bool = False  # a ProgressiveResNet's Branches run only on the rows labelled for them
+    frozen_base: bool = False  # a ProgressiveResNet whose Base does not learn: its output can be reused
+
+
+def frozen_features(model: ProgressiveResNet, data: LabelledImages, device: torch.device, batch_size: int,
+                    amp: torch.dtype | None) -> Tensor | None:
+    """The frozen Base's output for every image of `data`, computed once per (Base weights, images) and
+    reused by every later frozen-Base stage of the process (the stages of a `train.base_attributes`
+    schedule, the final stage, a frozen-Base branch-add). None when it would exceed FEATURE_CACHE_BYTES."""
+    key = (weights_digest(model.base), str(device))
+    entry = _features.get("entry")
+    if entry and entry[0] == key and entry[1]() is data.images:
+        return entry[2]
+    _features.clear()
+    fmt = torch.channels_last if amp is not None else torch.contiguous_format
+    chunks = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        for start in range(0, len(data), batch_size):
+            x = data.images[start:start + batch_size].to(device).contiguous(memory_format=fmt)
+            chunks.append(model.base(model.prepare(x)))
+            if start == 0 and chunks[0][0].nbytes * len(data) > FEATURE_CACHE_BYTES:
+                return None
+    features = torch.cat(chunks)
+    _features["entry"] = (key, weakref.ref(data.images), features)
+    return features
+
+
+EpochHook = Callable[[int, dict[str, Any]], None]
 
 
 def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
-        val: LabelledImages | None = None, progress: Progress | None = None) -> FitResult:
-    """The one training loop every method shares: same optimiser, LR schedule, augmentation, selection."""
+        val: LabelledImages | None = None, progress: Progress | None = None,
+        on_epoch_end: EpochHook | None = None, resume: dict[str, Any] | None = None) -> FitResult:
+    """The one training loop every method shares: same optimiser, LR schedule, augmentation, selection.
+
+    `on_epoch_end(epoch, state)` gets, after each epoch, everything needed to continue exactly where
+    it stands (weights, optimiser, LR schedule, shuffling generator, best epoch so far); `fit(...,
+    resume=state)` continues from such a state (the model it is given is loaded from it) and ends
+    with the same weights as a run that was never interrupted."""
     result = FitResult(spec.name, spec.epochs, len(spec.indices))
     if spec.epochs == 0 or len(spec.indices) == 0:
         return result
@@ -228,11 +267,12 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
         log.warning("%s: only %d image to train on; left untrained", spec.name, len(spec.indices))
         return result
     with reproducible(tp, device):  # train.threads and train.deterministic (determinism.py)
-        return _fit(model, spec, data, tp, device, result, val, progress)
+        return _fit(model, spec, data, tp, device, result, val, progress, on_epoch_end, resume)
 
 
 def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
-         result: FitResult, val: LabelledImages | None, progress: Progress | None) -> FitResult:
+         result: FitResult, val: LabelledImages | None, progress: Progress | None,
+         on_epoch_end: EpochHook | None = None, resume: dict[str, Any] | None = None) -> FitResult:
     bs = tp.batch_size
     steps_per_epoch = max(1, len(spec.indices) // bs if len(spec.indices) % bs == 1 else
                           math.ceil(len(spec.indices) / bs))
@@ -244,18 +284,40 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
     amp = _accelerated(model, tp, device)
     fmt = torch.channels_last if amp is not None else torch.contiguous_format
     columns = {a: i for i, a in enumerate(data.attributes)}
-    for epoch in range(spec.epochs):
+    first_epoch, elapsed = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        gen.set_state(resume["generator"])
+        best_state, best_score, first_epoch = resume["best_state"], resume["best_score"], resume["epoch"]
+        for k in ("image_passes", "epoch_losses", "val_scores", "best_epoch", "seconds"):
+            setattr(result, k, resume["result"][k])
+        elapsed = result.seconds
+    # with a frozen Base the Branches are independent: best-epoch selection per Branch
+    per_branch = ({a: (-1.0, None) for a in spec.attributes}
+                  if select and spec.frozen_base and isinstance(model, ProgressiveResNet) else None)
+    if resume is not None and per_branch is not None:
+        per_branch = resume["per_branch"]
+    cached = None
+    if spec.frozen_base and isinstance(model, ProgressiveResNet) and not (tp.augment.hflip or tp.augment.crop_padding):
+        model.freeze_base()  # eval-mode BatchNorm: each image's features do not depend on its batch
+        cached = frozen_features(model, data, device, bs, amp)
+    for epoch in range(first_epoch, spec.epochs):
         model.train()
         order = spec.indices[torch.randperm(len(spec.indices), generator=gen)]
         total, count = 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * bs:(step + 1) * bs] if step < steps_per_epoch - 1 else order[step * bs:]
-            x = _augment(data.images[idx].to(device, non_blocking=True), gen, tp.augment.hflip,
-                         tp.augment.crop_padding).contiguous(memory_format=fmt)
             y = data.labels[idx].to(device)
             rows = {a: y[:, columns[a]] >= 0 for a in spec.attributes} if spec.branch_rows else None
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                out = model(x, list(spec.attributes), rows=rows) if rows else model(x, list(spec.attributes))
+                if cached is not None:
+                    out = model.heads(cached[idx.to(cached.device)], list(spec.attributes), rows=rows)
+                else:
+                    x = _augment(data.images[idx].to(device, non_blocking=True), gen, tp.augment.hflip,
+                                 tp.augment.crop_padding).contiguous(memory_format=fmt)
+                    out = model(x, list(spec.attributes), rows=rows) if rows else model(x, list(spec.attributes))
                 loss = spec.loss_fn(out, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -265,17 +327,34 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
         result.image_passes += count
         result.epoch_losses.append(total / max(count, 1))
         if select:
-            score = float(np.nanmean(list(accuracy_on(model, val, spec.attributes, device).values())))
+            per_attribute = accuracy_on(model, val, spec.attributes, device)
+            score = float(np.nanmean(list(per_attribute.values())))
             result.val_scores.append(score)
             if score > best_score:
                 best_score, result.best_epoch = score, epoch
                 best_state = copy.deepcopy(model.state_dict())
+            if per_branch is not None:  # a frozen Base: each Branch keeps its own best epoch
+                for attr, acc in per_attribute.items():
+                    if not acc <= per_branch[attr][0]:  # the first epoch, a better one, or no val labels
+                        per_branch[attr] = (acc, copy.deepcopy(model.branches[attr].state_dict()))
         if progress:
             extra = f", val acc {result.val_scores[-1]:.3f}" if select else ""
             progress(f"{spec.name}: epoch {epoch + 1}/{spec.epochs}, loss {result.epoch_losses[-1]:.4f}{extra}")
-    if best_state is not None:
+        result.seconds = elapsed + time.perf_counter() - start
+        if on_epoch_end:  # its time (a checkpoint upload) is not training time
+            hook_start = time.perf_counter()
+            on_epoch_end(epoch, {"epoch": epoch + 1, "model": copy.deepcopy(model.state_dict()),
+                                 "optimizer": copy.deepcopy(opt.state_dict()), "scheduler": sched.state_dict(),
+                                 "generator": gen.get_state(), "best_state": best_state, "best_score": best_score,
+                                 "per_branch": per_branch,
+                                 "result": copy.deepcopy(result.to_dict())})
+            elapsed -= time.perf_counter() - hook_start
+    if per_branch is not None and all(state is not None for _, state in per_branch.values()):
+        for attr, (_, state) in per_branch.items():
+            model.branches[attr].load_state_dict(state)
+    elif best_state is not None:
         model.load_state_dict(best_state)
-    result.seconds = time.perf_counter() - start
+    result.seconds = elapsed + time.perf_counter() - start
     model.eval()
     return result
 
@@ -283,10 +362,14 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
 def _prepare_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages) -> None:
     """Add the stage's new Branch if needed and set what learns: Base (unless frozen) + its Branches."""
     model.check_vocabulary({a: data.classes[a] for a in data.attributes if a in model.classes})
-    if stage.new_attribute is not None and stage.new_attribute not in model.classes:
-        if stage.new_attribute not in data.classes:
-            raise DataValidationError(f"stage {stage.name}: no labels for attribute {stage.new_attribute!r}")
-        model.add_branch(stage.new_attribute, data.classes[stage.new_attribute])
+    adds = [stage.new_attribute] if stage.new_attribute is not None else \
+        list(stage.attributes) if stage.kind == "first" else []
+    for attr in adds:
+        if attr in model.classes:
+            continue
+        if attr not in data.classes:
+            raise DataValidationError(f"stage {stage.name}: no labels for attribute {attr!r}")
+        model.add_branch(attr, data.classes[attr])
     missing = [a for a in stage.attributes if a not in model.classes]
     if missing:
         raise ModelError(f"stage {stage.name}: model has no branch for {missing}; run the earlier stages first")
@@ -316,7 +399,8 @@ def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp
     spec = FitSpec(stage.name, stage.attributes, data.labelled_for(stage.attributes), groups, lrs,
                    masked_cross_entropy(data, class_weights(data, tp.class_weighting)), stage.epochs,
                    stage_seed(seed, stage),
-                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1)
+                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1,
+                   frozen_base=stage.freeze_base)
     result = fit(model, spec, data, tp, device, val, progress)
     if stage.freeze_base:
         model.unfreeze_base()

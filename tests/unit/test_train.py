@@ -48,6 +48,72 @@ def test_finetune_after_last_keeps_only_the_last_finetune():
         load_params(ROOT / "params.yaml", [*TINY, "train.finetune_after=never"])
 
 
+def test_base_attributes_freezes_the_base_after_the_first_k_attributes():
+    from progattr_core.config import load_params
+    from progattr_core.errors import ConfigError
+    from tests.unit.conftest import ROOT, TINY
+
+    names = [s.name for s in build_schedule(load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=2"]))]
+    assert names == ["first:fade", "add:shade", "finetune:fade+shade", "add:distress", "final"]
+    one = build_schedule(load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=1"]))
+    assert [(s.name, s.freeze_base) for s in one] == [("first:fade", False), ("add:shade", True),
+                                                      ("add:distress", True), ("final", True)]
+    every = load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=3"])
+    assert build_schedule(every) == build_schedule(load_params(ROOT / "params.yaml", TINY))  # 0 = 3 = all
+    with pytest.raises(ConfigError, match="base_attributes"):
+        load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=-1"])
+
+
+def test_first_attributes_trains_several_branches_jointly_in_the_first_stage(tiny_params, tiny_data):
+    from progattr_core.config import load_params
+    from progattr_core.errors import ConfigError
+    from tests.unit.conftest import ROOT, TINY
+
+    joint = load_params(ROOT / "params.yaml", [*TINY, "train.first_attributes=0"])
+    stages = build_schedule(joint)
+    assert [(s.name, s.attributes, s.new_attribute) for s in stages] == [
+        ("first:fade+shade+distress", ("fade", "shade", "distress"), None), ("final", ("fade", "shade", "distress"), None)]
+    two = load_params(ROOT / "params.yaml", [*TINY, "train.first_attributes=2", "train.base_attributes=1"])
+    assert [(s.name, s.freeze_base) for s in build_schedule(two)] == [
+        ("first:fade+shade", False), ("add:distress", True), ("final", True)]  # the Base learnt from 2 anyway
+    model = build_model(joint.model, 0)
+    result = train_stage(model, stages[0], tiny_data, joint.train, 0)
+    assert list(model.classes) == ["fade", "shade", "distress"]
+    assert result.image_passes == joint.train.epochs_first * len(tiny_data.labelled_for(["fade", "shade", "distress"]))
+    with pytest.raises(ConfigError, match="first_attributes"):
+        load_params(ROOT / "params.yaml", [*TINY, "train.first_attributes=-2"])
+
+
+def test_frozen_base_stages_reuse_the_bases_features(tiny_params, tiny_data, monkeypatch):
+    """A frozen-Base stage computes the Base's output once and reuses it in every epoch and every later
+    frozen stage: the same training as running the Base on each batch, and the Base never changes."""
+    import progattr_core.train as train
+    from progattr_core.config import load_params
+    from tests.unit.conftest import ROOT, TINY
+
+    p = load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=1", "train.epochs_add=2"])
+    stages = build_schedule(p)
+    models = []
+    for limit in (train.FEATURE_CACHE_BYTES, 0):  # 0: too big to keep, the Base runs on every batch
+        monkeypatch.setattr(train, "FEATURE_CACHE_BYTES", limit)
+        train._features.clear()
+        model = build_model(p.model, 0)
+        run_schedule(model, stages[:1], tiny_data, p.train, 0)
+        base = copy.deepcopy(model.base.state_dict())
+        calls: list[int] = []
+        hook = model.base.register_forward_hook(lambda *_, seen=calls: seen.append(1))
+        run_schedule(model, stages, tiny_data, p.train, 0, start=1)
+        hook.remove()
+        assert all(torch.equal(base[k], v) for k, v in model.base.state_dict().items())
+        models.append((model, len(calls)))
+    (cached, cached_calls), (plain, plain_calls) = models
+    batches = -(-len(tiny_data) // p.train.batch_size)
+    assert cached_calls == batches  # once, for every image, shared by both adds and the final stage
+    assert plain_calls > 4 * cached_calls
+    for k, v in cached.state_dict().items():
+        assert torch.allclose(v, plain.state_dict()[k], atol=1e-4), k
+
+
 def test_attribute_order_param_reorders_the_schedule(tiny_params):
     from progattr_core.config import load_params
     from tests.unit.conftest import ROOT, TINY
