@@ -76,16 +76,23 @@ def train_multilabel(params: Params, data: LabelledImages, masked: bool, device:
                      attributes: list[str] | None = None, epochs: int | None = None, name: str | None = None,
                      ) -> tuple[MultiLabelResNet, FitResult]:
     """`masked=False`: the paper's baseline on fully-labelled images; True: all images, masked BCE.
-    By default over the training article's attributes for `baselines.epochs` (pretraining passes its own)."""
+    By default over the training article's attributes for `baselines.epochs`."""
+    model, spec = multilabel_spec(params, data, masked, attributes, epochs, name)
+    result = fit(model.to(device), spec, data, params.train, torch.device(device), val, progress)
+    return model, result
+
+
+def multilabel_spec(params: Params, data: LabelledImages, masked: bool, attributes: list[str] | None = None,
+                    epochs: int | None = None, name: str | None = None) -> tuple[MultiLabelResNet, FitSpec]:
+    """The multi-label network and its FitSpec (pretraining fits it with its own epochs and checkpoints)."""
     order = attributes or attribute_order(params)
     name = name or ("multilabel_masked" if masked else "multilabel")
     m = params.model
     model = MultiLabelResNet(m.arch, {a: data.classes[a] for a in order}, m.image_size, m.mean, m.std,
-                             m.init, params.seed, masked).to(device)
+                             m.init, params.seed, masked)
     groups = model.layer_groups()
     indices = data.labelled_for(order, every=not masked)
     spec = FitSpec(name, order, indices, groups, lr_ramp(len(groups), params.train.lr, params.train.lr_base_ratio),
                    _multilabel_loss(data, model, masked, class_weights(data, params.train.class_weighting)),
                    params.baselines.epochs if epochs is None else epochs, _seed_for(params.seed, name))
-    result = fit(model, spec, data, params.train, torch.device(device), val, progress)
-    return model, result
+    return model, spec

@@ -59,12 +59,14 @@ class PipelineContext:
         return self.path(self.params().pipeline.outputs) / self.article / Path(*parts)
 
 
-def make_context(params_path: str | Path, article: str, overrides: list[str] | tuple[str, ...] = ()) -> PipelineContext:
+def make_context(params_path: str | Path, article: str | None, overrides: list[str] | tuple[str, ...] = ()
+                 ) -> PipelineContext:
     """Context for `params_path`, its params read now; the project root is the folder that holds it.
-    `train.article` is set to `article`, so `train.attribute_order` applies to this run's article;
-    a `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
+    `train.article` is set to `article` (None: params' own), so `train.attribute_order` applies to this
+    run's article; a `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
     params_path = Path(params_path).resolve()
-    params = load_params(params_path, (*overrides, f"train.article={article}"))
+    params = load_params(params_path, (*overrides, *([f"train.article={article}"] if article is not None else [])))
+    article = params.train.article
     root = params_path.parent
     store = store_config(params, root)
     init = pinned = params.model.init

@@ -25,13 +25,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from progattr_core.errors import ConfigError
-from tracking.store import TAG, Store, StoreConfig, call_with_retries, redact
+from tracking.store import TAG, StoreConfig, call_with_retries, redact
 
 T = TypeVar("T")
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 APPROVAL_STATUS = "approval.status"  # pending | approved | rejected | rolled_back (tag progattr.approval.status)
 MODEL_FOLDER, MODEL_FILE = "model", "model.pt"
-BACKBONE = "progattr-backbone"     # pretrained Bases (`progattr pretrain --register`), for model.init=models:/...
+BACKBONE = "progattr-backbone"     # pretrained Bases (`progattr pretrain`), for model.init=models:/...
 # MLflow error codes meaning "no such model, version or alias" (as opposed to the store failing).
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 
@@ -170,24 +170,6 @@ class Registry:
             self._call(self.client.delete_registered_model_alias, name, alias)
         else:
             self._call(self.client.set_registered_model_alias, name, alias, str(version))
-
-
-def register_backbone(cfg: StoreConfig, backbone: str | Path, lineage: str | Path | None, tags: dict[str, Any]) -> str:
-    """A new version of `progattr-backbone`: the pretrained file and its lineage (every image it saw)
-    logged to a `pretrain` run, tagged with `tags`. No gates apply to a backbone: a training that
-    starts from it is gated as usual, and refused if the lineage holds one of its test images."""
-    from progattr_core.pretrain import lineage_path
-
-    store = Store(cfg)
-    with tempfile.TemporaryDirectory(prefix="progattr-backbone-") as tmp:
-        folder = Path(tmp) / MODEL_FOLDER
-        folder.mkdir()
-        shutil.copyfile(backbone, folder / MODEL_FILE)
-        if lineage is not None:
-            shutil.copyfile(lineage, lineage_path(folder / MODEL_FILE))
-        with store.run("pretrain", {"kind": "pretrain", **tags}) as run_id:
-            store.log_artifacts(run_id, folder, MODEL_FOLDER)
-    return Registry.of(cfg).register(BACKBONE, run_id, {**tags, "gate": "none (a backbone: no gates)"})
 
 
 def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> tuple[VersionRef, Path]:

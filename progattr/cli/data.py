@@ -7,7 +7,7 @@ from pathlib import Path
 
 from progattr_core.errors import ProgattrError
 
-from .common import common_parent, load, only, under_root
+from .common import common_parent, load, only, print_json, quiet_tool_logs, under_root
 
 # ---------------------------------------------------------------- data
 
@@ -124,72 +124,33 @@ def _data_slice(args: argparse.Namespace) -> int:
 
 def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
     pre = subparsers.add_parser("pretrain", parents=[common_parent()],
-                                help="pretrain a Base on a densely labelled catalogue (params `pretrain:`) for model.init")
-    pre.add_argument("--out", required=True, help="the backbone file to write, e.g. models/backbone.pt; its lineage "
-                     "(every image's content hash) goes beside it as <out>.lineage.json")
+                                help="pretrain a Base on a densely labelled catalogue (params `pretrain:`), register it "
+                                "as a version of progattr-backbone, for model.init")
+    pre.add_argument("--out", default=None, help="also copy the backbone to this file (its lineage, every image's "
+                     "content hash, goes beside it as <out>.lineage.json), e.g. for --set model.init=<out>")
     pre.add_argument("--source", default=None, help="Kaggle-layout folder (default: pretrain.source)")
-    pre.add_argument("--register", action="store_true", help="also register it (and its lineage) as a version of "
-                     "progattr-backbone in MLflow: start trainings with --set model.init=models:/progattr-backbone/<v>")
+    pre.add_argument("--json", action="store_true", help="print the result as JSON")
     pre.set_defaults(handler=_pretrain)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    """Import the catalogue (minus the excluded article types), train the masked multi-task network
-    on it, save it and its lineage: `--set model.init=<out>` then starts any training from it."""
-    import torch
+    """The pretraining flow: import the catalogue (minus the excluded article types), train the masked
+    multi-task network with a checkpoint per epoch in MLflow (a rerun resumes), register the backbone."""
+    quiet_tool_logs()
+    from flows.pretrain import pretrain_flow
 
-    from progattr_core.baselines import train_multilabel
-    from progattr_core.data.arrays import load_arrays
-    from progattr_core.model import resolve_device
-    from progattr_core.model_file import save_model
-    from progattr_core.pretrain import (
-        ARTICLE,
-        catalogue_vocabularies,
-        import_catalogue,
-        lineage,
-        pretraining_params,
-        sample,
-        write_lineage,
-    )
-    from progattr_core.train import LabelledImages
-
-    p = load(args)
-    source = Path(args.source or p.pretrain.source)
-    vocab = catalogue_vocabularies(source / "styles.csv", p)
-    pp = pretraining_params(p, vocab)
-    print("heads: " + ", ".join(f"{a} ({len(v)} classes)" for a, v in vocab.items()))
-    dest = under_root(Path(p.data.raw) / ARTICLE, Path(p.data.root))
-    result = import_catalogue(pp, source, p.data.root, dest)
-    manifest = sample(result.manifest, p.pretrain.max_images, p.seed)
-    print(f"pretraining on {len(manifest)} of {len(result.manifest)} imported images (article types "
-          f"{list(p.pretrain.exclude_article_types)} excluded)")
-    splits = {}
-    for split in ("train", "val"):
-        x, y, _ = load_arrays(manifest, p.data.root, p.data.cache, p.model.image_size, list(vocab), split)
-        splits[split] = LabelledImages.from_arrays(x, y, list(vocab), vocab)
-    device = resolve_device(p.device)
-    model, fit = train_multilabel(pp, splits["train"], True, device, splits["val"] if len(splits["val"]) else None,
-                                  print, attributes=list(vocab), epochs=p.pretrain.epochs, name=ARTICLE)
-    out = save_model(model.to(torch.device("cpu")), args.out)
-    record = {**lineage(manifest, p, str(source), vocab), "seconds": round(fit.seconds, 1)}
-    lineage_file = write_lineage(out, record)
-    init = str(out)
-    if args.register:
-        init = _register_backbone(args, p, out, lineage_file, record)
-    print(f"backbone {out} ({len(splits['train'])} training images, {fit.seconds:.0f}s); start from it with "
-          f"--set model.init={init}")
+    source = str(Path(args.source).resolve()) if args.source else None
+    out = str(Path(args.out).resolve()) if args.out else None
+    result = pretrain_flow(args.params, args.overrides, out, source)
+    if args.json:
+        print_json(result)
+        return 0
+    run, data = result["run"], result["data"]
+    how = f"trained in {run['seconds']:.0f}s" if run["trained_now"] else "reused from an earlier run"
+    if run["resumed_from_epoch"]:
+        how += f", resumed after epoch {run['resumed_from_epoch']}"
+    print(f"backbone {result['uri']}: {data['n_images']} images of {len(data['article_types'])} article types "
+          f"(excluded: {', '.join(load(args).pretrain.exclude_article_types)}), data version "
+          f"{data['data_version']}; {how}")
+    print(f"start a training from it with --set model.init={result['uri']}" + (f" (or model.init={out})" if out else ""))
     return 0
-
-
-def _register_backbone(args: argparse.Namespace, p, out: Path, lineage_file: Path, record: dict) -> str:
-    from progattr_core.backbone import init_identity
-    from tracking.registry import BACKBONE, register_backbone
-    from tracking.store import store_config
-
-    tags = {"source": record["source"], "n_images": record["n_images"], "arch": record["arch"],
-            "image_size": record["image_size"], "epochs": record["epochs"],
-            "excluded_article_types": ", ".join(record["excluded_article_types"]),
-            "heads": ", ".join(record["classes"]), "model_init_identity": init_identity(str(out))}
-    version = register_backbone(store_config(p, Path(args.params).resolve().parent), out, lineage_file, tags)
-    print(f"registered {BACKBONE} version {version}")
-    return f"models:/{BACKBONE}/{version}"

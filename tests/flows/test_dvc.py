@@ -143,3 +143,20 @@ def test_push_and_pull_through_an_s3_server_on_loopback(dvc_project, s3_server):
     _dvc(root, "pull", "data/raw/mini.dvc")
     assert _tree_digest(root / "data/raw/mini") == before
     assert "in sync" in _dvc(root, "status", "-c", "data/raw/mini.dvc").lower()
+
+
+def test_pretraining_is_a_stage_of_its_own_that_a_plain_repro_leaves_alone(dvc_project):
+    """pretrain/dvc.yaml: `dvc repro` (the training pipeline) never starts a 10-minute pretraining;
+    `dvc repro pretrain/dvc.yaml` runs `progattr pretrain` from the project root with params' paths."""
+    root = dvc_project
+    (root / "pretrain").mkdir()
+    shutil.copyfile(REPO / "pretrain" / "dvc.yaml", root / "pretrain" / "dvc.yaml")
+    catalogue = root / "kaggle"
+    catalogue.mkdir()
+    (catalogue / "styles.csv").write_text("id,gender,masterCategory\n")
+    _set(root / "params.yaml", pretrain__source="kaggle")
+    pipeline = _dvc(root, "stage", "list")  # what a plain `dvc repro` runs: the stages of ./dvc.yaml
+    assert "ingest" in pipeline and "pretrain" not in pipeline
+    alone = _dvc(root, "repro", "--dry", "pretrain/dvc.yaml")
+    assert "Running stage 'pretrain/dvc.yaml:pretrain'" in alone and "Running stage 'ingest'" not in alone
+    assert "progattr pretrain --out outputs/pretrain/backbone.pt" in alone
