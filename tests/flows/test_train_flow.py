@@ -86,7 +86,9 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
 
     # Uninterrupted reference run (also the end-to-end test).
     params_a, over_a = make_project(tmp_path / "a")
-    over_a = [*over_a, "baselines.methods=[individual]"]  # one task per attribute, run concurrently
+    # one task per attribute, run concurrently; the gap to the best baseline is not what this test checks
+    # (a 1-epoch 32 px model is a coin toss against the individual models, who trail by 0.03 or lead)
+    over_a = [*over_a, "baselines.methods=[individual]", "registry.max_gap_to_best_baseline=1"]
     result = train_flow(ARTICLE, "data/raw/mini", str(params_a), over_a)
     assert set(result["accuracy"]) == {"progressive", "individual"}
     assert result["stages_trained"] == list(range(6))
