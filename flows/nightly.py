@@ -2,7 +2,8 @@
 
 ingest -> announce attributes the registered model lacks (`progattr.attribute.added`, which runs the
 branch-add deployment) -> if this data version and these params are already registered, stop:
-"nothing changed" -> else the training flow as a subflow.
+"nothing changed" -> else the training flow as a subflow. Either way, then the retention policy for
+this article (`retention.after_nightly`; tasks/retention.py).
 
 One nightly run per article at a time, however it is started: the deployment queues its runs
 (concurrency limit 1), and every run also holds `<outputs>/<article>/nightly.lock` (progattr_core.locks),
@@ -22,6 +23,7 @@ from tasks.context import PipelineContext, make_context
 from tasks.ingest import ingest_task
 from tasks.notify import on_flow_failure
 from tasks.registry import registered_training_task
+from tasks.retention import retention_task
 
 
 @flow(name="progattr-nightly", flow_run_name="nightly-{article}", on_failure=[on_flow_failure])
@@ -32,7 +34,10 @@ def nightly_flow(article: str = "tops", source: str = "", params_path: str = "pa
     ctx = make_context(params_path, article, overrides)
     try:
         with hold(ctx.outputs("nightly.lock"), f"the nightly run of {article!r}"):
-            return _retrain_if_changed(ctx, source or ctx.params().pipeline.source, params_path, overrides)
+            result = _retrain_if_changed(ctx, source or ctx.params().pipeline.source, params_path, overrides)
+            if ctx.params().retention.after_nightly:
+                result["retention"] = retention_task(ctx, [article])
+            return result
     except LockBusy as busy:
         get_run_logger().warning("%s; this run does nothing", busy)
         return {"skipped": True, "reason": "busy", "message": str(busy)}

@@ -206,6 +206,14 @@ class OperationsParams:
 
 
 @dataclass(frozen=True)
+class RetentionParams:
+    keep_runs: int
+    decode_cache_gb: float
+    dvc_cache: Literal["workspace", "keep"]
+    after_nightly: bool
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int
     device: str
@@ -225,6 +233,7 @@ class Params:
     serving: ServingParams
     branch_add: BranchAddParams
     operations: OperationsParams
+    retention: RetentionParams
 
     def attributes(self, article: str) -> dict[str, tuple[str, ...]]:
         """The ordered attribute -> class-vocabulary mapping of one article."""
@@ -407,6 +416,12 @@ def _check_operations(p: Params, source: str) -> None:
         raise ConfigError(f"{source}: operations.nightly_cron = {o.nightly_cron!r}; need 5 cron fields, e.g. '0 2 * * *'")
     if o.approval_timeout_s < 1 or o.approval_poll_s < 1:
         raise ConfigError(f"{source}: operations.approval_timeout_s and approval_poll_s must be >= 1")
+    r = p.retention
+    if r.keep_runs < 1:
+        raise ConfigError(f"{source}: retention.keep_runs = {r.keep_runs!r}; must be >= 1 (the newest training is "
+                          "the one an interrupted run resumes from)")
+    if r.decode_cache_gb < 0:
+        raise ConfigError(f"{source}: retention.decode_cache_gb = {r.decode_cache_gb!r}; must be >= 0 (0: no cap)")
 
 
 def _check_imports(p: Params, source: str) -> None:

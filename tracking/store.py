@@ -179,6 +179,25 @@ class Store:
         Path(dst).mkdir(parents=True, exist_ok=True)
         return Path(self._call(self.client.download_artifacts, run_id, artifact_path, str(dst)))
 
+    def artifact_bytes(self, run_id: str, artifact_path: str) -> int:
+        """Total size of the files under `artifact_path` in a run (0 when there are none)."""
+        total, todo = 0, [artifact_path]
+        while todo:
+            for info in self._call(self.client.list_artifacts, run_id, todo.pop()):
+                if info.is_dir:
+                    todo.append(info.path)
+                else:
+                    total += info.file_size or 0
+        return total
+
+    def delete_artifacts(self, run_id: str, artifact_path: str) -> None:
+        """Delete a run's artifacts under `artifact_path` from its artifact store (local folder, S3 or
+        the tracking server's proxy); the run, its metrics and tags stay."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(self.get_run(run_id).info.artifact_uri, tracking_uri=self.cfg.tracking_uri)
+        self._call(repo.delete_artifacts, artifact_path)
+
     def get_run(self, run_id: str) -> Run:
         return self._call(self.client.get_run, run_id)
 
@@ -187,9 +206,14 @@ class Store:
         clauses = [f"tags.`{TAG}{k}` = '{v}'" for k, v in tags.items()]
         if status:
             clauses.append(f"attributes.status = '{status}'")
-        runs = self._call(self.client.search_runs, [self.experiment_id], " and ".join(clauses),
-                          max_results=5000, order_by=["attributes.start_time ASC"])
-        return list(runs)
+        runs, token = [], None
+        while True:  # pages: a year of nightly runs outgrows one
+            page = self._call(self.client.search_runs, [self.experiment_id], " and ".join(clauses),
+                              max_results=5000, order_by=["attributes.start_time ASC"], page_token=token)
+            runs += page
+            token = page.token
+            if not token:
+                return runs
 
     def find_completed(self, tags: dict[str, Any]) -> Run | None:
         """The latest completed run with these tags (a stage checkpoint, a baseline model), if any."""

@@ -6,6 +6,7 @@
     tag                        batch-tag a catalogue         serve         the HTTP service
     registry ...               approvals                     attribute add announce a new attribute
     deploy, worker             Prefect deployments and a worker
+    retention                  delete old checkpoints and cache entries (params `retention:`)
 
 Each group's parser and handlers live in one module here (`data`, `pipeline`, `ops`, `serve`);
 handlers take the parsed args and return an exit status. Heavy imports (torch, pandas, prefect,
@@ -24,12 +25,12 @@ from progattr_core.errors import ProgattrError
 
 from . import watchdog
 from .data import add_data_parser, add_pretrain_parser
-from .ops import add_attribute_parser, add_deploy_parsers, add_registry_parser
+from .ops import add_attribute_parser, add_deploy_parsers, add_registry_parser, add_retention_parser
 from .pipeline import add_flow_parsers, add_pipeline_parser
 from .serve import add_serve_parser
 
 GROUPS = (add_data_parser, add_pretrain_parser, add_pipeline_parser, add_flow_parsers, add_serve_parser,
-          add_registry_parser, add_attribute_parser, add_deploy_parsers)
+          add_registry_parser, add_attribute_parser, add_deploy_parsers, add_retention_parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

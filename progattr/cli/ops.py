@@ -1,4 +1,4 @@
-"""Operations: `progattr registry ...` (approvals), `attribute add`, `deploy` and `worker`.
+"""Operations: `progattr registry ...` (approvals), `attribute add`, `deploy`, `worker` and `retention`.
 Heavy imports stay inside the handlers."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 
-from .common import common_parent, load, quiet_tool_logs
+from .common import common_parent, load, print_json, quiet_tool_logs
 
 
 def add_registry_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -194,4 +194,41 @@ def _worker(args: argparse.Namespace) -> int:
     pool = load(args).operations.work_pool
     prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
     os.execv(prefect, [prefect, "worker", "start", "--pool", pool, "--type", "process"])
+    return 0
+
+
+def add_retention_parser(subparsers: argparse._SubParsersAction) -> None:
+    ret = subparsers.add_parser("retention", parents=[common_parent()],
+                                help="delete old checkpoints, baseline models and cache entries (params `retention:`); "
+                                "never a registered model, an aliased version's training or what a resume needs")
+    ret.add_argument("--article", action="append", default=None,
+                     help="only this article's MLflow runs (repeatable; default: every article in the taxonomy)")
+    ret.add_argument("--dry-run", action="store_true", help="say what would go, delete nothing")
+    ret.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    ret.set_defaults(handler=_retention)
+
+
+def _retention(args: argparse.Namespace) -> int:
+    quiet_tool_logs()
+    from flows.retention import retention_flow
+
+    report = retention_flow(args.article, args.params, args.overrides, args.dry_run)
+    if args.json:
+        print_json(report)
+        return 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for article, r in report["articles"].items():
+        print(f"{article}: {verb} {len(r['pruned'])} runs' files, {r['freed_bytes'] / 2**20:.1f} MB; "
+              f"kept the files of {len(r['kept_keys'])} trainings")
+    print(f"pretraining: {verb} {len(report['pretrain']['pruned'])} checkpoints, "
+          f"{report['pretrain']['freed_bytes'] / 2**20:.1f} MB")
+    cache = report["decode_cache"]
+    print("decode cache: " + (cache["skipped"] if "skipped" in cache else
+                              f"{verb} {cache['deleted']} of {cache['entries']} entries, {cache['deleted_bytes'] / 2**20:.1f} MB"))
+    dvc = report["dvc_cache"]
+    if "would_run" in dvc:
+        print(f"DVC cache: would run `{dvc['would_run']}` on its {dvc['cache_bytes'] / 2**20:.1f} MB")
+    else:
+        print("DVC cache: " + (dvc.get("skipped") or f"{verb} {dvc['freed_bytes'] / 2**20:.1f} MB"))
+    print(f"in all: {verb} {report['freed_bytes'] / 2**20:.1f} MB")
     return 0

@@ -83,3 +83,32 @@ def load_arrays(manifest: pd.DataFrame, root: str | Path, cache_dir: str | Path,
     for i, (rel, sha) in enumerate(zip(rows["path"], rows["sha256"], strict=True)):
         x[i] = cached_array(root, cache_dir, rel, sha, image_size, limits)
     return x, label_codes(rows, attributes), [str(v) for v in rows["image_id"]]
+
+
+def trim_cache(cache_dir: str | Path, keep: set[str], max_bytes: int, dry_run: bool = False) -> dict[str, int]:
+    """Delete cache entries until the cache holds at most `max_bytes`: entries whose content hash is
+    not in `keep` (what no current manifest uses) go first, least recently written first; an entry
+    in `keep` is never deleted (it would only be decoded again). Every entry can be rebuilt from its
+    image, so nothing here loses data. Returns counts and bytes, before and deleted."""
+    entries = []
+    for path in Path(cache_dir).glob("*/*/*.u8"):
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # deleted by a concurrent trim
+            continue
+        entries.append((path.stem in keep, st.st_mtime, st.st_size, path))
+    total = sum(e[2] for e in entries)
+    out = {"entries": len(entries), "bytes": total, "deleted": 0, "deleted_bytes": 0, "kept_in_use": 0}
+    excess = total - max_bytes
+    for in_use, _, size, path in sorted(entries, key=lambda e: (e[0], e[1])):
+        if excess <= 0:
+            break
+        if in_use:
+            out["kept_in_use"] = sum(1 for e in entries if e[0])
+            break
+        if not dry_run:
+            path.unlink(missing_ok=True)
+        out["deleted"] += 1
+        out["deleted_bytes"] += size
+        excess -= size
+    return out

@@ -160,3 +160,34 @@ def test_pretraining_is_a_stage_of_its_own_that_a_plain_repro_leaves_alone(dvc_p
     alone = _dvc(root, "repro", "--dry", "pretrain/dvc.yaml")
     assert "Running stage 'pretrain/dvc.yaml:pretrain'" in alone and "Running stage 'ingest'" not in alone
     assert "progattr pretrain --out outputs/pretrain/backbone.pt" in alone
+
+
+def test_retention_gc_keeps_the_current_data_version_and_the_remote_keeps_the_older(dvc_project, tmp_path):
+    """`retention.dvc_cache: workspace`: the local cache drops an older data version only when a remote
+    is configured; that version still comes back from the remote."""
+    from tasks.context import make_context
+    from tasks.retention import apply_retention
+
+    root = dvc_project
+    ctx = make_context(root / "params.yaml", None, [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+    old_pointer, old_tree = (root / "data/raw/mini.dvc").read_text(), _tree_digest(root / "data/raw/mini")
+    (root / "data/raw/mini/extra.txt").write_text("a file only the newer data version has\n")
+    first = next((root / "data/raw/mini").rglob("*.jpg"))
+    first.write_bytes(first.read_bytes() + b"\0")  # an image that only the older version has in this form
+    _dvc(root, "add", "-q", "data/raw/mini")
+    cache = root / ".dvc/cache"
+    n_before = sum(1 for p in cache.rglob("*") if p.is_file())
+    assert apply_retention(ctx, [])["dvc_cache"]["skipped"].startswith("no DVC remote")  # the only copy: kept
+    assert sum(1 for p in cache.rglob("*") if p.is_file()) == n_before
+
+    _dvc(root, "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    (root / "data/raw/mini.dvc").write_text(old_pointer)
+    _dvc(root, "push", "data/raw/mini.dvc")  # every ingest pushes its version
+    _dvc(root, "add", "-q", "data/raw/mini")  # back to the newer version in the workspace
+    assert apply_retention(ctx, [], dry_run=True)["dvc_cache"]["would_run"] == "dvc gc --workspace --force"
+    report = apply_retention(ctx, [])["dvc_cache"]
+    assert report["freed_bytes"] > 0 and sum(1 for p in cache.rglob("*") if p.is_file()) < n_before
+    assert "up to date" in _dvc(root, "status", "data/raw/mini.dvc").lower()  # the current version is whole
+    (root / "data/raw/mini.dvc").write_text(old_pointer)
+    _dvc(root, "pull", "-q", "--force", "data/raw/mini.dvc")  # gone from the cache, back from the remote
+    assert _tree_digest(root / "data/raw/mini") == old_tree

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from progattr_core.data.arrays import cache_path, load_arrays
+from progattr_core.data.arrays import cache_path, load_arrays, trim_cache
 from progattr_core.data.images import sha256_bytes
 from progattr_core.data.manifest import make_manifest
 from progattr_core.errors import DataValidationError
@@ -60,3 +62,22 @@ def test_non_categorical_labels_are_refused(catalogue, tmp_path):
     root, m = catalogue
     with pytest.raises(DataValidationError, match="not a Categorical"):
         load_arrays(m.astype({"fade": object}), root, tmp_path / "cache", 16, ATTRS, None)
+
+
+def test_trim_cache_deletes_unused_entries_oldest_first_and_never_one_in_use(tmp_path):
+    entries = {}
+    for i, sha in enumerate(["a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32]):
+        path = cache_path(tmp_path, sha, 8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes(100))
+        os.utime(path, (1000 + i, 1000 + i))  # a1 oldest ... d4 newest
+        entries[sha] = path
+    in_use = {"a1" * 32}
+    dry = trim_cache(tmp_path, in_use, 250, dry_run=True)
+    assert dry == {"entries": 4, "bytes": 400, "deleted": 2, "deleted_bytes": 200, "kept_in_use": 0}
+    assert all(p.exists() for p in entries.values())
+    assert trim_cache(tmp_path, in_use, 250) == dry
+    assert sorted(sha[:2] for sha, p in entries.items() if p.exists()) == ["a1", "d4"]  # b2, c3: unused, oldest
+    # a cap below what is in use: the unused rest goes, the entry in use stays
+    out = trim_cache(tmp_path, in_use, 0)
+    assert out["deleted"] == 1 and out["kept_in_use"] == 1 and entries["a1" * 32].exists()
