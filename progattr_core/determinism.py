@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
 from .config import TrainParams
+from .errors import ConfigError
 
 
 def resolved_threads(threads: int) -> int:
@@ -45,24 +47,51 @@ def compute_identity(tp: TrainParams, device: torch.device | str) -> str:
     return f"threads={resolved_threads(tp.threads)}|deterministic={tp.deterministic}|device={device_kind(device)}"
 
 
+_lock = threading.Lock()
+_held: dict = {"count": 0, "wanted": None, "before": None}  # the trainings inside reproducible(), process-wide
+
+
 @contextmanager
 def reproducible(tp: TrainParams, device: torch.device | str) -> Iterator[None]:
     """Train inside this: `train.threads` and `train.deterministic` apply, and the process's previous
-    settings come back afterwards (serving and tests share the process)."""
+    settings come back afterwards (serving and tests share the process). Torch's settings are
+    process-wide, so trainings running at once in one process (concurrent baseline tasks) share
+    them: the first applies them, the last one out restores the process's, and one asking for other
+    settings meanwhile is refused (its weights would depend on the other's timing)."""
     device = torch.device(device)
-    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark)
-    torch.set_num_threads(resolved_threads(tp.threads))
-    if tp.deterministic:
-        if device.type == "cuda":
-            # cuBLAS reads this when it creates its handle: set before the first CUDA matmul
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    wanted = (resolved_threads(tp.threads), tp.deterministic, device.type)
+    with _lock:
+        if _held["count"] == 0:
+            _held["before"], _held["wanted"] = _apply(*wanted), wanted
+        elif _held["wanted"] != wanted:
+            raise ConfigError(f"a training wants (threads, deterministic, device) = {wanted} while another in this "
+                              f"process trains with {_held['wanted']}: torch's settings are process-wide; run them "
+                              "one after another (pipeline.max_workers: 1) or give them the same train settings")
+        _held["count"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before[0])
-        torch.use_deterministic_algorithms(before[1], warn_only=before[2])
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3], before[4]
+        with _lock:
+            _held["count"] -= 1
+            if _held["count"] == 0:
+                _restore(_held["before"])
+
+
+def _apply(threads: int, deterministic: bool, device_type: str) -> tuple:
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    torch.set_num_threads(threads)
+    if deterministic:
+        if device_type == "cuda":
+            # cuBLAS reads this when it creates its handle: set before the first CUDA matmul
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        torch.use_deterministic_algorithms(True, warn_only=device_type != "cpu")
+    return before
+
+
+def _restore(before: tuple) -> None:
+    torch.set_num_threads(before[0])
+    torch.use_deterministic_algorithms(before[1], warn_only=before[2])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3], before[4]

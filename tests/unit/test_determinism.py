@@ -69,6 +69,25 @@ def test_reproducible_applies_the_settings_and_restores_the_process():
     assert compute_identity(auto, "cpu").startswith(f"threads={torch.get_num_threads()}|deterministic=True|device=cpu:")
 
 
+def test_trainings_at_once_in_one_process_share_the_settings_until_the_last_one_ends():
+    """Concurrent baseline tasks: one ending must not change the thread count under another."""
+    from progattr_core.errors import ConfigError
+
+    one = load_params(ROOT / "params.yaml", [*TINY, "train.threads=1"]).train
+    two = load_params(ROOT / "params.yaml", [*TINY, "train.threads=2"]).train
+    before = torch.get_num_threads()
+    first, second = reproducible(one, "cpu"), reproducible(one, "cpu")
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first training ends while the second goes on
+    assert torch.get_num_threads() == 1
+    with pytest.raises(ConfigError, match="process-wide"), reproducible(two, "cpu"):
+        pass
+    assert torch.get_num_threads() == 1
+    second.__exit__(None, None, None)
+    assert torch.get_num_threads() == before
+
+
 def test_threads_must_not_be_negative():
     from progattr_core.errors import ConfigError
 
