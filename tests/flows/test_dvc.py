@@ -24,7 +24,8 @@ CODE = ("progattr_core", "tasks", "flows")
 
 
 def _dvc(root: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1"}  # no analytics process after each command
     env.pop("MLFLOW_TRACKING_URI", None)
     out = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=env, capture_output=True, text=True,
                          timeout=900)
@@ -92,7 +93,8 @@ READERS = [
     # read by no stage: the registry gates, stores, serving, operations, the other flows
     ({"registry__max_gap_to_best_baseline": 0.05, "mlflow__retries": 1, "serving__port": 9090,
       "operations__nightly_cron": "0 3 * * *", "branch_add__epochs_add": 3, "synth__n_images": 10,
-      "pretrain__epochs": 1, "imports__kaggle__tshirts__article_types": ["Tshirts", "Polos"]}, set()),
+      "pretrain__epochs": 1, "imports__kaggle__tshirts__article_types": ["Tshirts", "Polos"],
+      "retention__keep_runs": 5}, set()),
 ]
 
 
