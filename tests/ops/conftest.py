@@ -19,6 +19,7 @@ import yaml
 from tests.flows.conftest import REPO, _wait_http, free_port, tiny_overrides
 
 ARTICLE = "jeans"
+SECOND = "tops"                    # a second article: its own nightly deployment, served beside the first
 NEW_ATTRIBUTE = "distress"
 POOL = "progattr-ops-test"
 BIN = Path(sys.executable).parent
@@ -83,15 +84,17 @@ def prefect_server(prefect_home):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A project whose jeans data and taxonomy lack `distress` (kept aside to be "added" later)."""
+    """A project with jeans and tops data; the jeans data and taxonomy lack `distress` (kept aside to be
+    "added" later)."""
     from progattr_core.config import load_params
     from progattr_core.data.synth import generate_catalogue
 
     folder = tmp_path_factory.mktemp("project")
     full = load_params(REPO / "params.yaml")
     raw = folder / "data" / "raw" / "mini"
-    generate_catalogue(ARTICLE, 120, raw, full.taxonomy, 32, full.synth.full_label_fraction, full.synth.label_rate,
-                       full.synth.label_noise, 0, full.data.split, root=raw, workers=1)
+    for article, n in ((ARTICLE, 120), (SECOND, 200)):  # 200: every tops class in the training split
+        generate_catalogue(article, n, raw, full.taxonomy, 32, full.synth.full_label_fraction, full.synth.label_rate,
+                           full.synth.label_noise, 0, full.data.split, root=raw, workers=1)
     manifest = raw / ARTICLE / "manifest.parquet"
     shutil.copyfile(manifest, folder / "manifest-with-distress.parquet")
     import pandas as pd
@@ -102,7 +105,7 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
     del raw_params["taxonomy"][ARTICLE][NEW_ATTRIBUTE]
     (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     overrides = [*tiny_overrides(folder), "baselines.methods=[]", "pipeline.source=data/raw/mini",
-                 f"operations.articles=[{ARTICLE}]", f"operations.work_pool={POOL}", "operations.approval_poll_s=1",
+                 f"operations.articles=[{ARTICLE},{SECOND}]", f"operations.work_pool={POOL}", "operations.approval_poll_s=1",
                  "branch_add.epochs_add=1"]
     return folder, overrides
 
@@ -120,7 +123,8 @@ def worker(prefect_server, project):
 
     folder, overrides = project
     assert cli(["deploy", "--params", str(folder / "params.yaml"), "--set", *overrides]) == 0
-    names = [f"progattr-nightly/nightly-{ARTICLE}", "progattr-branch-add/branch-add", "progattr-approval/approval"]
+    names = [f"progattr-nightly/nightly-{ARTICLE}", f"progattr-nightly/nightly-{SECOND}", "progattr-branch-add/branch-add",
+             "progattr-approval/approval"]
     home = folder / "worker-home"
     home.mkdir()
     log = open(folder / "worker.log", "w")

@@ -5,7 +5,11 @@ predictions bit-identical). The tests share one server, worker and project, in t
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,13 +17,14 @@ from uuid import UUID
 
 import numpy as np
 import pytest
+import requests
 
 from progattr.cli import main as cli
 from tasks.context import make_context
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import ARTICLE, NEW_ATTRIBUTE, add_new_attribute
+from .conftest import ARTICLE, NEW_ATTRIBUTE, REPO, SECOND, add_new_attribute
 
 pytestmark = pytest.mark.flows
 NAME = f"progattr-{ARTICLE}"
@@ -220,3 +225,51 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     assert "@champion: - -> 1 (approve by ana" in history and "first nightly model" in history
     assert "@champion: 1 -> 2 (approve by ben" in history and "@champion: 2 -> 1 (rollback by cy" in history
     assert "distress too noisy" in history
+
+
+def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion(project, worker, trained):
+    """The second article's nightly deployment trains it on the same worker pool; one `progattr serve
+    --articles jeans tops` (two workers) answers for both, each from its own champion, and follows a
+    move of one article's champion while the other's stays."""
+    from prefect.deployments import run_deployment
+
+    from tests.flows.conftest import _wait_http, free_port
+    from tests.serving.helpers import png_bytes
+
+    folder, overrides = project
+    common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
+    run = _wait(run_deployment(f"progattr-nightly/nightly-{SECOND}", timeout=0).id, ())
+    assert run.state.is_completed(), (run.state, _logs(run.id)[-3000:])
+    registry = Registry.of(_store(project).cfg)
+    assert registry.alias_version(f"progattr-{SECOND}", "challenger") == "1"
+    assert cli(["registry", "approve", "--article", SECOND, "--version", "1", "--by", "dee", "--reason", "first tops",
+                *common]) == 0
+    champions = {ARTICLE: registry.alias_version(NAME, "champion"), SECOND: "1"}
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(folder / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "progattr", "serve", "--articles", ARTICLE, SECOND, "--workers", "2",
+                             "--host", "127.0.0.1", "--port", str(port), *common, "serving.poll_interval_s=0.3"],
+                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_http(f"{url}/readyz", proc, timeout=150)
+
+        def answers() -> dict[str, str]:
+            return {a: requests.post(f"{url}/v1/articles/{a}/predict", data=png_bytes(), timeout=30,
+                                     headers={"Content-Type": "image/png", "Connection": "close"}).json()["model"]["version"]
+                    for a in (ARTICLE, SECOND)}
+
+        assert answers() == champions
+        assert cli(["registry", "rollback", "--article", ARTICLE, "--by", "cy", "--reason", "undo", *common]) == 0
+        champions[ARTICLE] = registry.alias_version(NAME, "champion")
+        deadline, streak = time.time() + 60, 0
+        while streak < 6:  # both workers (a new connection each time) on jeans' new champion, tops' unchanged
+            assert time.time() < deadline, (answers(), champions)
+            got = answers()
+            assert got[SECOND] == champions[SECOND]
+            streak = streak + 1 if got == champions else 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        log.close()
