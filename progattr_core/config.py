@@ -183,6 +183,9 @@ class ServingParams:
     tag_batch_size: int
     tag_min_probability: float
     tag_output: str
+    shadow_alias: str
+    shadow_share: float
+    metrics_url: str
 
 
 @dataclass(frozen=True)
@@ -403,6 +406,10 @@ def _check_serving(s: ServingParams, source: str) -> None:
                           f"= {s.poll_interval_s!r} > 0")
     if not 0.0 <= s.tag_min_probability <= 1.0:
         raise ConfigError(f"{source}: serving.tag_min_probability = {s.tag_min_probability!r}; must be in [0, 1]")
+    if not 0.0 <= s.shadow_share <= 1.0:
+        raise ConfigError(f"{source}: serving.shadow_share = {s.shadow_share!r}; must be in [0, 1] (0: no shadow)")
+    if s.shadow_share and s.shadow_alias == s.alias:
+        raise ConfigError(f"{source}: serving.shadow_alias is serving.alias ({s.alias!r}): a shadow must be another alias")
 
 
 def _check_operations(p: Params, source: str) -> None:

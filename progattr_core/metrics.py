@@ -175,3 +175,26 @@ def comparison_table(reports: dict[str, EvaluationReport], metric: str = "accura
     table["majority"] = [*majority, np.nan]
     table.index.name = "attribute"
     return table.round(2)
+
+
+PSI_EPSILON = 1e-4  # a class seen on one side only would give an infinite index
+
+
+def predicted_mix(probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """The share of images predicted as each class (top-1): the reference for `population_stability`."""
+    counts = np.bincount(np.asarray(probs).argmax(axis=1), minlength=len(classes)) if len(probs) else np.zeros(len(classes))
+    total = max(int(counts.sum()), 1)
+    return {c: float(n) / total for c, n in zip(classes, counts, strict=True)}
+
+
+def population_stability(live: dict[str, float], reference: dict[str, float]) -> float:
+    """Population stability index of a live predicted-class mix (counts or shares) against a
+    reference mix: sum over classes of (live - ref) * ln(live / ref), shares floored at PSI_EPSILON.
+    Common reading: < 0.1 stable, 0.1-0.25 a shift to look at, > 0.25 a large one."""
+    classes = sorted(set(live) | set(reference))
+    total_live, total_ref = sum(live.values()), sum(reference.values())
+    if total_live <= 0 or total_ref <= 0:
+        return float("nan")
+    p = np.maximum([live.get(c, 0.0) / total_live for c in classes], PSI_EPSILON)
+    q = np.maximum([reference.get(c, 0.0) / total_ref for c in classes], PSI_EPSILON)
+    return float(np.sum((p - q) * np.log(p / q)))

@@ -6,8 +6,12 @@ Routes (every error is JSON: {"error": {"code": ..., "message": ...}}):
   GET  /v1/articles                    served articles, their attributes and registry versions
   GET  /healthz                        the process is up
   GET  /readyz                         200 once every served article has a model, 503 before; which
-                                       version this worker process serves
-  GET  /metrics                        Prometheus text format
+                                       version this worker process serves (and shadows)
+  GET  /metrics                        Prometheus text format (requests, latency, predictions, drift,
+                                       shadow agreement: metrics.py)
+A shadow version (`serving.shadow_alias`, e.g. challenger) also answers `serving.shadow_share` of the
+predict requests, after the response has gone (a background task, never on the request path), when it
+differs from the served version; its answers only feed the metrics.
 /v1/* needs `Authorization: Bearer <token>` when the env var named by serving.auth_token_env is set.
 The request's bytes are decoded in memory; nothing from a request is used as a file path.
 """
@@ -15,13 +19,15 @@ The request's bytes are decoded in memory; nothing from a request is used as a f
 from __future__ import annotations
 
 import hmac
+import logging
 import os
+import random
 import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +40,7 @@ from .follower import ModelFollower, ServedModel
 from .metrics import Metrics
 from .multipart import read_image_part
 
+log = logging.getLogger(__name__)
 RAW_TYPES = ("application/octet-stream",)
 _PREDICT = re.compile(r"^/v1/articles/([^/]+)/predict$")
 
@@ -48,14 +55,18 @@ class AppConfig:
     top_k: int
     token: str | None                  # bearer token for /v1/*; None = no auth
     alias: str
+    shadow_alias: str = "challenger"
+    shadow_share: float = 0.0          # of predict requests the shadow also answers (0: no shadow)
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None = None) -> FastAPI:
-    """The service for `cfg.articles`, answering with whatever `follower` currently serves."""
+def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None = None,
+               shadow: ModelFollower | None = None) -> FastAPI:
+    """The service for `cfg.articles`, answering with whatever `follower` currently serves; `shadow`
+    follows the shadow alias (None: no shadow)."""
     metrics = metrics or Metrics()
 
     @asynccontextmanager
@@ -65,13 +76,17 @@ def create_app(cfg: AppConfig, follower: ModelFollower, metrics: Metrics | None 
         # versions load in the follower's background thread.
         await run_in_threadpool(follower.poll_once)
         follower.start()
+        if shadow is not None:
+            shadow.start()  # polls first in its thread: a missing challenger never delays readiness
         yield
         follower.stop()
+        if shadow is not None:
+            shadow.stop()
 
     app = FastAPI(title="progattr", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     _add_error_handlers(app)
     _add_metrics_middleware(app, cfg, metrics)
-    _add_routes(app, cfg, follower, metrics)
+    _add_routes(app, cfg, follower, metrics, shadow)
     return app
 
 
@@ -161,17 +176,46 @@ async def _request_image(request: Request, limit: int) -> bytes:
     return body
 
 
-def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: Metrics) -> None:
-    follower.on_swap = lambda served: metrics.swapped(served.article, served.version)
+def _on_swap(metrics: Metrics, alias: str, counts_version: bool):
+    def swapped(served: ServedModel) -> None:
+        metrics.reference(served.article, alias, served.version, served.reference)
+        if counts_version:
+            metrics.swapped(served.article, served.version)
+    return swapped
+
+
+def _shadow_answer(metrics: Metrics, cfg: AppConfig, shadow: ServedModel, data: bytes, array, served_size: int,
+                   answered: dict[str, dict]) -> None:
+    """The shadow version's answer to an answered request (a background task: the response has gone)."""
+    try:
+        if shadow.model.image_size != served_size:
+            array = image_array(data, cfg.image_limits, shadow.model.image_size)
+        got = predict_one(shadow.model, array, 1)
+    except Exception as exc:  # noqa: BLE001 - a failing shadow must never touch serving
+        log.warning("shadow %s version %s failed on a request (%s: %s)", shadow.name, shadow.version,
+                    type(exc).__name__, exc)
+        return
+    metrics.shadowed(shadow.article, cfg.shadow_alias, shadow.version, answered, got)
+
+
+def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: Metrics,
+                shadow: ModelFollower | None) -> None:
+    follower.on_swap = _on_swap(metrics, cfg.alias, True)
+    if shadow is not None:
+        shadow.on_swap = _on_swap(metrics, cfg.shadow_alias, False)
 
     @app.post("/v1/articles/{article}/predict")
-    async def predict_route(article: str, request: Request) -> dict:
+    async def predict_route(article: str, request: Request, background: BackgroundTasks) -> dict:
         _authorise(request, cfg.token)
         served = _served(article, cfg, follower)  # held for the whole request: a swap cannot change it
         data = await _request_image(request, cfg.max_body_bytes)
         start = time.perf_counter()
         array = await run_in_threadpool(image_array, data, cfg.image_limits, served.model.image_size)
         attributes = await run_in_threadpool(predict_one, served.model, array, cfg.top_k)
+        metrics.predicted_by(article, cfg.alias, served.version, attributes)
+        other = shadow.get(article) if shadow is not None else None
+        if other is not None and other.version != served.version and random.random() < cfg.shadow_share:
+            background.add_task(_shadow_answer, metrics, cfg, other, data, array, served.model.image_size, attributes)
         return {"article": article, "model": {"name": served.name, "version": served.version},
                 "attributes": attributes, "inference_ms": round(1000 * (time.perf_counter() - start), 3)}
 
@@ -199,6 +243,8 @@ def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: 
         missing = [a for a in cfg.articles if follower.get(a) is None]
         body = {"ready": not missing, "worker": os.getpid(),
                 "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles}}
+        if shadow is not None:
+            body["shadow"] = {a: getattr(shadow.get(a), "version", None) for a in cfg.articles}
         return JSONResponse(body, status_code=503 if missing else 200)
 
     @app.get("/metrics")

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ class ServedModel:
     version: str
     model: nn.Module
     loaded_at: float
+    reference: dict[str, dict[str, float]] = field(default_factory=dict)  # test-split predicted-class mix
 
 
 def warm_up(model: nn.Module) -> None:
@@ -95,7 +96,12 @@ class ModelFollower:
             log.error("loading %s version %s failed (%s: %s); still serving %s", ref.name, ref.version,
                       type(exc).__name__, exc, getattr(self._models.get(article), "version", "nothing"))
             return None
-        served = ServedModel(article, ref.name, ref.version, model, time.time())
+        try:
+            reference = self.registry.predicted_mix(ref)
+        except Exception as exc:  # noqa: BLE001 - drift needs it, predictions do not
+            log.warning("no drift reference for %s version %s (%s: %s)", ref.name, ref.version, type(exc).__name__, exc)
+            reference = {}
+        served = ServedModel(article, ref.name, ref.version, model, time.time(), reference)
         previous = self._models.get(article)
         self._models[article] = served  # the atomic swap
         self._failed.pop(article, None)

@@ -37,14 +37,17 @@ def app_config(params: Params, articles: list[str]) -> AppConfig:
         params.attributes(article)  # ConfigError naming the taxonomy if unknown
     s = params.serving
     token = os.environ.get(s.auth_token_env) or None
-    return AppConfig(tuple(articles), s.max_body_bytes, params.data.image, s.top_k, token, s.alias)
+    return AppConfig(tuple(articles), s.max_body_bytes, params.data.image, s.top_k, token, s.alias, s.shadow_alias,
+                     s.shadow_share)
 
 
 def build_app(params: Params, articles: list[str], uri: str) -> FastAPI:
     """The service for `articles`, following `serving.alias` in the registry at `uri`."""
     cfg = app_config(params, articles)
-    follower = ModelFollower(articles, Registry(uri), params.serving.alias, params.serving.poll_interval_s)
-    return create_app(cfg, follower)
+    s = params.serving
+    follower = ModelFollower(articles, Registry(uri), s.alias, s.poll_interval_s)
+    shadow = ModelFollower(articles, Registry(uri), s.shadow_alias, s.poll_interval_s) if s.shadow_share else None
+    return create_app(cfg, follower, shadow=shadow)
 
 
 def app_from_env() -> FastAPI:

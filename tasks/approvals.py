@@ -191,3 +191,84 @@ def describe(registry: Registry, article: str) -> dict[str, Any]:
                  "accuracy": {k.split(".", 2)[2]: v.tags[k] for k in v.tags if k.startswith(TAG + "accuracy.")}}
                 for v in registry.versions(name)]
     return {"model": name, "aliases": aliases, "versions": versions}
+
+
+def metrics_url(params) -> str:
+    """Where the serving process publishes its metrics: serving.metrics_url, else its host and port."""
+    s = params.serving
+    host = "127.0.0.1" if s.host in ("0.0.0.0", "::", "") else s.host
+    return s.metrics_url or f"http://{host}:{s.port}/metrics"
+
+
+def live_evidence(url: str, article: str, version: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """What the serving process measured for `version` of `article` on live traffic (serving/metrics.py),
+    per alias it answered under (the served alias, or the shadow's) and attribute: predictions, mean
+    top-1 confidence, predicted class mix, population stability against its test split, and, as the
+    shadow, agreement with the served answers. {"error": ...} when the service cannot be reached."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - a configured URL
+            text = response.read().decode()
+    except (OSError, ValueError) as exc:
+        return {"source": url, "error": f"serving not reachable ({type(exc).__name__}: {exc})"}
+    seen: dict[str, dict[str, dict[str, Any]]] = {}  # alias -> attribute -> sums
+    shadowed: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            lb = s.labels
+            if lb.get("article") != article or lb.get("version") != version or "alias" not in lb:
+                continue
+            if s.name == "progattr_shadow_requests_total":
+                shadowed[lb["alias"]] = shadowed.get(lb["alias"], 0.0) + s.value
+            if "attribute" not in lb:
+                continue
+            a = seen.setdefault(lb["alias"], {}).setdefault(lb["attribute"], {"mix": {}})
+            if s.name == "progattr_predicted_class_total":
+                a["mix"][lb["class"]] = a["mix"].get(lb["class"], 0.0) + s.value
+            elif s.name in ("progattr_prediction_confidence_sum", "progattr_prediction_confidence_count"):
+                key = s.name.rsplit("_", 1)[1]
+                a[key] = a.get(key, 0.0) + s.value
+            elif s.name == "progattr_prediction_psi":
+                a["psi"] = round(s.value, 4)
+            elif s.name == "progattr_shadow_agreements_total":
+                a["agreements"] = a.get("agreements", 0.0) + s.value
+    out: dict[str, Any] = {"source": url, "as": {}}
+    for alias, attrs in sorted(seen.items()):
+        rows = {}
+        for name, a in sorted(attrs.items()):
+            n = sum(a["mix"].values())
+            if not n:
+                continue
+            row: dict[str, Any] = {"predictions": int(n), "mix": {c: round(v / n, 4) for c, v in sorted(a["mix"].items())}}
+            if a.get("count"):
+                row["mean_confidence"] = round(a["sum"] / a["count"], 4)
+            if "psi" in a:
+                row["psi"] = a["psi"]
+            if shadowed.get(alias) and "agreements" in a:
+                row["agreement"] = round(a["agreements"] / shadowed[alias], 4)
+            rows[name] = row
+        if rows:
+            out["as"][alias] = {"shadow_requests": int(shadowed.get(alias, 0)), "attributes": rows}
+    return out
+
+
+def live_line(evidence: dict[str, Any]) -> str:
+    """One line of live evidence for the approval form and logs."""
+    if "error" in evidence:
+        return f"live: {evidence['error']}"
+    if not evidence["as"]:
+        return f"live: no predictions recorded for this version at {evidence['source']}"
+    parts = []
+    for alias, got in evidence["as"].items():
+        shadow = f" in shadow on {got['shadow_requests']} requests" if got["shadow_requests"] else ""
+        rows = []
+        for name, a in got["attributes"].items():
+            bits = [f"conf {a['mean_confidence']:.2f}" if "mean_confidence" in a else None,
+                    f"agree {100 * a['agreement']:.0f}%" if "agreement" in a else None,
+                    f"PSI {a['psi']:.3f}" if "psi" in a else None]
+            rows.append(f"{name} " + ", ".join(b for b in bits if b))
+        parts.append(f"as {alias}{shadow}: " + "; ".join(rows))
+    return f"live ({evidence['source']}): " + " | ".join(parts)

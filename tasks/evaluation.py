@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from prefect import task
 
-from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt
+from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt, predicted_mix
 from progattr_core.model import resolve_device, weights_mb
 from progattr_core.model_file import load_model
 from progattr_core.predict import predict_proba
@@ -33,6 +33,8 @@ class EvaluationRef:
     table_markdown: str
     accuracy: dict[str, dict[str, float]]   # method -> attribute (and "overall") -> test accuracy
     metrics: dict[str, dict[str, dict[str, float]]]  # method -> attribute (and "overall") -> summary metrics
+    # progressive's predicted-class mix on the test images: serving's drift reference (tasks/registry.py)
+    predicted_mix: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, list[Path]]:
@@ -70,8 +72,11 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
         train_seconds[method] = train_seconds.get(method, 0.0) + ref.seconds
     reports: dict[str, EvaluationReport] = {}
     costs: dict[str, dict[str, float]] = {}
+    mix: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
         probs, seconds, size_mb = _predict(paths, images, params.train.batch_size, device)
+        if method == "progressive":
+            mix = {a: predicted_mix(probs[a], vocab[a]) for a in vocab if a in probs}
         reports[method] = evaluate(method, probs, labels, list(vocab), vocab, params.evaluation.pr_points)
         costs[method] = {"size_mb": size_mb,
                          "train_seconds": train_seconds.get(method, 0.0),
@@ -88,7 +93,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     if ctx.flow_run_id:
         _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs)
     task_logger().info("evaluation on %d test images:\n%s", len(images), markdown)
-    return EvaluationRef(str(out), markdown, accuracy, summaries)
+    return EvaluationRef(str(out), markdown, accuracy, summaries, mix)
 
 
 _EXTRA = ("macro_f1", "balanced_accuracy")  # beside accuracy in every table and metrics file

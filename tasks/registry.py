@@ -36,7 +36,7 @@ from tasks.context import (
 )
 from tasks.evaluation import EvaluationRef
 from tasks.notify import notify
-from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, Registry, model_name
+from tracking.registry import CHALLENGER, CHAMPION, MODEL_FOLDER, PREDICTED_MIX, Registry, model_name
 from tracking.store import TAG, Store
 
 
@@ -152,7 +152,9 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
             **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()
                for k in ("macro_f1", "balanced_accuracy") if not math.isnan(m[k])},
-            **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()}}
+            **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()},
+            **{f"{PREDICTED_MIX}{a}": json.dumps({c: round(f, 4) for c, f in m.items()})
+               for a, m in evaluation.predicted_mix.items()}}
     return register_version(ctx, {"train_key": key, "baseline_key": baseline_key}, model_path, tags, gate.passed,
                             gate.reasons)
 

@@ -12,6 +12,7 @@ the registry is unpickled.
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -31,6 +32,7 @@ T = TypeVar("T")
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous", "challenger"
 APPROVAL_STATUS = "approval.status"  # pending | approved | rejected | rolled_back (tag progattr.approval.status)
 MODEL_FOLDER, MODEL_FILE = "model", "model.pt"
+PREDICTED_MIX = "predicted_mix."  # + attribute: JSON {class: share} of test-split predictions (serving's drift reference)
 BACKBONE = "progattr-backbone"     # pretrained Bases (`progattr pretrain`), for model.init=models:/...
 # MLflow error codes meaning "no such model, version or alias" (as opposed to the store failing).
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
@@ -145,6 +147,13 @@ class Registry:
 
         with tempfile.TemporaryDirectory(prefix="progattr-registry-") as tmp:
             return load_model(self.download(ref, tmp))
+
+    def predicted_mix(self, ref: VersionRef) -> dict[str, dict[str, float]]:
+        """attribute -> {class: share} the version predicted on its test split (empty when not recorded)."""
+        mv = self.version(ref.name, ref.version)
+        prefix = TAG + PREDICTED_MIX
+        return {} if mv is None else {k.removeprefix(prefix): json.loads(v) for k, v in mv.tags.items()
+                                      if k.startswith(prefix)}
 
     # -- writes -----------------------------------------------------------------------------------
     def register(self, name: str, run_id: str, tags: dict[str, Any]) -> str:

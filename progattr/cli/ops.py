@@ -75,10 +75,15 @@ def _print_moves(moves) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from tasks.approvals import describe
+    """The registry's view, and beside each aliased version what serving measured on live traffic."""
+    from tasks.approvals import describe, live_evidence, metrics_url
 
     registry, _ = _registry_and_log(args)
-    print(json.dumps(describe(registry, args.article), indent=1))
+    shown = describe(registry, args.article)
+    url = metrics_url(load(args))
+    shown["live"] = {alias: live_evidence(url, args.article, version)
+                     for alias, version in shown["aliases"].items() if version}
+    print(json.dumps(shown, indent=1))
     return 0
 
 

@@ -102,6 +102,9 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert version.tags["progattr.data_version"] == result["data"]["data_version"]
     assert "progattr.accuracy.fade" in version.tags and "progattr.git_commit" in version.tags
     assert {"progattr.macro_f1.fade", "progattr.balanced_accuracy.fade"} <= set(version.tags)
+    mix = Registry.of(store_a.cfg).predicted_mix(Registry.of(store_a.cfg).resolve("models:/progattr-jeans/1"))
+    assert set(mix) == set(load_params(params_a).attributes(ARTICLE))  # serving's drift reference
+    assert all(abs(sum(m.values()) - 1) < 1e-3 for m in mix.values())
     n_stages = len(_stage_runs(store_a))
     messages, _ = webhook  # a new version passed its gates: someone should approve it
     assert [(m["event"], m["version"]) for m in messages] == [("awaiting_approval", "1")]

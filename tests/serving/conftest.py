@@ -60,6 +60,7 @@ def served(registry) -> Served:
     cmd = [sys.executable, "-m", "progattr", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
            "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",
            f"mlflow.tracking_uri={uri}", "serving.poll_interval_s=0.3", f"serving.max_body_bytes={MAX_BODY}",
+           "serving.shadow_share=1",
            f"data.image.max_pixels={MAX_PIXELS}"]
     env = {**os.environ, "PROGATTR_SERVE_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics")}
     (root / "metrics").mkdir()

@@ -1,19 +1,25 @@
-"""The real service: predictions equal in-process predict(), bad requests get their 4xx, auth, metrics."""
+"""The real service: predictions equal in-process predict(), bad requests get their 4xx, auth, metrics,
+the challenger in shadow and prediction monitoring."""
 
 from __future__ import annotations
 
 import io
+import json
+import time
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
+from progattr.cli import main as cli
 from progattr_core.config import ImageParams
 from progattr_core.data.images import decode_image, to_square_array
 from progattr_core.predict import predict
+from tasks.approvals import live_line
 from tests.serving.conftest import MAX_BODY, TOKEN
-from tests.serving.helpers import png_bytes, tiny_model
+from tests.serving.helpers import png_bytes, set_alias, tiny_model
 
 
 def _expected(version_seed: int, data: bytes) -> dict:
@@ -111,3 +117,57 @@ def test_metrics_count_requests_per_route_article_status(served):
                for ln in lines), lines
     assert "progattr_request_seconds_bucket{" in text
     assert np.isfinite(float(lines[0].rsplit(" ", 1)[1]))
+
+
+def _shadowing(url: str, version: str, workers: int = 2, timeout: float = 60) -> None:
+    """Until `workers` distinct worker processes report `version` as their shadow of tops."""
+    deadline, seen = time.monotonic() + timeout, set()
+    while len(seen) < workers:
+        assert time.monotonic() < deadline, f"only workers {sorted(seen)} shadow version {version}"
+        body = requests.get(f"{url}/readyz", headers={"Connection": "close"}, timeout=10).json()
+        if body.get("shadow", {}).get("tops") == version:
+            seen.add(body["worker"])
+        time.sleep(0.05)
+
+
+def _total(text: str, name: str, **labels: str) -> float:
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_challenger_shadows_live_requests_and_predictions_are_monitored(served, capsys):
+    """serving.shadow_share=1: every answer comes from champion (v1); challenger (v2) answers each one
+    too, after the response; /metrics holds both versions' class counts, confidences, the drift index
+    of v1 against its test-split mix, and v2's agreement, which `registry show` reports."""
+    v1, v2 = served.versions
+    set_alias(served.tracking_uri, "tops", "challenger", v2)
+    try:
+        _shadowing(served.url, v2)
+        n = 12
+        for i in range(n):
+            r = requests.post(served.predict_url(), data=png_bytes(seed=100 + i), timeout=30,
+                              headers={**served.headers, "Content-Type": "image/png"})
+            assert r.status_code == 200 and r.json()["model"]["version"] == v1
+        deadline = time.monotonic() + 30  # the shadow answers after each response has gone
+        while _total(text := requests.get(f"{served.url}/metrics", timeout=10).text,
+                     "progattr_shadow_requests_total", version=v2) < n:
+            assert time.monotonic() < deadline, "the shadow did not answer every request"
+            time.sleep(0.1)
+        for attr in ("sleeve_length", "pattern", "neck"):
+            assert _total(text, "progattr_predicted_class_total", attribute=attr, alias="champion", version=v1) >= n
+            assert _total(text, "progattr_predicted_class_total", attribute=attr, alias="challenger", version=v2) == n
+            assert _total(text, "progattr_prediction_confidence_count", attribute=attr, alias="challenger", version=v2) == n
+            assert 0 <= _total(text, "progattr_shadow_agreements_total", attribute=attr, version=v2) <= n
+            psi = _total(text, "progattr_prediction_psi", attribute=attr, alias="champion", version=v1)
+            assert np.isfinite(psi) and psi >= 0
+        capsys.readouterr()
+        assert cli(["registry", "show", "--article", "tops", "--set", f"mlflow.tracking_uri={served.tracking_uri}",
+                    f"serving.metrics_url={served.url}/metrics"]) == 0
+        live = json.loads(capsys.readouterr().out)["live"]
+        shadow = live["challenger"]["as"]["challenger"]  # v2 was champion earlier (test_alias_swap): "as" splits it
+        assert shadow["shadow_requests"] == n and set(shadow["attributes"]) == {"sleeve_length", "pattern", "neck"}
+        assert all(0 <= a["agreement"] <= 1 and a["predictions"] == n for a in shadow["attributes"].values())
+        assert "psi" in live["champion"]["as"]["champion"]["attributes"]["neck"]
+        assert f"as challenger in shadow on {n} requests: " in live_line(live["challenger"])
+    finally:
+        set_alias(served.tracking_uri, "tops", "challenger", None)

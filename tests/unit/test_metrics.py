@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, evaluate_attribute, pr_curve
+from progattr_core.metrics import (
+    EvaluationReport,
+    comparison_table,
+    evaluate,
+    evaluate_attribute,
+    population_stability,
+    pr_curve,
+    predicted_mix,
+)
 
 
 def test_overall_is_the_mean_of_attribute_accuracies_as_in_the_paper():
@@ -76,3 +84,15 @@ def test_not_learnt_names_the_attributes_at_chance_and_tables_show_each_metric()
     assert ba.loc["a", "progressive"] == 50.0 and ba.loc["a", "majority"] == 50.0
     assert ba.loc["overall", "progressive"] == 75.0
     assert report.summaries()["overall"]["balanced_accuracy"] == 0.75
+
+
+def test_predicted_mix_and_population_stability():
+    probs = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    mix = predicted_mix(probs, ["a", "b", "c"])
+    assert mix == {"a": 0.5, "b": 0.25, "c": 0.25}
+    assert population_stability({"a": 50, "b": 25, "c": 25}, mix) == pytest.approx(0.0)  # counts or shares
+    shifted = population_stability({"a": 10, "b": 45, "c": 45}, mix)
+    # by hand: (0.1-0.5)ln(0.1/0.5) + 2 (0.45-0.25)ln(0.45/0.25)
+    assert shifted == pytest.approx(-0.4 * np.log(0.2) + 2 * 0.2 * np.log(1.8))
+    assert np.isfinite(population_stability({"a": 1}, {"b": 1.0}))  # a class unseen on one side: floored, finite
+    assert np.isnan(population_stability({}, mix))
