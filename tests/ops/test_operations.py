@@ -164,6 +164,7 @@ def test_approval_flow_pauses_for_input_then_moves_champion(project, worker, tra
     run = run_deployment("progattr-approval/approval", parameters={"article": ARTICLE}, timeout=0)
     paused = _wait(run.id, ("Paused",))
     assert paused.state.name == "Paused", paused.state
+    assert _logged(run.id, "live: serving not reachable")  # the form's live-evidence line (no service here)
     store = _store(project)
     assert store.client.get_model_version(NAME, "1").tags["progattr.approval.status"] == "pending"
     assert Registry.of(store.cfg).alias_version(NAME, "champion") is None
