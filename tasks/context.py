@@ -91,18 +91,14 @@ class DataRef:
     splits: dict[str, int] = field(default_factory=dict)
 
 
-def _init_part(p: Params) -> str:
-    """A file model.init by its content (a path alone would resume stages trained from an older file
-    at the same path); nothing for scratch and imagenet, whose keys stay what they were."""
+def key_suffix(p: Params) -> str:
+    """What every training key (stages, baselines, pretraining) adds after its params: a model.init
+    file by its content (a path alone would resume stages trained from an older file at the same path;
+    nothing for scratch and imagenet, whose keys stay what they were), then the resolved thread
+    count, determinism and device kind (the same inputs give the same weights only with the same
+    compute, progattr_core/determinism.py, so a stage trained with other compute is not resumed from)."""
     init = init_identity(p.model.init)
-    return f"|init={init}" if init.startswith("sha256:") else ""
-
-
-def _compute_part(p: Params) -> str:
-    """The resolved thread count, determinism and device kind: the same inputs give the same weights
-    only with the same compute (progattr_core/determinism.py), so a stage trained with other compute
-    is not resumed from."""
-    return "|" + compute_identity(p.train, resolve_device(p.device))
+    return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.train, resolve_device(p.device))
 
 
 def train_key(ctx: PipelineContext, data: DataRef) -> str:
@@ -110,14 +106,13 @@ def train_key(ctx: PipelineContext, data: DataRef) -> str:
     it starts from + the compute it trains with."""
     p = ctx.params()
     text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
-            f"{_init_part(p)}{_compute_part(p)}")
+            f"{key_suffix(p)}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     p = ctx.params()
-    text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{_init_part(p)}"
-            f"{_compute_part(p)}")
+    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{key_suffix(p)}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -43,7 +43,7 @@ from progattr_core.pretrain import (
     write_lineage,
 )
 from progattr_core.train import LabelledImages, fit
-from tasks.context import PipelineContext, _compute_part, _init_part, git_commit, git_dirty, task_logger
+from tasks.context import PipelineContext, git_commit, git_dirty, key_suffix, task_logger
 from tracking.registry import BACKBONE, MODEL_FILE, MODEL_FOLDER, Registry
 from tracking.store import TAG, Store
 
@@ -119,7 +119,7 @@ def pretrain_key(ctx: PipelineContext, data: PretrainData) -> str:
     p = ctx.params()
     fit_params = json.dumps({k: getattr(p.train, k) for k in FIT_FIELDS}, default=str, sort_keys=True)
     text = (f"pretrain|{data.data_version}|{p.digest('seed', 'model', 'pretrain')}|{fit_params}"
-            f"{_init_part(p)}{_compute_part(p)}")
+            f"{key_suffix(p)}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
