@@ -39,10 +39,11 @@ PROFILES: dict[str, dict[str, Any]] = {
     "full": {"articles": [("jeans", [0, 1, 2]), ("tops", [0, 1, 2]), ("dresses", [0, 1, 2])], "n": 3000,
              "orders": 6, "real": ["topwear", "tshirts"], "real_n": None, "real_seeds": [0, 1, 2],
              "matched_cap": None, "set": []},
-    # the paper's scale (ResNet-34, 224 px) on the real catalogue: for a GPU (--device cuda), ~10 min on an H200
+    # params' `paper` profile (ResNet-34, 224 px, its schedule) on the real catalogue: for a GPU (--device cuda),
+    # ~10 min on an H200. No ImageNet weights offline: from scratch unless --set model.init=<a ResNet-34 backbone>
     "paper": {"articles": [], "n": None, "orders": 0, "real": ["topwear", "tshirts"], "real_n": 3000,
               "real_seeds": [0, 1, 2], "matched_cap": None,
-              "set": ["model.arch=resnet34", "model.image_size=224", "train.augment.hflip=true",
+              "set": ["profile=paper", "model.init=scratch", "train.augment.hflip=true",
                       "train.augment.crop_padding=4"]},  # augmentation on: longer runs than the demo's
 }
 

@@ -225,12 +225,12 @@ def bench_params(overrides: Sequence[str]) -> Any:
 
     import yaml
 
-    from progattr_core.config import apply_overrides, params_from_dict
+    from progattr_core.config import params_from_dict
 
     path = ROOT / "params.yaml"
     if not _RAW:
         _RAW.update(yaml.safe_load(path.read_text()))
-    return params_from_dict(apply_overrides(copy.deepcopy(_RAW), list(overrides)), str(path))
+    return params_from_dict(copy.deepcopy(_RAW), str(path), list(overrides))
 
 
 def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]:

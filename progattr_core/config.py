@@ -1,11 +1,14 @@
 """params.yaml -> frozen dataclasses. The one source of values: no second set of defaults in code.
 
 Every key must be present and known; a wrong type or value raises ConfigError naming the key and file.
-Overrides (`--set train.lr=0.01`) are applied to the raw mapping before validation.
+Precedence, lowest first: the file's sections, then the named profile it selects (`profile:`, one of
+`profiles:`), then overrides (`--set train.lr=0.01`, which may also select the profile: `--set
+profile=paper`). All are applied to the raw mapping before validation.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -22,6 +25,9 @@ from .errors import ConfigError
 ARCHS = ("resnet18", "resnet34", "resnet50")
 SPLIT_POINTS = ("layer2", "layer3", "layer4.1")
 METHODS = ("individual", "multilabel", "multilabel_masked")
+# what a profile may set: the model recipe (the rest, e.g. paths and `train.article`, is read by dvc.yaml
+# from the file as written, so a profile changing it would desynchronise the DVC stages)
+PROFILE_SECTIONS = ("model", "train", "baselines", "pretrain")
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,8 @@ class RetentionParams:
 class Params:
     seed: int
     device: str
+    profile: str                   # the applied profile ("" none), a record: its values are in the sections
+    profiles: dict[str, dict[str, Any]]
     data: DataParams
     synth: SynthParams
     taxonomy: dict[str, dict[str, tuple[str, ...]]]
@@ -245,7 +253,10 @@ class Params:
         return self.taxonomy[article]
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(self)
+        """The resolved values, loadable as they are (the params snapshot of a run): `profile` is ""
+        there, since the applied profile's values are already in the sections (and a `--set` over them
+        must not be undone by applying it again)."""
+        return {**_to_plain(self), "profile": ""}
 
     def digest(self, *sections: str) -> str:
         """A stable hash of the named sections (all when none): the params part of cache keys."""
@@ -282,6 +293,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
             raise ConfigError(f"{source}: {where} must be a mapping, got {type(value).__name__}")
         kt, vt = typing.get_args(tp)
         return {_convert(k, kt, where, source): _convert(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+    if tp is Any:                  # a profile's values: checked where they land, once applied
+        return value
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(f"{where}: union types are not supported in params")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
@@ -308,26 +321,75 @@ def _build(cls: type, raw: Any, where: str, source: str) -> Any:
     return cls(**{n: _convert(raw[n], hints[n], prefix + n, source) for n in names})
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw params mapping, in place."""
+def _set(raw: dict[str, Any], dotted: str, value: Any, what: str, parse: bool) -> None:
+    node = raw
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            raise ConfigError(f"{what}: {key!r} is not a section of params")
+        node = node[key]
+    if keys[-1] not in node:
+        raise ConfigError(f"{what}: unknown key {dotted!r}")
+    node[keys[-1]] = yaml.safe_load(value) if parse else value
+
+
+def _overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         dotted, text = item.split("=", 1)
-        node = raw
-        keys = dotted.split(".")
-        for key in keys[:-1]:
-            if not isinstance(node.get(key), dict):
-                raise ConfigError(f"override {item!r}: {key!r} is not a section of params")
-            node = node[key]
-        if keys[-1] not in node:
-            raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
-        node[keys[-1]] = yaml.safe_load(text)
-    return raw
+        pairs.append((dotted, text))
+    return pairs
+
+
+def _apply_profile(raw: dict[str, Any], name: str, source: str) -> None:
+    profiles = raw.get("profiles")
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{source}: profiles must be a mapping of name -> {{section.key: value}}")
+    if name not in profiles:
+        raise ConfigError(f"{source}: profile = {name!r}; defined profiles: {sorted(profiles)} (or \"\" for none)")
+    values = profiles[name]
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: profiles.{name} must be a mapping of section.key: value")
+    for dotted, value in values.items():
+        if str(dotted).split(".")[0] not in PROFILE_SECTIONS:
+            raise ConfigError(f"{source}: profiles.{name}.{dotted}: a profile may only set keys of "
+                              f"{list(PROFILE_SECTIONS)}")
+        _set(raw, str(dotted), value, f"{source}: profiles.{name}", parse=False)
+
+
+def params_from_dict(raw: dict[str, Any], source: str = "<params>",
+                     overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Validate a raw params mapping (modified in place): the selected profile's values, then the
+    overrides (`a.b.c=value`, value parsed as YAML), are applied first."""
+    pairs = _overrides(overrides)
+    for dotted, text in pairs:
+        if dotted == "profile":
+            _set(raw, dotted, text, f"override {dotted}={text}", parse=True)
+    if "profile" in raw and raw["profile"] is None:  # `profile:` or `--set profile=` (empty): none
+        raw["profile"] = ""
+    profile = raw.get("profile")
+    if profile:
+        if not isinstance(profile, str):
+            raise ConfigError(f"{source}: profile must be a name (str), got {profile!r}")
+        _apply_profile(raw, profile, source)
+    for dotted, text in pairs:
+        if dotted != "profile":
+            _set(raw, dotted, text, f"override {dotted}={text}", parse=True)
+    params = _build(Params, raw, "", source)
+    _check_values(params, source)
+    for name in params.profiles:   # every profile must give valid params, even when not selected
+        if name != profile:
+            other = copy.deepcopy(raw)
+            _apply_profile(other, name, f"{source} (profile {name})")
+            _check_values(_build(Params, other, "", f"{source} (profile {name})"), f"{source} (profile {name})")
+    return params
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Read, override and validate params; every problem is a ConfigError naming key and file."""
+    """Read, select the profile, override and validate params; every problem is a ConfigError naming
+    key and file."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -335,13 +397,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[s
         raise ConfigError(f"params file {path} not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return params_from_dict(apply_overrides(raw, overrides), source=str(path))
-
-
-def params_from_dict(raw: dict[str, Any], source: str = "<params>") -> Params:
-    params = _build(Params, raw, "", source)
-    _check_values(params, source)
-    return params
+    return params_from_dict(raw, str(path), overrides)
 
 
 def _check_values(p: Params, source: str) -> None:

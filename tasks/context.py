@@ -157,7 +157,7 @@ def flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Iterator[
     with store.run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags}) as run_id:
         # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
         store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-",
-                                  "params_digest": ctx.params().digest()})
+                                  "params_digest": ctx.params().digest(), "profile": ctx.params().profile or "-"})
         with tempfile.TemporaryDirectory(prefix="progattr-params-") as tmp:
             snapshot = Path(tmp) / PARAMS_SNAPSHOT
             # in params order (taxonomy order is the default attribute order): load_params reads it back as is

@@ -44,7 +44,8 @@ def model_name(article: str) -> str:
 
 
 def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """`models:/<name>/<version>` or `models:/<name>@<alias>` -> (name, version, alias)."""
+    """`models:/<name>/<version>`, `models:/<name>/latest` (the newest version) or `models:/<name>@<alias>`
+    -> (name, version, alias)."""
     rest = uri.removeprefix("models:/")
     if "@" in rest:
         name, alias = rest.split("@", 1)
@@ -52,9 +53,10 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
             return name, None, alias
     else:
         name, _, version = rest.partition("/")
-        if name and version.isdigit():
+        if name and (version.isdigit() or version == "latest"):
             return name, version, None
-    raise ConfigError(f"{uri!r} is not a registry reference: use models:/<name>/<version> or models:/<name>@<alias>")
+    raise ConfigError(f"{uri!r} is not a registry reference: use models:/<name>/<version>, models:/<name>/latest "
+                      f"or models:/<name>@<alias>")
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,11 @@ class Registry:
     def resolve(self, uri: str) -> VersionRef:
         """The version a `models:/...` reference names; ConfigError when there is none."""
         name, version, alias = parse_model_uri(uri)
-        mv = self.version(name, version) if version else self.at_alias(name, alias)
+        if version == "latest":
+            newest = self.versions(name)
+            mv = newest[-1] if newest else None
+        else:
+            mv = self.version(name, version) if version else self.at_alias(name, alias)
         if mv is None:
             raise ConfigError(f"{uri}: no such version in the registry at {redact(self.tracking_uri)}")
         return VersionRef(mv.name, str(mv.version), str(mv.run_id or ""))

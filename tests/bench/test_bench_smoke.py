@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP_KEYS = {"schema_version", "name", "profile", "created_utc", "git_commit", "git_dirty", "command", "machine",
@@ -76,3 +77,30 @@ def test_stages_smoke_reports_every_stage_and_each_variant(tmp_path: Path) -> No
     assert result["ratios"]["train time progressive / individual"] == pytest.approx(
         runs["progressive"]["fit_s"] / runs["individual"]["fit_s"], rel=1e-3)
     assert result["params"]["variants"] == ["train.branch_images=labelled"]
+
+
+def test_synth_backbone_smoke_writes_a_backbone_a_run_can_start_from(tmp_path: Path) -> None:
+    from progattr_core.config import load_params
+    from progattr_core.data.manifest import read_manifest
+    from progattr_core.model import build_model
+    from progattr_core.model_file import load_model
+    from progattr_core.pretrain import DataLeakageError, check_no_leakage, lineage_path
+
+    env = {**os.environ, "PROGATTR_BENCH_DATA": str(tmp_path / "bench")}
+    backbone = tmp_path / "backbone.pt"
+    proc = subprocess.run([sys.executable, "-m", "bench.synth_backbone", "--profile", "smoke", "--threads", "1",
+                           "--backbone", str(backbone), "--out", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "synth_backbone.json").read_text())
+    check_schema(result, "synth_backbone")
+    assert set(result["data"]["heads"]) == {"dresses.shape", "dresses.length", "dresses.hemline",
+                                            "dresses.sleeve_style", "dresses.pattern", "dresses.sleeve_length",
+                                            "dresses.neck", "jeans.fade", "jeans.shade", "jeans.distress"}
+    params = load_params(ROOT / "params.yaml", ["model.image_size=32", f"model.init={backbone}"])
+    model = build_model(params.model, 0)  # a tops model starts from it: its Base is the backbone's network
+    assert torch.equal(model.state_dict()["base.conv1.weight"], load_model(backbone).state_dict()["net.conv1.weight"])
+    jeans = read_manifest(tmp_path / "bench/synth-jeans-n40-seed0-px64/jeans/manifest.parquet")
+    assert set(jeans["sha256"]) <= set(json.loads(lineage_path(backbone).read_text())["sha256"])
+    with pytest.raises(DataLeakageError, match="was pretrained on 40 image"):  # a jeans run would be refused
+        check_no_leakage(str(backbone), jeans["sha256"], "jeans")

@@ -80,6 +80,8 @@ READERS = [
     ({"pipeline__source": "data/raw/mini/"}, {"ingest"}),
     ({"validation__min_label_coverage": 0.31}, {"validate"}),
     ({"model__init": "imagenet"}, {"validate", "train", "baselines"}),
+    ({"profile": "paper"}, {"validate", "train", "baselines"}),
+    ({"profiles__pretrained__train.epochs_first": 4}, {"validate", "train", "baselines"}),
     ({"taxonomy__jeans__fade": ["no-fade", "light-fade", "heavy-fade", "acid-wash"]},
      {"validate", "slice", "train", "baselines"}),
     ({"seed": 1}, {"train", "baselines"}),

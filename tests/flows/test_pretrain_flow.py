@@ -82,6 +82,10 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
     with pytest.raises(ConfigError, match="not a registry reference"):
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone"])
+    newest = make_context(ROOT / "params.yaml", "jeans", [*store, "profile=pretrained"])  # models:/.../latest
+    assert (newest.model_init, newest.model_init_version) == ("models:/progattr-backbone/latest",
+                                                              "models:/progattr-backbone/1")
+    assert newest.params().model.init == str(local) and newest.params().model.split_point == "layer4.1"
     registry.move_alias(BACKBONE, "champion", "1")
     by_alias = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
     assert (by_alias.model_init, by_alias.model_init_version) == ("models:/progattr-backbone@champion",

@@ -65,3 +65,37 @@ def test_digest_changes_only_with_its_sections():
     b = load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
     assert a.digest("train", "model") == b.digest("train", "model")
     assert a.digest() != b.digest()
+
+
+def test_a_profile_applies_over_the_file_and_set_wins_over_it():
+    plain = load_params(ROOT / "params.yaml")
+    paper = load_params(ROOT / "params.yaml", ["profile=paper"])
+    assert (paper.profile, paper.model.arch, paper.model.image_size, paper.model.init) == \
+        ("paper", "resnet34", 224, "imagenet")
+    assert (paper.train.epochs_first, paper.train.finetune_factor) == (1, 0.3)
+    assert paper.train.lr == plain.train.lr and paper.serving == plain.serving  # what it does not name stays
+    mine = load_params(ROOT / "params.yaml", ["train.epochs_first=2", "profile=paper"])  # --set wins, in any order
+    assert (mine.train.epochs_first, mine.model.arch) == (2, "resnet34")
+    assert mine.digest("model", "train") != paper.digest("model", "train")
+    assert load_params(ROOT / "params.yaml", ["profile=paper", "profile="]).model == plain.model  # the last wins
+    from progattr_core.config import params_from_dict
+    snapshot = params_from_dict(mine.to_dict())   # a run's snapshot loads to the same values: not re-applied
+    assert snapshot.train.epochs_first == 2 and snapshot.profile == "" and snapshot.to_dict() == mine.to_dict()
+    pre = load_params(ROOT / "params.yaml", ["profile=pretrained"])
+    assert pre.model.init.startswith("models:/") and pre.train.first_attributes == 0
+
+
+def test_profile_errors_name_the_profile_and_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"profile = 'papr'; defined profiles: \['paper', 'pretrained'\]"):
+        load_params(ROOT / "params.yaml", ["profile=papr"])
+    for values, message in [
+        ({"train.learning_rate": 0.1}, r"profiles.mine: unknown key 'train.learning_rate'"),
+        ({"pipeline.source": "elsewhere"}, r"profiles.mine.pipeline.source: a profile may only set keys of"),
+        ({"model.arch": "vgg16"}, r"\(profile mine\): model.arch = 'vgg16'; allowed"),  # checked unselected too
+    ]:
+        raw = _raw()
+        raw["profiles"]["mine"] = values
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_params(path)
