@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bench import common
 
@@ -66,19 +67,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from progattr_core.baselines import multilabel_spec
     from progattr_core.data.synth import ensure_catalogue
     from progattr_core.model_file import save_model
-    from progattr_core.pretrain import write_lineage
+    from progattr_core.pretrain import lineage, write_lineage
     from progattr_core.train import fit
 
     args, machine, started = common.start(__doc__.splitlines()[0], argv, profiles=tuple(PROFILES), extra=[_options])
     prof = PROFILES[args.profile]
     params = common.bench_params([*prof["set"], *args.set])
     n = args.n or prof["n"]
-    parts, sha = {}, []
+    parts, manifests = {}, []
     for art in args.articles:
         out_dir = common.DATA / f"synth-{art}-n{n}-seed{params.synth.seed}-px{params.synth.image_size}"
         manifest, _ = ensure_catalogue(params, art, out_dir, n=n, seed=params.synth.seed)
         parts[art] = common.manifest_splits(params, manifest, out_dir, art)
-        sha += list(manifest["sha256"])
+        manifests.append(manifest)
     train, val = merged(parts, "train"), merged(parts, "val")
     log.info("pretraining on %s: %d training images, %d heads", "+".join(args.articles), len(train),
              len(train.attributes))
@@ -88,10 +89,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     path = args.backbone or common.DATA / (f"backbone-synth-{'-'.join(args.articles)}-n{n}-"
                                            f"px{params.model.image_size}.pt")
     save_model(model, path)
-    write_lineage(path, {"source": f"built-in catalogue {args.articles}, {n} images each", "n_images": len(sha),
-                         "sha256": sorted(sha), "excluded_article_types": [], "columns": {},
-                         "classes": train.classes, "epochs": spec.epochs, "arch": params.model.arch,
-                         "image_size": params.model.image_size, "seconds": round(result.seconds, 1)})
+    seen = pd.concat(manifests, ignore_index=True)
+    source = f"built-in catalogue {args.articles}, {n} images each"
+    # the pretraining flow's lineage format; no Kaggle columns or article types were involved here
+    write_lineage(path, {**lineage(seen, params, source, {h: tuple(c) for h, c in train.classes.items()}),
+                         "excluded_article_types": [], "columns": {}, "seconds": round(result.seconds, 1)})
     log.info("backbone written to %s (%.0f s)", path, result.seconds)
     rows = [[e + 1, result.epoch_losses[e], 100 * result.val_scores[e] if result.val_scores else None]
             for e in range(len(result.epoch_losses))]

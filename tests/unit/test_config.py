@@ -78,7 +78,6 @@ def test_a_profile_applies_over_the_file_and_set_wins_over_it():
     assert (mine.train.epochs_first, mine.model.arch) == (2, "resnet34")
     assert mine.digest("model", "train") != paper.digest("model", "train")
     assert load_params(ROOT / "params.yaml", ["profile=paper", "profile="]).model == plain.model  # the last wins
-    from progattr_core.config import params_from_dict
     snapshot = params_from_dict(mine.to_dict())   # a run's snapshot loads to the same values: not re-applied
     assert snapshot.train.epochs_first == 2 and snapshot.profile == "" and snapshot.to_dict() == mine.to_dict()
     pre = load_params(ROOT / "params.yaml", ["profile=pretrained"])
