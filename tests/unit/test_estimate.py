@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,7 @@ def test_pass_cost_and_measured_throughput(tiny_params):
     assert t.pass_cost(1, frozen_base=True) == pytest.approx(0.01 * (0.75 / 3 + 0.25))
     measured = measure_throughput(tiny_params, steps=1)
     assert measured.seconds_per_image > 0 and 0 <= measured.branch_share <= 1
+    # what model.init names is not loaded: a registry reference (resolved by the pipeline's context) times the same
+    pinned = dataclasses.replace(tiny_params, model=dataclasses.replace(tiny_params.model,
+                                                                        init="models:/progattr-backbone/latest"))
+    assert measure_throughput(pinned, steps=1).seconds_per_image > 0
