@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,12 @@ PROFILES: dict[str, dict[str, Any]] = {
               "real_seeds": [0, 1, 2], "matched_cap": None,
               "set": ["profile=paper", "model.init=scratch", "train.augment.hflip=true",
                       "train.augment.crop_padding=4"]},  # augmentation on: longer runs than the demo's
+    # params' `pretrained` profile on the real catalogue at the CPU benchmarks' size (1,800 images, 64 px), every
+    # method from the newest backbone `progattr pretrain` registered (or --set model.init=<file>); ~40 min here.
+    # progressive_lean is left out: with a joint first stage there are no fine-tunes to drop
+    "pretrained": {"articles": [], "n": None, "orders": 0, "real": ["tshirts", "topwear"], "real_n": 1800,
+                   "real_seeds": [0, 1, 2], "matched_cap": None, "set": ["profile=pretrained"],
+                   "methods": ["individual", "multilabel", "multilabel_masked", "progressive"]},
 }
 
 
@@ -117,9 +124,10 @@ def matched_epochs(run: dict[str, Any], target_passes: int) -> int:
 
 
 def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: int,
-             matched_cap: int | None = None, device: str = "cpu") -> dict[str, Any]:
-    """All methods for one (article, seed), in an order rotated by seed so timing drift is shared."""
-    methods = list(METHODS)
+             matched_cap: int | None = None, device: str = "cpu",
+             methods: Sequence[str] = METHODS) -> dict[str, Any]:
+    """The methods for one (article, seed), in an order rotated by seed so timing drift is shared."""
+    methods = list(methods)
     methods = methods[seed % len(methods):] + methods[:seed % len(methods)]
     runs = {}
     for method in methods:
@@ -177,6 +185,7 @@ def article_tables(article: str, seeds: list[dict[str, Any]], label: str) -> tup
         tables.append(common.table(f"{label}: accuracy % ({kind.replace('_', '-')}, mean ± std over "
                                    f"{len(seeds)} seeds)", ["attribute", *methods, "majority"], rows))
         summary[kind] = {m: {"overall": common.mean_std(_agg([s[kind][m] for s in seeds], "overall")),
+                             "macro_f1": common.mean_std(_agg([s[kind][m] for s in seeds], "overall_macro_f1")),
                              "passes": float(np.mean(_agg([s[kind][m] for s in seeds], "image_passes")))}
                          for m in methods}
     return tables, summary
@@ -204,7 +213,7 @@ def below_majority(article: str, seeds: list[dict[str, Any]]) -> list[str]:
 def time_ratios(seeds: list[dict[str, Any]]) -> dict[str, float]:
     """Median over seeds of training wall time per method / individual's (same run, same data)."""
     ratios = {}
-    for m in ("progressive", "progressive_lean", "multilabel_masked"):
+    for m in [m for m in ("progressive", "progressive_lean", "multilabel_masked") if m in seeds[0]["epoch_matched"]]:
         ratios[m] = float(np.median([s["epoch_matched"][m]["train_s"] / s["epoch_matched"]["individual"]["train_s"]
                                      for s in seeds]))
     return ratios
@@ -275,15 +284,21 @@ def datasets(prof: dict[str, Any], base_set: list[str], real_n: int | None = Non
     return out
 
 
-def goals_for(label: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Progressive >= individual + 1 point and > the paper's multilabel, overall, both matchings."""
+# issue 17's accuracy targets, progressive - baseline in points of the means over seeds (overall accuracy, then
+# mean macro-F1): >= individual + 1, >= our masked multilabel - 0.5, > the paper's multilabel
+ACCURACY_GOALS = (("individual", 1.0, ">="), ("multilabel_masked", -0.5, ">="), ("multilabel", 0.0, ">"))
+
+
+def goals_for(label: str, summary: dict[str, Any], ratios: dict[str, float]) -> list[dict[str, Any]]:
+    """The accuracy targets on overall accuracy and macro-F1, both matchings; training time <= 0.5x."""
     out = []
     for kind, runs in summary.items():
-        prog = runs["progressive"]["overall"][0]
-        out.append(common.goal(f"{label}, {kind}: progressive - individual overall (points)",
-                               100 * (prog - runs["individual"]["overall"][0]), 1.0, ">="))
-        out.append(common.goal(f"{label}, {kind}: progressive - multilabel overall (points)",
-                               100 * (prog - runs["multilabel"]["overall"][0]), 0.0, ">="))
+        for measure, name in (("overall", "overall"), ("macro_f1", "mean macro-F1")):
+            for baseline, target, op in ACCURACY_GOALS:
+                value = 100 * (runs["progressive"][measure][0] - runs[baseline][measure][0])
+                out.append(common.goal(f"{label}, {kind}: progressive - {baseline} {name} (points)", value, target, op))
+    out.append(common.goal(f"{label}: training time progressive / individual (median over seeds)",
+                           ratios["progressive"], 0.5))
     return out
 
 
@@ -291,19 +306,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, info, started = common.start("Tables 2-4: accuracy of every method, same run, same data", argv,
                                        list(PROFILES), [_options])
     prof = PROFILES[args.profile]
-    base_set = [*prof["set"], *args.set]
+    base_set, init = common.resolve_init([*prof["set"], *args.set])
     if args.device.startswith("cuda"):
         import torch
 
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     out = Partial(args, base_set, info, started)
+    out.data["init"] = init   # what every method started from (a models:/ reference: the pinned version)
     jobs = datasets(prof, base_set, args.real_n)
     first = jobs[0][0]
     for label, article, load, seed_list in [j for j in jobs if args.only in j[0]]:
         splits = load()
         seeds = []
         for seed in seed_list:  # results are rewritten after every seed: a cut-short run keeps its part
-            seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"], args.device))
+            seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"], args.device,
+                                  prof.get("methods", METHODS)))
             out.catalogue(label, article, splits, seeds)
         if label == first and prof["orders"]:  # the 3-attribute article's orders, right after its own table
             run_orders(base_set, splits, article, seed_list[0], prof["orders"], out, args.device)
@@ -327,9 +344,9 @@ class Partial:
 
     def catalogue(self, label: str, article: str, splits: dict[str, Any], seeds: list[dict]) -> None:
         tables, summary = article_tables(article, seeds, label)
-        self.parts[label] = {"tables": tables, "goals": goals_for(label, summary),
-                             "ratios": {f"{label}: train time {m} / individual": v
-                                        for m, v in time_ratios(seeds).items()},
+        ratios = time_ratios(seeds)
+        self.parts[label] = {"tables": tables, "goals": goals_for(label, summary, ratios),
+                             "ratios": {f"{label}: train time {m} / individual": v for m, v in ratios.items()},
                              "notes": below_majority(label, seeds)}
         self.data["catalogues"][label] = {"article": article, "labels": label_stats(splits), "seeds": seeds,
                                           "summary": summary}

@@ -117,7 +117,8 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 
 def goal(name: str, value: float, target: float, op: str = "<=") -> dict[str, Any]:
-    met = bool(value <= target) if op == "<=" else bool(value >= target)
+    """One target line of a results file: `value op target` (op one of <=, >=, <, >)."""
+    met = bool({"<=": value <= target, ">=": value >= target, "<": value < target, ">": value > target}[op])
     if isinstance(value, float) and np.isnan(value):
         met = False
     return {"name": name, "value": _num(value), "target": target, "op": op, "met": met}
@@ -231,6 +232,21 @@ def bench_params(overrides: Sequence[str]) -> Any:
     if not _RAW:
         _RAW.update(yaml.safe_load(path.read_text()))
     return params_from_dict(copy.deepcopy(_RAW), str(path), list(overrides))
+
+
+def resolve_init(overrides: Sequence[str]) -> tuple[list[str], str]:
+    """(overrides, what the run starts from). A registry `model.init` (`models:/progattr-backbone/latest`,
+    `@alias` or a version, as params' `pretrained` profile names it) is resolved as the pipeline resolves
+    it (tasks.context.make_context: this project's MLflow, the version fetched once under the data cache)
+    and its file appended as `model.init=<file>`, so every method starts from the same pinned version."""
+    init = bench_params(overrides).model.init
+    if not init.startswith("models:/"):
+        return list(overrides), init
+    from tasks.context import make_context
+
+    ctx = make_context(ROOT / "params.yaml", None, list(overrides))
+    log.info("model.init %s is %s (%s)", init, ctx.model_init_version, ctx.params().model.init)
+    return [*overrides, f"model.init={ctx.params().model.init}"], ctx.model_init_version
 
 
 def synth_splits(params: Any, article: str, n: int, seed: int) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args, machine, started = common.start(__doc__.splitlines()[0], argv, extra=[_options])
     prof = PROFILES[args.profile]
     article = args.real or args.article or prof["article"]
-    base = [*prof["set"], *args.set]
+    base, _ = common.resolve_init([*prof["set"], *args.set])
     params = _params(base, article, args.seed)
     if args.real:
         n = args.n

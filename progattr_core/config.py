@@ -359,6 +359,24 @@ def _apply_profile(raw: dict[str, Any], name: str, source: str) -> None:
         _set(raw, str(dotted), value, f"{source}: profiles.{name}", parse=False)
 
 
+def _resolve_per_article(raw: dict[str, Any], source: str) -> None:
+    """`model.image_size` may be a mapping `{default: N, <article>: N, ...}`: it resolves here to the size
+    for `train.article` (a run's params and its snapshot hold that one number)."""
+    model, train = raw.get("model"), raw.get("train")
+    if not isinstance(model, dict) or not isinstance(model.get("image_size"), dict):
+        return
+    sizes = model["image_size"]
+    taxonomy = raw.get("taxonomy") if isinstance(raw.get("taxonomy"), dict) else {}
+    unknown = sorted(str(k) for k in sizes if k != "default" and k not in taxonomy)
+    if unknown:
+        raise ConfigError(f"{source}: model.image_size names unknown article(s) {unknown}; known: {sorted(taxonomy)}")
+    if "default" not in sizes:
+        raise ConfigError(f"{source}: model.image_size = {sizes!r}; a per-article mapping needs a `default` "
+                          "size for the other articles")
+    article = train.get("article") if isinstance(train, dict) else None
+    model["image_size"] = sizes.get(article, sizes["default"])
+
+
 def params_from_dict(raw: dict[str, Any], source: str = "<params>",
                      overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Validate a raw params mapping (modified in place): the selected profile's values, then the
@@ -377,12 +395,14 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
     for dotted, text in pairs:
         if dotted != "profile":
             _set(raw, dotted, text, f"override {dotted}={text}", parse=True)
+    _resolve_per_article(raw, source)
     params = _build(Params, raw, "", source)
     _check_values(params, source)
     for name in params.profiles:   # every profile must give valid params, even when not selected
         if name != profile:
             other = copy.deepcopy(raw)
             _apply_profile(other, name, f"{source} (profile {name})")
+            _resolve_per_article(other, f"{source} (profile {name})")
             _check_values(_build(Params, other, "", f"{source} (profile {name})"), f"{source} (profile {name})")
     return params
 

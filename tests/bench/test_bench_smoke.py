@@ -27,7 +27,7 @@ def check_schema(result: dict, name: str) -> None:
         assert set(table) == {"title", "columns", "rows"}
         assert all(len(row) == len(table["columns"]) for row in table["rows"]), table["title"]
     for g in result["goals"]:
-        assert set(g) == {"name", "value", "target", "op", "met"} and g["op"] in ("<=", ">=")
+        assert set(g) == {"name", "value", "target", "op", "met"} and g["op"] in ("<=", ">=", "<", ">")
     assert all(isinstance(v, (int, float)) or v is None for v in result["ratios"].values())
 
 

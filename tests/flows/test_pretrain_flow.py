@@ -86,6 +86,10 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert (newest.model_init, newest.model_init_version) == ("models:/progattr-backbone/latest",
                                                               "models:/progattr-backbone/1")
     assert newest.params().model.init == str(local) and newest.params().model.split_point == "layer4.1"
+    from bench.common import resolve_init  # the benchmarks start every method from the same pinned version
+    assert resolve_init([*store, "profile=pretrained"]) == ([*store, "profile=pretrained", f"model.init={local}"],
+                                                            "models:/progattr-backbone/1")
+    assert resolve_init([f"model.init={out}"]) == ([f"model.init={out}"], str(out))
     registry.move_alias(BACKBONE, "champion", "1")
     by_alias = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
     assert (by_alias.model_init, by_alias.model_init_version) == ("models:/progattr-backbone@champion",

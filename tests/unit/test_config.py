@@ -98,3 +98,22 @@ def test_profile_errors_name_the_profile_and_key(tmp_path):
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(ConfigError, match=message):
             load_params(path)
+
+
+def test_image_size_per_article_resolves_for_the_run_article(tmp_path):
+    sizes = "model.image_size={default: 64, tshirts: 128}"
+    assert load_params(ROOT / "params.yaml", [sizes, "train.article=tshirts"]).model.image_size == 128
+    other = load_params(ROOT / "params.yaml", [sizes, "train.article=jeans"])
+    assert other.model.image_size == 64 and params_from_dict(other.to_dict()).model.image_size == 64  # the snapshot
+    raw = _raw()
+    raw["model"]["image_size"] = {"default": 64, "dresses": 96}
+    raw["profiles"]["big"] = {"model.image_size": {"default": 224}}    # a profile may set it too, and wins
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert load_params(path, ["train.article=dresses"]).model.image_size == 96
+    assert load_params(path, ["train.article=dresses", "profile=big"]).model.image_size == 224
+    for value, message in [("{default: 64, tshirt: 128}", r"model.image_size names unknown article\(s\) \['tshirt'\]"),
+                           ("{tshirts: 128}", r"needs a `default`"),
+                           ("{default: 16}", r"model.image_size = 16; must be >= 32")]:
+        with pytest.raises(ConfigError, match=message):
+            load_params(ROOT / "params.yaml", [f"model.image_size={value}"])
