@@ -47,7 +47,9 @@ PROFILES: dict[str, dict[str, Any]] = {
               "set": ["profile=paper", "model.init=scratch", "train.augment.hflip=true",
                       "train.augment.crop_padding=4"]},  # augmentation on: longer runs than the demo's
     # params' `pretrained` profile on the real catalogue at the CPU benchmarks' size (1,800 images, 64 px), every
-    # method from the newest backbone `progattr pretrain` registered (or --set model.init=<file>); ~40 min here.
+    # method from the newest backbone `progattr pretrain` registered (or --set model.init=<file>). The labels-hidden
+    # half (--only "labels hidden") took 20 min on a 2-core CPU at 182 GFLOP/s (bench/README.md); the natural-labels
+    # half trains the same methods on the same images with every label kept (not timed yet)
     # progressive_lean is left out: with a joint first stage there are no fine-tunes to drop
     "pretrained": {"articles": [], "n": None, "orders": 0, "real": ["tshirts", "topwear"], "real_n": 1800,
                    "real_seeds": [0, 1, 2], "matched_cap": None, "set": ["profile=pretrained"],

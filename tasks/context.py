@@ -72,7 +72,8 @@ def make_context(params_path: str | Path, article: str | None, overrides: list[s
     init = pinned = params.model.init
     if init.startswith("models:/"):  # a registered backbone: its file, fetched once, is what the run uses
         cache = Path(params.data.cache)
-        ref, local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones")
+        ref, local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones",
+                                    params.model.arch)
         params = replace(params, model=replace(params.model, init=str(local)))
         pinned = f"models:/{ref.name}/{ref.version}"
     return PipelineContext(str(root), str(params_path), tuple(overrides), article, store, params, model_init=init,

@@ -187,14 +187,24 @@ class Registry:
             self._call(self.client.set_registered_model_alias, name, alias, str(version))
 
 
-def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path) -> tuple[VersionRef, Path]:
+def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path, arch: str | None = None) -> tuple[VersionRef, Path]:
     """The version a `models:/...` model.init names (an alias resolved now) and its model file, with
     its lineage beside it, under `<cache>/<name>-v<version>/` (a version never changes, so a copy
-    there is reused)."""
+    there is reused). With `arch`, a version tagged as another architecture is a ConfigError that
+    names the versions of `arch` to pin instead (`latest` is the newest version of any architecture)."""
     from progattr_core.pretrain import lineage_path
 
     registry = Registry.of(cfg)
     ref = registry.resolve(uri)
+    if arch is not None:
+        mv = registry.version(ref.name, ref.version)
+        got = None if mv is None else mv.tags.get(TAG + "arch")
+        if got is not None and got != arch:
+            same = [str(v.version) for v in registry.versions(ref.name) if v.tags.get(TAG + "arch") == arch]
+            hint = (f"pin one of the {arch} versions ({', '.join(same)}): model.init=models:/{ref.name}/{same[-1]}"
+                    if same else f"pretrain one: progattr pretrain --set model.arch={arch}")
+            raise ConfigError(f"{uri} is {ref.name} version {ref.version}, a {got} backbone, but model.arch is "
+                              f"{arch}; {hint}, or set model.arch={got}")
     cache = Path(cache)
     folder = cache / f"{ref.name}-v{ref.version}"
     if not (folder / MODEL_FILE).is_file():

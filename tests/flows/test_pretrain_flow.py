@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 import torch
@@ -80,6 +81,10 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert local.read_bytes() == out.read_bytes() and lineage_path(local).read_text() == lineage_path(out).read_text()
     with pytest.raises(ConfigError, match="models:/progattr-backbone@champion: no such version in the registry"):
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone@champion"])
+    with pytest.raises(ConfigError, match=re.escape(  # `latest` is the newest of any architecture: named, not loaded
+            "models:/progattr-backbone/latest is progattr-backbone version 1, a resnet18 backbone, but model.arch is "
+            "resnet34; pretrain one: progattr pretrain --set model.arch=resnet34, or set model.arch=resnet18")):
+        make_context(ROOT / "params.yaml", "jeans", [*store, "profile=pretrained", "model.arch=resnet34"])
     with pytest.raises(ConfigError, match="not a registry reference"):
         make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone"])
     newest = make_context(ROOT / "params.yaml", "jeans", [*store, "profile=pretrained"])  # models:/.../latest
