@@ -65,6 +65,10 @@ class VersionRef:
     version: str
     run_id: str
 
+    @classmethod
+    def of(cls, mv: ModelVersion) -> VersionRef:
+        return cls(mv.name, str(mv.version), str(mv.run_id or ""))
+
 
 class Registry:
     """Registered models `progattr-<article>`: versions, their `progattr.*` tags, aliases and files."""
@@ -104,6 +108,11 @@ class Registry:
 
     def resolve(self, uri: str) -> VersionRef:
         """The version a `models:/...` reference names; ConfigError when there is none."""
+        mv = self.resolve_version(uri)
+        return VersionRef.of(mv)
+
+    def resolve_version(self, uri: str) -> ModelVersion:
+        """What `resolve` names, with its tags; ConfigError when there is none."""
         name, version, alias = parse_model_uri(uri)
         if version == "latest":
             newest = self.versions(name)
@@ -112,12 +121,12 @@ class Registry:
             mv = self.version(name, version) if version else self.at_alias(name, alias)
         if mv is None:
             raise ConfigError(f"{uri}: no such version in the registry at {redact(self.tracking_uri)}")
-        return VersionRef(mv.name, str(mv.version), str(mv.run_id or ""))
+        return mv
 
     def current(self, article: str, alias: str) -> VersionRef | None:
         """Where `alias` points for `article` (what serving follows)."""
         mv = self.at_alias(model_name(article), alias)
-        return None if mv is None else VersionRef(mv.name, str(mv.version), str(mv.run_id or ""))
+        return None if mv is None else VersionRef.of(mv)
 
     def versions(self, name: str) -> list[ModelVersion]:
         """Every version of `name`, oldest first; [] when the model does not exist."""
@@ -195,10 +204,10 @@ def fetch_backbone(cfg: StoreConfig, uri: str, cache: str | Path, arch: str | No
     from progattr_core.pretrain import lineage_path
 
     registry = Registry.of(cfg)
-    ref = registry.resolve(uri)
+    mv = registry.resolve_version(uri)
+    ref = VersionRef.of(mv)
     if arch is not None:
-        mv = registry.version(ref.name, ref.version)
-        got = None if mv is None else mv.tags.get(TAG + "arch")
+        got = mv.tags.get(TAG + "arch")
         if got is not None and got != arch:
             same = [str(v.version) for v in registry.versions(ref.name) if v.tags.get(TAG + "arch") == arch]
             hint = (f"pin one of the {arch} versions ({', '.join(same)}): model.init=models:/{ref.name}/{same[-1]}"
