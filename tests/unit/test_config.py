@@ -43,6 +43,7 @@ def test_missing_key_is_named():
     ("train.lr=-0.1", r"train.lr = -0.1; must be > 0"),
     ("train.batch_size=big", r"train.batch_size must be int, got str 'big'"),
     ("model.split_point=layer5", r"model.split_point = 'layer5'; allowed"),
+    ("baselines.split_point=layer5", r"baselines.split_point = 'layer5'; allowed"),
     ("model.arch=vgg16", r"model.arch = 'vgg16'; allowed"),
     ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
     ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),

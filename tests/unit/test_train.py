@@ -267,6 +267,19 @@ def test_baselines_train_and_predict(tiny_params, tiny_data, tiny_val):
         assert 0 <= report.overall <= 1
 
 
+def test_individual_models_keep_their_own_split_whatever_the_progressive_one(tiny_data):
+    from progattr_core.config import load_params
+    from tests.unit.conftest import ROOT, TINY
+
+    # a one-Branch model is the whole ResNet: the split sets only its LR ramp (layer4 at the top LR at layer3)
+    params = load_params(ROOT / "params.yaml", [*TINY, "model.split_point=layer4.1"])
+    assert params.baselines.split_point == "layer3"
+    models, _ = train_individual(params, tiny_data, attributes=["fade"])
+    assert models["fade"].split_point == "layer3"
+    assert len(models["fade"].layer_groups(["fade"])) == 5  # stem, layer1-3, Branch (layer4 + classifier)
+    assert build_model(params.model).split_point == "layer4.1"
+
+
 def test_predict_returns_label_probability_topk(tiny_params, tiny_data):
     model = build_model(tiny_params.model)
     train_stage(model, build_schedule(tiny_params)[0], tiny_data, tiny_params.train, 0)
