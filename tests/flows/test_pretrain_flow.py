@@ -100,6 +100,15 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert (by_alias.model_init, by_alias.model_init_version) == ("models:/progattr-backbone@champion",
                                                                   "models:/progattr-backbone/1")  # pinned
 
+    # a ResNet-34 backbone becomes `latest`: a ResNet-18 run is told which version of its own network to pin
+    assert cli(["pretrain", "--source", str(folder), *args, "model.arch=resnet34", "pretrain.epochs=1"]) == 0
+    assert "backbone models:/progattr-backbone/2:" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match=re.escape(
+            "models:/progattr-backbone/latest is progattr-backbone version 2, a resnet34 backbone, but model.arch is "
+            "resnet18; pin one of the resnet18 versions (1): model.init=models:/progattr-backbone/1, or set "
+            "model.arch=resnet34")):
+        make_context(ROOT / "params.yaml", "jeans", [*store, "profile=pretrained"])
+
 
 def test_a_pretraining_killed_after_an_epoch_resumes_to_the_same_weights(tmp_path, capsys, monkeypatch):
     import tasks.pretrain as pretrain
