@@ -71,6 +71,8 @@ class KaggleArticleParams:
     article_types: tuple[str, ...]
     columns: dict[str, str]
     keywords: dict[str, dict[str, tuple[str, ...]]]
+    name_ignore: tuple[str, ...]      # phrases dropped from the name before keywords match (brands: "U.S. Polo Assn.")
+    keyword_default: dict[str, str]   # attribute -> its class when no keyword of it is in the name
 
 
 @dataclass(frozen=True)
@@ -521,3 +523,7 @@ def _check_imports(p: Params, source: str) -> None:
             unknown = sorted(set(classes) - set(attrs[attr]))
             if unknown:
                 raise ConfigError(f"{where}.keywords.{attr}: classes {unknown} not in {list(attrs[attr])}")
+        for attr, cls in spec.keyword_default.items():
+            if attr not in spec.keywords or cls not in attrs[attr]:
+                raise ConfigError(f"{where}.keyword_default.{attr}: {cls!r} must be a class of a keyword attribute "
+                                  f"({ {a: list(attrs[a]) for a in spec.keywords} })")

@@ -70,7 +70,7 @@ def import_catalogue(params: Params, folder: str | Path, root: str | Path, dest:
     styles = read_styles(folder / "styles.csv", ImportLog())
     excluded = set(params.pretrain.exclude_article_types)
     kept = sorted({r["articleType"] for _, r in styles} - excluded)
-    spec = KaggleArticleParams(tuple(kept), dict(params.pretrain.columns), {})
+    spec = KaggleArticleParams(tuple(kept), dict(params.pretrain.columns), {}, (), {})
     return import_kaggle(folder, ARTICLE, spec, params.taxonomy, root, dest, params.data.split, params.data.image)
 
 

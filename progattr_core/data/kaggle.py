@@ -1,7 +1,9 @@
 """The Kaggle *Fashion Product Images* layout (Myntra's catalogue): `styles.csv` + `images/<id>.jpg`.
 
 Rows whose `articleType` is selected become one article's rows; columns map to attributes, and
-keyword attributes come from whole words or phrases of `productDisplayName` (params `imports.kaggle`).
+keyword attributes come from whole words or phrases of `productDisplayName` (params `imports.kaggle`):
+brand phrases in `name_ignore` are dropped first ("U.S. Polo Assn." names a brand, not a collar), and a
+`keyword_default` class labels the names that carry none of the attribute's keywords.
 Everything after the parsing is the generic importer's path (importers.finish_import).
 """
 
@@ -49,9 +51,13 @@ def _words(text: str) -> str:
     return " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
 
 
-def _keyword_label(name: str, classes: Mapping[str, Sequence[str]]) -> tuple[str | None, list[str]]:
-    """The class whose keyword (a word, or a phrase like 'round neck' / 'v-neck') is in the name."""
+def _keyword_label(name: str, classes: Mapping[str, Sequence[str]], ignore: Sequence[str] = ()
+                   ) -> tuple[str | None, list[str]]:
+    """The class whose keyword (a word, or a phrase like 'round neck' / 'v-neck') is in the name, once
+    the phrases in `ignore` are dropped from it."""
     words = _words(name)
+    for phrase in ignore:
+        words = words.replace(_words(phrase), " ")
     hits = [cls for cls, kws in classes.items() if any(_words(k) in words for k in kws)]
     return (hits[0] if len(hits) == 1 else None), hits
 
@@ -73,10 +79,13 @@ def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, t
         sid = rec["id"].strip()
         labels = {attr: _kaggle_value(rec[col], attr, log_) for attr, col in spec.columns.items()}
         for attr, classes in spec.keywords.items():
-            labels[attr], hits = _keyword_label(rec["productDisplayName"], classes)
+            labels[attr], hits = _keyword_label(rec["productDisplayName"], classes, spec.name_ignore)
             if len(hits) > 1:
                 log_.reject("styles.csv", line, "label", "conflicting keywords",
                             f"id {sid}: productDisplayName {rec['productDisplayName']!r} matches {hits} for {attr!r}; missing")
+            elif not hits and attr in spec.keyword_default:
+                labels[attr] = spec.keyword_default[attr]
+                log_.note(f"{attr}: no keyword in productDisplayName ({spec.keyword_default[attr]!r}, the default)")
             elif not hits:
                 log_.note(f"{attr}: no keyword in productDisplayName (unlabelled)")
         candidates.append(Candidate("styles.csv", line, images / f"{sid}.jpg", f"kaggle-{sid}",

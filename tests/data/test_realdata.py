@@ -39,7 +39,8 @@ def test_every_row_of_the_catalogue_is_accounted_for(params, tmp_path_factory):
         types = sorted({r[4] for r in list(csv.reader(fh))[1:]})
     vocab = sorted({normalise(t) for t in types})
     taxonomy = {"catalogue": {"article_type": vocab}}
-    spec = KaggleArticleParams(article_types=tuple(types), columns={"article_type": "articleType"}, keywords={})
+    spec = KaggleArticleParams(article_types=tuple(types), columns={"article_type": "articleType"}, keywords={},
+                               name_ignore=(), keyword_default={})
     r = import_kaggle(KAGGLE, "catalogue", spec, taxonomy, tmp_path_factory.mktemp("all"), "raw/kaggle",
                       params.data.split, params.data.image)
     c = _counts(r)

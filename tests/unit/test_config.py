@@ -48,6 +48,9 @@ def test_missing_key_is_named():
     ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
     ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),
     ("train.nope=1", r"unknown key 'train.nope'"),
+    ("imports.kaggle.tshirts.keyword_default={collar: round}",
+     r"imports.kaggle.tshirts.keyword_default.collar: 'round' must be a class of a keyword attribute"),
+    ("imports.kaggle.tshirts.keyword_default={colour: blue}", r"keyword_default.colour: 'blue' must be a class"),
 ])
 def test_bad_values_are_clear_errors(override, message):
     with pytest.raises(ConfigError, match=message):

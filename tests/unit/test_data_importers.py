@@ -115,7 +115,8 @@ def test_long_table_conflicts_become_missing_and_are_counted(tmp_path):
 KAGGLE_SPEC = KaggleArticleParams(article_types=("Tshirts", "Shirts", "Tops"),
                                   columns={"gender": "gender", "colour": "baseColour", "usage": "usage"},
                                   keywords={"name_pattern": {"striped": ("striped", "stripes"), "checked": ("check", "checked"),
-                                                             "printed": ("printed",), "solid": ("solid",)}})
+                                                             "printed": ("printed",), "solid": ("solid",)}},
+                                  name_ignore=(), keyword_default={})
 
 
 def test_kaggle_layout_quirks(tmp_path):
@@ -145,6 +146,25 @@ def test_kaggle_layout_quirks(tmp_path):
     assert counts["rows of other articleTypes (not selected)"] == 1
     assert counts["colour: literal NA (unlabelled)"] == 1
     assert set(r.rejects["kind"]) == {"image not found", "conflicting keywords", "value not in vocabulary (colour)"}
+
+
+def test_kaggle_keyword_default_and_ignored_brand(tmp_path):
+    """params' T-shirt collar: 'polo' in the name, else collarless; the brand "U.S. Polo Assn." is no polo."""
+    folder = tmp_path / "kaggle"
+    _images(folder / "images", ["1.jpg", "2.jpg", "3.jpg", "4.jpg"])
+    (folder / "styles.csv").write_text(
+        "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName\n"
+        "1,Men,Apparel,Topwear,Tshirts,Navy Blue,Fall,2011,Casual,U.S. Polo Assn. Men Navy Blue T-shirt\n"
+        "2,Men,Apparel,Topwear,Tshirts,Navy Blue,Fall,2011,Casual,U.S. Polo Assn. Men Navy Blue Polo T-shirt\n"
+        "3,Men,Apparel,Topwear,Tshirts,White,Fall,2011,Casual,Nike Men Printed White Tshirt\n"
+        "4,Men,Apparel,Topwear,Tshirts,White,Fall,2011,Casual,Polo Round Neck Tshirt\n"
+    )
+    r = import_kaggle(folder, "tshirts", P.imports.kaggle["tshirts"], root=tmp_path / "root", dest="raw/k", **COMMON)
+    collar = r.manifest.set_index("image_id")["collar"]
+    assert collar["kaggle-1"] == "collarless" and collar["kaggle-2"] == "polo" and collar["kaggle-3"] == "collarless"
+    assert pd.isna(collar["kaggle-4"])  # both classes named: a conflict stays unlabelled, not the default
+    counts = r.summary.set_index("item")["count"]
+    assert counts["collar: no keyword in productDisplayName ('collarless', the default)"] == 2
 
 
 def test_folder_tree_labels_one_attribute(tmp_path):
