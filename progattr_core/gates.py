@@ -77,3 +77,26 @@ def learning_reasons(learning: Mapping[str, Mapping[str, float]], min_adjusted: 
                    f"{adjusted:.4f} <= registry.min_adjusted_balanced_accuracy {min_adjusted} (accuracy "
                    f"{m['accuracy']:.4f}, majority-class rate {m['majority_rate']:.4f}, macro-F1 {m['macro_f1']:.4f})")
     return out
+
+
+# What to try when an attribute has not learnt, best measured first: (what it is, the `--set` overrides, the params
+# value that makes it apply). Measured on real T-shirts and shirts' fine attributes (bench/README.md, "Fine-grained
+# attributes"). Approving a version that learnt nothing (--override-gates) is never the first advice.
+_REMEDIES = (
+    ("a Base pretrained on your catalogue's other articles (run `progattr pretrain` first)", ("profile=pretrained",),
+     ("model.init", "scratch")),
+    ("class-balanced losses against collapsing to the majority class", ("train.class_weighting=sqrt_inverse",),
+     ("train.class_weighting", "none")),
+)
+
+
+def learning_advice(current: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The remedies, best measured first, that `current` (params key -> value) has not tried yet:
+    (why, `--set` overrides), cumulative (each includes the ones before it)."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    sets: tuple[str, ...] = ()
+    for why, overrides, (key, untried) in _REMEDIES:
+        if current.get(key) == untried:
+            sets = (*sets, *overrides)
+            out.append((why, sets))
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -151,20 +152,40 @@ def run_flow_command(args: argparse.Namespace) -> int:
 
     result = run_train_flow(args.article, args.source, args.params, args.overrides)
     print(result["table"])
-    _print_registry(result)
+    _print_registry(result, args)
     return 0
 
 
-def _print_registry(result: dict) -> None:
+def _print_registry(result: dict, args: argparse.Namespace) -> None:
     reg = result["registry"]
     alias = "@challenger" if reg["challenger"] else "no alias (gates: " + "; ".join(reg["reasons"]) + ")"
     print(f"\nregistered: {reg['name']} version {reg['version']} -> {alias}")
-    if reg["champion_version"] is None:
+    unlearnt = [r.split(":", 1)[0] for r in reg["reasons"] if ": has not learnt:" in r]
+    if unlearnt:
+        _print_learning_advice(unlearnt, reg["name"].removeprefix("progattr-"), args)
+    if reg["champion_version"] is None and not unlearnt:  # never advise approving a model that learnt nothing
         article = reg["name"].removeprefix("progattr-")
         gates = "" if reg["challenger"] else " --override-gates"
         print(f"no @champion yet for {reg['name']}: approving a version is a person's decision, e.g.\n"
               f"  .venv/bin/progattr registry approve --article {article} --version {reg['version']}"
               f" --reason '...'{gates}")
+
+
+def _print_learning_advice(unlearnt: list[str], article: str, args: argparse.Namespace) -> None:
+    """What to train next when attributes answer the majority class, best measured first (gates.learning_advice)."""
+    from progattr_core.config import load_params
+    from progattr_core.gates import learning_advice
+
+    p = load_params(args.params, args.overrides)
+    advice = learning_advice({"model.init": p.model.init, "train.class_weighting": p.train.class_weighting})
+    print(f"{', '.join(unlearnt)}: not learnt (always the majority class or no better). "
+          + ("Try, best measured first:" if advice else "Every measured remedy is in use: more labelled images of "
+             "the rare classes, or a larger model.image_size, are what is left."))
+    given = " ".join(shlex.quote(o) for o in args.overrides)
+    where = "" if args.params == "params.yaml" else f" --params {shlex.quote(str(args.params))}"
+    for why, sets in advice:
+        print(f"  {why}:\n    .venv/bin/progattr pipeline run --article {article}{where} --set "
+              f"{given + ' ' if given else ''}{' '.join(sets)}")
 
 
 def run_nightly(args: argparse.Namespace) -> int:
@@ -221,7 +242,7 @@ def run_demo(args: argparse.Namespace) -> int:
     pushed = "tracked and pushed to the default remote" if dvc_store.has_remote(root) else "tracked; no remote"
     print("\n== progattr demo: test accuracy, macro-F1 and balanced accuracy (%) per attribute and method ==")
     print(result["table"])
-    _print_registry(result)
+    _print_registry(result, args)
     print(f"\ndata version {result['data']['data_version']} (DVC: {pushed})")
     print(f"stages trained this run: {result['stages_trained'] or 'none (all reused from MLflow)'}")
     print(f"\nMLflow UI:  .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']} --port 5000"

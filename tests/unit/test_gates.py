@@ -40,3 +40,36 @@ def test_a_majority_class_model_fails_the_learning_gate_with_its_numbers():
                                "registry.min_adjusted_balanced_accuracy 0.02 (accuracy 0.8000, majority-class "
                                "rate 0.8000, macro-F1 0.2963)")
     assert decide_challenger(acc, {}, None, 0.02, 0.02, learning, -1.0).passed  # a negative threshold: off
+
+
+def test_learning_advice_is_cumulative_and_skips_what_is_in_use():
+    from progattr_core.gates import learning_advice
+
+    fresh = learning_advice({"model.init": "scratch", "train.class_weighting": "none"})
+    assert [sets for _, sets in fresh] == [("profile=pretrained",),
+                                           ("profile=pretrained", "train.class_weighting=sqrt_inverse")]
+    assert "progattr pretrain" in fresh[0][0]
+    assert [s for _, s in learning_advice({"model.init": "imagenet", "train.class_weighting": "none"})] == [
+        ("train.class_weighting=sqrt_inverse",)]
+    assert learning_advice({"model.init": "/b.pt", "train.class_weighting": "inverse"}) == []
+
+
+def test_a_refused_version_that_learnt_nothing_gets_remedies_not_an_override(capsys):
+    """The CLI after `pipeline run`: exact commands to try, and no `--override-gates` advice."""
+    import argparse
+
+    from progattr.cli.pipeline import _print_registry
+    from tests.unit.data_helpers import ROOT
+
+    reg = {"name": "progattr-tshirts", "version": "1", "challenger": False, "champion_version": None,
+           "reasons": ["collar: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000 <= ...",
+                       "overall 0.6 trails individual 0.7 by 0.1 > tolerance 0.02"]}
+    args = argparse.Namespace(params=str(ROOT / "params.yaml"), overrides=["train.epochs_first=3"])
+    _print_registry({"registry": reg}, args)
+    out = capsys.readouterr().out
+    assert "collar: not learnt" in out and "--override-gates" not in out
+    assert (f"progattr pipeline run --article tshirts --params {ROOT / 'params.yaml'} --set train.epochs_first=3 "
+            "profile=pretrained train.class_weighting=sqrt_inverse") in out
+    reg = {**reg, "reasons": [reg["reasons"][1]]}  # trailing a baseline only: approving is a person's call
+    _print_registry({"registry": reg}, args)
+    assert "--override-gates" in capsys.readouterr().out
