@@ -49,6 +49,9 @@ def test_fine_attributes_are_reported_and_judged_apart_from_the_coarse_ones():
     assert not goals["real tshirts: individual name_pattern chance-adjusted balanced accuracy"]["met"]
     assert goals["real tshirts: progressive name_pattern chance-adjusted balanced accuracy"]["met"]
     assert not any("colour" in name for name in goals)
+    epoch_only = [{"epoch_matched": s["epoch_matched"]} for s in _seeds()]  # the fine profile: no compute-matched runs
+    tables, summary = accuracy.article_tables("tshirts", epoch_only, "real tshirts", fine)
+    assert len(tables) == 1 and list(summary) == ["epoch_matched"]
 
 
 def test_fine_only_keeps_the_name_derived_attributes_and_imports_no_columns():
