@@ -76,8 +76,9 @@ def _probs(method: str, trained: Any, data: Any, device: str) -> dict[str, np.nd
 
 
 def train_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
-                 device: str = "cpu") -> tuple[Any, list]:
-    """Train one method; (trained model or dict of models, its FitResults)."""
+                 device: str = "cpu", teachers: dict[str, Any] | None = None) -> tuple[Any, list]:
+    """Train one method; (trained model or dict of models, its FitResults). Progressive distils from
+    `teachers` (the individual models of the same seed) when params' train.distill says so."""
     from progattr_core.baselines import train_individual, train_multilabel
     from progattr_core.model import build_model
     from progattr_core.schedule import build_schedule
@@ -90,19 +91,27 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
     if method in ("multilabel", "multilabel_masked"):
         model, result = train_multilabel(params, train, method == "multilabel_masked", device, val)
         return model, [result]
+    targets = None
+    if params.train.distill == "individual":
+        if teachers is None:
+            raise ValueError("train.distill=individual: progressive needs the individual models trained first")
+        targets = _probs("individual", teachers, train, device)  # on every training image, labelled or not
     model = build_model(params.model, seed)
-    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, device, val)
+    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, device, val,
+                               teachers=targets)
 
 
 def run_method(method: str, params: Any, splits: dict[str, Any], article: str, seed: int,
-               keep: list | None = None, device: str = "cpu") -> dict[str, Any]:
+               keep: list | None = None, device: str = "cpu", teachers: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """Train, then evaluate on the test split: accuracies, majority rates, image passes, seconds (in
-    all and per fit: each progressive stage, each individual model).
+    all and per fit: each progressive stage, each individual model; a distilled progressive's time
+    leaves out its teachers', which are the individual models' own).
     The trained model(s) are appended to `keep` when given."""
     from progattr_core.metrics import evaluate
 
     start = time.perf_counter()
-    trained, results = train_method(method, params, splits, article, seed, device)
+    trained, results = train_method(method, params, splits, article, seed, device, teachers)
     seconds = time.perf_counter() - start
     if keep is not None:
         keep.append(trained)
@@ -142,11 +151,14 @@ def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: in
     unless `compute_matched` is False, each baseline again at progressive's image passes."""
     methods = list(methods)
     methods = methods[seed % len(methods):] + methods[:seed % len(methods)]
-    runs = {}
+    distill = _params(base_set, article, seed).train.distill == "individual"
+    if distill:  # the teachers train first
+        methods = ["individual", *[m for m in methods if m != "individual"]]
+    runs, kept = {}, []
     for method in methods:
         extra = LEAN if method == "progressive_lean" else []
         runs[method] = run_method(method, _params(base_set, article, seed, extra), splits, article, seed,
-                                  device=device)
+                                  kept if method == "individual" else None, device, kept[0] if kept else None)
         log.info("%s seed %d %s: overall %.3f, %d passes, %.0f s", article, seed, method,
                  runs[method]["overall"], runs[method]["image_passes"], runs[method]["train_s"])
     if not compute_matched:
@@ -169,10 +181,13 @@ def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: 
                out: Partial, device: str = "cpu") -> None:
     """Progressive with every order of the article's attributes (the paper: 'did not vary much')."""
     attrs = list(splits["train"].attributes)
+    base = _params(base_set, article, seed)
+    teachers = train_method("individual", base, splits, article, seed, device)[0] \
+        if base.train.distill == "individual" else None  # one set of teachers for every order
     runs = []
     for order in list(itertools.permutations(attrs))[:limit]:
         params = _params(base_set, article, seed, [f"train.attribute_order=[{', '.join(order)}]"])
-        run = run_method("progressive", params, splits, article, seed, device=device)
+        run = run_method("progressive", params, splits, article, seed, device=device, teachers=teachers)
         runs.append({"order": list(order), "overall": run["overall"], "accuracy": run["accuracy"]})
         out.orders(article, seed, runs, attrs)
 

@@ -118,6 +118,8 @@ class TrainParams:
     first_attributes: int
     branch_images: Literal["union", "labelled"]
     class_weighting: Literal["none", "sqrt_inverse", "inverse"]
+    distill: Literal["none", "individual"]
+    distill_temperature: float
     epochs_final: int
     batch_size: int
     optimizer: Literal["sgd", "adamw"]
@@ -437,7 +439,7 @@ def _check_values(p: Params, source: str) -> None:
         raise bad("model.image_size", p.model.image_size, "must be >= 32")
     if len(p.model.mean) != 3 or len(p.model.std) != 3 or min(p.model.std) <= 0:
         raise bad("model.mean/std", (p.model.mean, p.model.std), "need 3 values each, std > 0")
-    for key in ("lr", "lr_base_ratio", "finetune_factor", "final_factor"):
+    for key in ("lr", "lr_base_ratio", "finetune_factor", "final_factor", "distill_temperature"):
         if getattr(p.train, key) <= 0:
             raise bad(f"train.{key}", getattr(p.train, key), "must be > 0")
     if p.train.weight_decay < 0:

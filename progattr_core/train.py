@@ -13,7 +13,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from .config import TrainParams
 from .determinism import reproducible
+from .distill import Distillation
 from .errors import DataValidationError, ModelError
 from .model import ProgressiveResNet, _seed_for
 from .model_file import atomic_save, model_blob, model_from_blob, weights_digest
@@ -223,6 +224,7 @@ class FitSpec:
     seed: int
     branch_rows: bool = False  # a ProgressiveResNet's Branches run only on the rows labelled for them
     frozen_base: bool = False  # a ProgressiveResNet whose Base does not learn: its output can be reused
+    distill: Distillation | None = None  # teachers' targets: their annealed loss replaces loss_fn (distill.py)
 
 
 def frozen_features(model: ProgressiveResNet, data: LabelledImages, device: torch.device, batch_size: int,
@@ -316,7 +318,11 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
                     x = _augment(data.images[idx].to(device, non_blocking=True), gen, tp.augment.hflip,
                                  tp.augment.crop_padding).contiguous(memory_format=fmt)
                     out = model(x, list(spec.attributes), rows=rows) if rows else model(x, list(spec.attributes))
-                loss = spec.loss_fn(out, y)
+                if spec.distill is None:
+                    loss = spec.loss_fn(out, y)
+                else:  # the gold label's share rises from 0 to 1 over the fit's steps (teacher annealing)
+                    done = (epoch * steps_per_epoch + step) / max(1, spec.epochs * steps_per_epoch - 1)
+                    loss = spec.distill.loss(out, y, idx, min(1.0, done))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -385,8 +391,10 @@ def stage_seed(seed: int, stage: Stage) -> int:
 
 def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp: TrainParams, seed: int,
                 device: torch.device | str = "cpu", val: LabelledImages | None = None,
-                progress: Progress | None = None) -> FitResult:
-    """Train one schedule stage in place: its Branches (and the Base unless frozen) on their images."""
+                progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None) -> FitResult:
+    """Train one schedule stage in place: its Branches (and the Base unless frozen) on their images.
+    With `teachers` (attribute -> class probabilities on every training image, `train.distill`) every
+    image trains every Branch of the stage against the annealed mix of gold and teacher (distill.py)."""
     device = torch.device(device)
     model.to(device)
     _prepare_stage(model, stage, data)
@@ -394,11 +402,14 @@ def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp
     lrs = lr_ramp(len(groups), tp.lr * stage.lr_factor, tp.lr_base_ratio)
     if stage.freeze_base:
         groups, lrs = groups[-1:], lrs[-1:]
-    spec = FitSpec(stage.name, stage.attributes, data.labelled_for(stage.attributes), groups, lrs,
-                   masked_cross_entropy(data, class_weights(data, tp.class_weighting)), stage.epochs,
-                   stage_seed(seed, stage),
-                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1,
-                   frozen_base=stage.freeze_base)
+    weights = class_weights(data, tp.class_weighting)
+    distill = None if teachers is None else \
+        Distillation({a: teachers[a] for a in stage.attributes}, data.attributes, tp.distill_temperature, weights)
+    spec = FitSpec(stage.name, stage.attributes,
+                   data.labelled_for(stage.attributes) if distill is None else torch.arange(len(data)), groups, lrs,
+                   masked_cross_entropy(data, weights), stage.epochs, stage_seed(seed, stage),
+                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1 and distill is None,
+                   frozen_base=stage.freeze_base, distill=distill)
     result = fit(model, spec, data, tp, device, val, progress)
     if stage.freeze_base:
         model.unfreeze_base()
@@ -408,13 +419,15 @@ def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp
 def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: LabelledImages, tp: TrainParams,
                  seed: int, device: torch.device | str = "cpu", val: LabelledImages | None = None,
                  start: int = 0, on_stage_end: Callable[[Stage, FitResult], None] | None = None,
-                 progress: Progress | None = None) -> list[FitResult]:
-    """Run stages[start:] in order (resume: pass the model restored from stage start-1's checkpoint)."""
+                 progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None
+                 ) -> list[FitResult]:
+    """Run stages[start:] in order (resume: pass the model restored from stage start-1's checkpoint);
+    `teachers` as for train_stage."""
     results = []
     for stage in stages[start:]:
         if progress:
             progress(f"stage {stage.index + 1}/{len(stages)} {stage.name} ({stage.kind}, {stage.epochs} epoch(s))")
-        result = train_stage(model, stage, data, tp, seed, device, val, progress)
+        result = train_stage(model, stage, data, tp, seed, device, val, progress, teachers)
         results.append(result)
         if on_stage_end:
             on_stage_end(stage, result)

@@ -27,6 +27,7 @@ from torch import nn
 from progattr_core.baselines import train_multilabel, train_one_individual
 from progattr_core.data.arrays import load_arrays
 from progattr_core.data.manifest import read_manifest
+from progattr_core.errors import ConfigError
 from progattr_core.model import build_model, resolve_device
 from progattr_core.model_file import save_model
 from progattr_core.schedule import Stage, build_schedule
@@ -112,6 +113,10 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
 def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
     """Stage `index` of the article's progressive schedule."""
     params = ctx.params()
+    if params.train.distill != "none":
+        raise ConfigError(f"train.distill = {params.train.distill!r}: the training flow trains the individual models "
+                          "after progressive, so it has no teachers yet; distillation is measured with bench.accuracy "
+                          "(bench/README.md, 'Fine-grained attributes'). Use train.distill=none here")
     stage = build_schedule(params, ctx.article)[index]
     return train_checkpointed(ctx, data, stage, {"kind": "stage", "train_key": key, "stage_index": index},
                               f"stage-{index}-{stage.name}", {}, previous, lambda: build_model(params.model, params.seed))

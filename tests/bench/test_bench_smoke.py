@@ -104,3 +104,19 @@ def test_synth_backbone_smoke_writes_a_backbone_a_run_can_start_from(tmp_path: P
     assert set(jeans["sha256"]) <= set(json.loads(lineage_path(backbone).read_text())["sha256"])
     with pytest.raises(DataLeakageError, match="was pretrained on 40 image"):  # a jeans run would be refused
         check_no_leakage(str(backbone), jeans["sha256"], "jeans")
+
+
+def test_accuracy_smoke_distils_progressive_from_the_individual_models(tmp_path: Path) -> None:
+    """train.distill=individual: the teachers train first and every progressive stage sees every image."""
+    proc = subprocess.run([sys.executable, "-m", "bench.accuracy", "--profile", "smoke", "--threads", "1", "--out",
+                           str(tmp_path), "--set", "train.distill=individual"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "accuracy.json").read_text())
+    catalogue = next(iter(result["data"]["catalogues"].values()))
+    n_train = catalogue["labels"]["n_train"]
+    for seed in catalogue["seeds"]:
+        runs = seed["epoch_matched"]
+        assert list(runs)[0] == "individual"  # the teachers, whatever the seed's rotation
+        assert all(f["image_passes"] % n_train == 0 for f in runs["progressive"]["fits"])  # epochs x every image
+    assert "train.distill=individual" in result["command"]
