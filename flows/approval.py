@@ -32,7 +32,7 @@ class ApprovalDecision(RunInput):
 
 def _pending_version(params_path: str, article: str, overrides: list[str], version: str) -> dict:
     """The version to decide on (default: @challenger), marked pending; its `registry show` entry."""
-    registry = Registry.of(make_context(params_path, article, overrides).store)
+    registry = Registry.of(make_context(params_path, article, overrides, resolve_profile=False).store)
     if not version:
         version = registry.alias_version(model_name(article), CHALLENGER) or ""
         if not version:
@@ -42,7 +42,7 @@ def _pending_version(params_path: str, article: str, overrides: list[str], versi
 
 
 def _decide(params_path: str, article: str, overrides: list[str], version: str, decision: ApprovalDecision) -> list[dict]:
-    ctx = make_context(params_path, article, overrides)
+    ctx = make_context(params_path, article, overrides, resolve_profile=False)
     registry, audit = Registry.of(ctx.store), approvals.AuditLog(ctx.path(ctx.params().operations.audit_log))
     if decision.approve:
         moves = approvals.approve(registry, audit, article, version, decision.by, decision.reason, decision.override_gates)
@@ -60,7 +60,7 @@ def approval_flow(article: str, version: str = "", params_path: str = "params.ya
                   overrides: list[str] | None = None) -> dict:
     """Wait for a person to approve or reject `version` (default: @challenger) of `article`'s model."""
     overrides = overrides or []
-    ctx = make_context(params_path, article, overrides)
+    ctx = make_context(params_path, article, overrides, resolve_profile=False)
     ops = ctx.params().operations
     shown = pending_task(params_path, article, overrides, version)
     live = approvals.live_line(approvals.live_evidence(approvals.metrics_url(ctx.params()), article, shown["version"]))

@@ -34,7 +34,7 @@ def branch_add_flow(article: str, attribute: str, source: str = "", mode: str = 
                     params_path: str = "params.yaml", overrides: list[str] | None = None) -> dict:
     """Add `attribute` to `article`'s champion model as a new Branch (mode: params branch_add.mode
     unless given: frozen_base | progressive), evaluate, register as a challenger."""
-    ctx = make_context(params_path, article, overrides or [])
+    ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     source = source or ctx.params().pipeline.source
     mode = mode or ctx.params().branch_add.mode
     with mlflow_flow_run(ctx, f"branch-add-{article}-{attribute}", {

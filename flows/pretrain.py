@@ -19,7 +19,7 @@ from tasks.pretrain import import_task, register_task, summary, train_task
 def pretrain_flow(params_path: str = "params.yaml", overrides: list[str] | None = None, out: str | None = None,
                   source: str | None = None) -> dict:
     overrides = [*(overrides or []), *([f"pretrain.source={source}"] if source else [])]
-    ctx = make_context(params_path, None, overrides)
+    ctx = make_context(params_path, None, overrides, resolve_profile=False)
     with flow_run(ctx, "pretrain", {"flow": "pretrain"}) as ctx:
         data = import_task(ctx)
         ref = train_task(ctx, data)

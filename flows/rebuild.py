@@ -33,7 +33,7 @@ def rebuild_flow(article: str, version: str, params_path: str = "params.yaml", o
                  keep: bool = False) -> dict:
     log = get_run_logger()
     start = time.perf_counter()
-    ctx = make_context(params_path, article, overrides or [])
+    ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     plan = plan_task(ctx, str(version))
     here = device_kind(resolve_device(ctx.params().device))
     if plan.tags["device_kind"] != here:

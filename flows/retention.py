@@ -15,5 +15,5 @@ from tasks.retention import retention_task
 @flow(name="progattr-retention", flow_run_name="retention")
 def retention_flow(articles: list[str] | None = None, params_path: str = "params.yaml",
                    overrides: list[str] | None = None, dry_run: bool = False) -> dict:
-    ctx = make_context(params_path, None, overrides or [])
+    ctx = make_context(params_path, None, overrides or [], resolve_profile=False)
     return retention_task(ctx, list(articles or ctx.params().taxonomy), dry_run)

@@ -28,7 +28,7 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
                        min_probability: float | None = None, output: str | None = None) -> dict:
     """Tag every image of `source` (folder, s3://bucket/prefix or 'manifest') with `article`'s champion."""
     log = task_logger()
-    ctx = make_context(params_path, article, overrides or [])
+    ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     params = ctx.params()
     threshold = params.serving.tag_min_probability if min_probability is None else min_probability
     labelled = str(ctx.path(params.data.manifest)) if only_missing and source != MANIFEST_SOURCE else None

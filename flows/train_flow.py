@@ -43,7 +43,9 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
         registry = register_task(ctx, data, key, bkey, model_path, evaluation, [s.name for s in schedule])
     return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": redact(ctx.store.tracking_uri), "data": asdict(data),
             "train_key": key, "stages_trained": [i for i, s in enumerate(stages) if s.trained_now],
-            "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry)}
+            "table": evaluation.table_markdown, "accuracy": evaluation.accuracy, "registry": asdict(registry),
+            "recipe": ctx.recipe, "resolved": {"profile": ctx.params().profile, "model.init": ctx.params().model.init,
+                                               "train.class_weighting": ctx.params().train.class_weighting}}
 
 
 def run_train_flow(article: str, source: str, params_path: str, overrides: list[str]) -> dict:

@@ -28,17 +28,23 @@ def seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
         return getattr(torchvision.models, arch)(weights=None)
 
 
+def imagenet_weights(arch: str) -> tuple[str, Path]:
+    """(url, local file) of torchvision's ImageNet weights for `arch`: where torchvision downloads them
+    to and reads them from ($TORCH_HOME/hub/checkpoints); the file may not exist yet."""
+    weights = getattr(torchvision.models, f"ResNet{arch.removeprefix('resnet')}_Weights").DEFAULT
+    return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+
+
 def imagenet_backbone(arch: str) -> torchvision.models.ResNet:
     """torchvision's ImageNet weights; offline, a clear message naming the file and TORCH_HOME."""
     weights = getattr(torchvision.models, f"ResNet{arch.removeprefix('resnet')}_Weights").DEFAULT
     try:
         return getattr(torchvision.models, arch)(weights=weights)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a corrupt file a RuntimeError
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        name = weights.url.rsplit("/", 1)[-1]
+        url, file = imagenet_weights(arch)
         raise WeightsUnavailableError(
             f"cannot load ImageNet weights for {arch} ({type(exc).__name__}: {exc}). Offline, download "
-            f"{weights.url} elsewhere and place it at {folder / name} (the folder is $TORCH_HOME/hub/"
+            f"{url} elsewhere and place it at {file} (the folder is $TORCH_HOME/hub/"
             f"checkpoints; TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}), or use "
             f"model.init=scratch"
         ) from None

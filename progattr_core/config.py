@@ -28,6 +28,10 @@ METHODS = ("individual", "multilabel", "multilabel_masked")
 # what a profile may set: the model recipe (the rest, e.g. paths and `train.article`, is read by dvc.yaml
 # from the file as written, so a profile changing it would desynchronise the DVC stages)
 PROFILE_SECTIONS = ("model", "train", "baselines", "pretrain")
+# `profile: auto`: a pipeline run picks the `pretrained` profile when a pretrained Base can be had, else
+# none (tasks/context.resolve_auto_profile, which can see the registry); read plainly, it applies nothing
+AUTO_PROFILE = "auto"
+AUTO_TARGET = "pretrained"
 
 
 @dataclass(frozen=True)
@@ -393,7 +397,10 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
     if "profile" in raw and raw["profile"] is None:  # `profile:` or `--set profile=` (empty): none
         raw["profile"] = ""
     profile = raw.get("profile")
-    if profile:
+    if isinstance(raw.get("profiles"), dict) and AUTO_PROFILE in raw["profiles"]:
+        raise ConfigError(f"{source}: profiles.{AUTO_PROFILE}: the name is reserved (profile: {AUTO_PROFILE} picks "
+                          f"one of the others when a run starts)")
+    if profile and profile != AUTO_PROFILE:
         if not isinstance(profile, str):
             raise ConfigError(f"{source}: profile must be a name (str), got {profile!r}")
         _apply_profile(raw, profile, source)
@@ -403,6 +410,9 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
     _resolve_per_article(raw, source)
     params = _build(Params, raw, "", source)
     _check_values(params, source)
+    if params.profile == AUTO_PROFILE and AUTO_TARGET not in params.profiles:
+        raise ConfigError(f"{source}: profile = {AUTO_PROFILE} picks the {AUTO_TARGET!r} profile when a pretrained "
+                          f"Base can be had, and profiles has none; define it or set another profile")
     for name in params.profiles:   # every profile must give valid params, even when not selected
         if name != profile:
             other = copy.deepcopy(raw)

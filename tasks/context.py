@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from progattr_core.backbone import init_identity
-from progattr_core.config import Params, load_params
+from progattr_core.backbone import imagenet_weights, init_identity
+from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, Params, load_params
 from progattr_core.determinism import compute_identity
 from progattr_core.model import resolve_device
-from tracking.registry import fetch_backbone
-from tracking.store import Store, StoreConfig, redact, store_config
+from tracking.registry import BACKBONE, Registry, fetch_backbone
+from tracking.store import TAG, Store, StoreConfig, redact, store_config
 
 PARAMS_SNAPSHOT = "params.json"   # the params a flow run used, an artifact of its MLflow run
 
@@ -41,6 +41,7 @@ class PipelineContext:
     flow_run_id: str = ""          # the MLflow run of this flow invocation (parent of stage runs)
     model_init: str = ""           # model.init as written (a models:/ reference; the snapshot holds its file)
     model_init_version: str = ""   # a models:/ model.init pinned: models:/<name>/<version> (an alias resolved)
+    recipe: str = ""               # how the recipe was chosen: `profile: auto`'s resolution, or the profile given
 
     def params(self) -> Params:
         return self.snapshot
@@ -59,16 +60,30 @@ class PipelineContext:
         return self.path(self.params().pipeline.outputs) / self.article / Path(*parts)
 
 
-def make_context(params_path: str | Path, article: str | None, overrides: list[str] | tuple[str, ...] = ()
-                 ) -> PipelineContext:
+def make_context(params_path: str | Path, article: str | None, overrides: list[str] | tuple[str, ...] = (),
+                 resolve_profile: bool = True) -> PipelineContext:
     """Context for `params_path`, its params read now; the project root is the folder that holds it.
     `train.article` is set to `article` (None: params' own), so `train.attribute_order` applies to this
-    run's article; a `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
+    run's article; `profile: auto` is resolved (resolve_auto_profile, logged and kept as `recipe`) unless
+    `resolve_profile` is False (flows that train nothing from `model.init` for an article: pretraining
+    starts from the sections as written, the registry and retention flows train nothing); a
+    `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
     params_path = Path(params_path).resolve()
-    params = load_params(params_path, (*overrides, *([f"train.article={article}"] if article is not None else [])))
-    article = params.train.article
+    overrides = tuple(overrides)
+    pin_article = (f"train.article={article}",) if article is not None else ()
+    params = load_params(params_path, (*overrides, *pin_article))
     root = params_path.parent
     store = store_config(params, root)
+    recipe = f"profile {params.profile or 'none'} (as given)"
+    if params.profile == AUTO_PROFILE and not resolve_profile:
+        recipe = f"profile {AUTO_PROFILE}, not resolved by this flow: the sections as written"
+    elif params.profile == AUTO_PROFILE:
+        profile, init, recipe = resolve_auto_profile(params, store, overrides)
+        logging.getLogger("progattr.pipeline").log(logging.INFO if profile else logging.WARNING, "%s", recipe)
+        # the resolution goes first: the run's own --set still wins over the profile it picked
+        params = load_params(params_path, (f"profile={profile}", *([f"model.init={init}"] if init else []),
+                                           *overrides, *pin_article))
+    article = params.train.article
     init = pinned = params.model.init
     if init.startswith("models:/"):  # a registered backbone: its file, fetched once, is what the run uses
         cache = Path(params.data.cache)
@@ -76,8 +91,38 @@ def make_context(params_path: str | Path, article: str | None, overrides: list[s
                                     params.model.arch)
         params = replace(params, model=replace(params.model, init=str(local)))
         pinned = f"models:/{ref.name}/{ref.version}"
-    return PipelineContext(str(root), str(params_path), tuple(overrides), article, store, params, model_init=init,
-                           model_init_version=pinned)
+    return PipelineContext(str(root), str(params_path), overrides, article, store, params, model_init=init,
+                           model_init_version=pinned, recipe=recipe)
+
+
+def resolve_auto_profile(params: Params, store: StoreConfig, overrides: tuple[str, ...]) -> tuple[str, str, str]:
+    """`profile: auto` -> (profile, model.init, one line saying why): the best recipe measured that this
+    project can have (bench/README.md, "Fine-grained attributes": from scratch no method learns the real
+    T-shirts' collar or pattern; from a pretrained Base every one does).
+
+    1. `pretrained` from the newest registered `progattr-backbone` of model.arch: a Base the team
+       pretrained on purpose (`progattr pretrain`), the recipe measured here;
+    2. `pretrained` from torchvision's ImageNet weights for model.arch if already on disk (never
+       downloaded here: a run must not depend on the network);
+    3. none (params' sections: from scratch), with what to run for 1 or 2.
+    A `--set model.init=...` is the user's own choice: the sections' recipe with it, nothing resolved."""
+    arch = params.model.arch
+    if any(item.split("=", 1)[0] == "model.init" for item in overrides):
+        return "", "", f"profile auto -> none: model.init={params.model.init} was set, the sections' recipe as written"
+    mine = [v for v in Registry.of(store).versions(BACKBONE) if v.tags.get(TAG + "arch") == arch]
+    if mine:
+        uri = f"models:/{BACKBONE}/{mine[-1].version}"
+        return AUTO_TARGET, uri, (f"profile auto -> {AUTO_TARGET} with model.init={uri}, the newest registered {arch} "
+                                  f"Base ({mine[-1].tags.get(TAG + 'n_images', '?')} images of "
+                                  f"{mine[-1].tags.get(TAG + 'n_article_types', '?')} article types)")
+    url, file = imagenet_weights(arch)
+    if file.is_file():
+        return AUTO_TARGET, "imagenet", f"profile auto -> {AUTO_TARGET} with model.init=imagenet ({file})"
+    return "", "", (f"profile auto -> none: no pretrained {arch} Base here (no {BACKBONE} version of {arch} in the "
+                    f"registry, no ImageNet weights at {file}), so this run trains from scratch, which learns fine "
+                    f"visual details (collar, pattern) poorly on real photos (bench/README.md, \"Fine-grained "
+                    f"attributes\"). For a pretrained Base: `progattr pretrain --set model.arch={arch}` on a catalogue "
+                    f"(docs/pipeline.md, \"Pre-trained weights\"), or place {url} at {file}; the next run then picks it")
 
 
 @dataclass(frozen=True)
@@ -158,7 +203,8 @@ def flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Iterator[
     with store.run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags}) as run_id:
         # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
         store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-",
-                                  "params_digest": ctx.params().digest(), "profile": ctx.params().profile or "-"})
+                                  "params_digest": ctx.params().digest(), "profile": ctx.params().profile or "-",
+                                  "recipe": ctx.recipe or "-"})
         with tempfile.TemporaryDirectory(prefix="progattr-params-") as tmp:
             snapshot = Path(tmp) / PARAMS_SNAPSHOT
             # in params order (taxonomy order is the default attribute order): load_params reads it back as is

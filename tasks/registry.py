@@ -111,7 +111,7 @@ def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:
 
     p = ctx.params()
     return {"params_snapshot": PARAMS_SNAPSHOT, "params_digest": p.digest(),
-            "model_init": ctx.model_init, "model_init_version": ctx.model_init_version,
+            "model_init": ctx.model_init, "model_init_version": ctx.model_init_version, "recipe": ctx.recipe,
             "model_init_identity": init_identity(p.model.init),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
             "threads": str(resolved_threads(p.train.threads)), "deterministic": str(p.train.deterministic),

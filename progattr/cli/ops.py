@@ -58,7 +58,7 @@ def _registry_and_log(args: argparse.Namespace):
     from tasks.context import make_context
     from tracking.registry import Registry
 
-    ctx = make_context(args.params, args.article, args.overrides)
+    ctx = make_context(args.params, args.article, args.overrides, resolve_profile=False)
     return Registry.of(ctx.store), AuditLog(ctx.path(ctx.params().operations.audit_log))
 
 

@@ -151,6 +151,7 @@ def run_flow_command(args: argparse.Namespace) -> int:
     from flows.train_flow import run_train_flow
 
     result = run_train_flow(args.article, args.source, args.params, args.overrides)
+    print(f"recipe: {result['recipe']}\n")
     print(result["table"])
     _print_registry(result, args)
     return 0
@@ -162,7 +163,7 @@ def _print_registry(result: dict, args: argparse.Namespace) -> None:
     print(f"\nregistered: {reg['name']} version {reg['version']} -> {alias}")
     unlearnt = [r.split(":", 1)[0] for r in reg["reasons"] if ": has not learnt:" in r]
     if unlearnt:
-        _print_learning_advice(unlearnt, reg["name"].removeprefix("progattr-"), args)
+        _print_learning_advice(unlearnt, reg["name"].removeprefix("progattr-"), result["resolved"], args)
     if reg["champion_version"] is None and not unlearnt:  # never advise approving a model that learnt nothing
         article = reg["name"].removeprefix("progattr-")
         gates = "" if reg["challenger"] else " --override-gates"
@@ -171,13 +172,13 @@ def _print_registry(result: dict, args: argparse.Namespace) -> None:
               f" --reason '...'{gates}")
 
 
-def _print_learning_advice(unlearnt: list[str], article: str, args: argparse.Namespace) -> None:
-    """What to train next when attributes answer the majority class, best measured first (gates.learning_advice)."""
-    from progattr_core.config import load_params
+def _print_learning_advice(unlearnt: list[str], article: str, resolved: dict[str, str], args: argparse.Namespace
+                           ) -> None:
+    """What to train next when attributes answer the majority class, best measured first (gates.learning_advice),
+    from what the run resolved (`resolved`: params key -> value, `profile: auto` applied)."""
     from progattr_core.gates import learning_advice
 
-    p = load_params(args.params, args.overrides)
-    advice = learning_advice({"model.init": p.model.init, "train.class_weighting": p.train.class_weighting})
+    advice = learning_advice(resolved)
     print(f"{', '.join(unlearnt)}: not learnt (always the majority class or no better). "
           + ("Try, best measured first:" if advice else "Every measured remedy is in use: more labelled images of "
              "the rare classes, or a larger model.image_size, are what is left."))
@@ -230,7 +231,10 @@ def run_demo(args: argparse.Namespace) -> int:
     params_path = Path(args.params).resolve()
     root = params_path.parent
     quiet_tool_logs()
-    params = load_params(params_path, args.overrides)
+    # the demo's own recipe, whatever the project holds (`profile: auto` would pick up a registered Base):
+    # the sections as committed, sized for its 10-minute budget; a --set profile=... still wins
+    overrides = ["profile=", *args.overrides]
+    params = load_params(params_path, overrides)
     raw = root / params.pipeline.source
     manifest = _ensure_synth(params, args.article, raw)
     _say_expected_time(params, args.article, manifest)
@@ -238,7 +242,7 @@ def run_demo(args: argparse.Namespace) -> int:
         dvc_store.run_dvc(root, "init", "-q", *([] if (root / ".git").exists() else ["--no-scm"]))
     from flows.train_flow import run_train_flow
 
-    result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), list(args.overrides))
+    result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), overrides)
     pushed = "tracked and pushed to the default remote" if dvc_store.has_remote(root) else "tracked; no remote"
     print("\n== progattr demo: test accuracy, macro-F1 and balanced accuracy (%) per attribute and method ==")
     print(result["table"])

@@ -30,12 +30,28 @@ def _args(tmp_path, store: str, *extra: str) -> list[str]:
             "mlflow.retry_delay_s=0.1", *extra]
 
 
-def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_path, capsys):
+def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_path, capsys, caplog, monkeypatch):
     from mlflow import MlflowClient
 
+    from progattr_core.backbone import imagenet_weights
     from progattr_core.errors import ConfigError
     from tasks.context import make_context
     from tracking.registry import BACKBONE, Registry
+
+    # `profile: auto` (the committed default) with no Base to be had: the sections' recipe, from scratch, said
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"data.cache={tmp_path}/data/cache"]
+    bare = make_context(ROOT / "params.yaml", "jeans", store)
+    assert (bare.params().profile, bare.params().model.init, bare.params().model.split_point) == ("", "scratch", "layer3")
+    assert bare.recipe.startswith("profile auto -> none: no pretrained resnet18 Base here") and \
+        "progattr pretrain --set model.arch=resnet18" in bare.recipe and bare.recipe in caplog.text
+    _, weights = imagenet_weights("resnet18")  # ImageNet weights on disk (never downloaded by a run): they
+    weights.parent.mkdir(parents=True)         # are taken; only their presence is read here
+    weights.touch()
+    on_imagenet = make_context(ROOT / "params.yaml", "jeans", store)
+    assert (on_imagenet.params().profile, on_imagenet.params().model.init) == ("pretrained", "imagenet")
+    assert on_imagenet.recipe == f"profile auto -> pretrained with model.init=imagenet ({weights})"
+    weights.unlink()
 
     folder = kaggle_folder(tmp_path)
     out = tmp_path / "models" / "backbone.pt"
@@ -74,7 +90,6 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert len(registry.versions(BACKBONE)) == 1
 
     # model.init=models:/... : a run's params point at a fetched copy, with its lineage for the leakage check
-    store = [f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", f"data.cache={tmp_path}/data/cache"]
     ctx = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=models:/progattr-backbone/1"])
     local = tmp_path / "data/cache/backbones/progattr-backbone-v1/model.pt"
     assert ctx.params().model.init == str(local) and ctx.model_init == "models:/progattr-backbone/1"
@@ -100,9 +115,24 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert (by_alias.model_init, by_alias.model_init_version) == ("models:/progattr-backbone@champion",
                                                                   "models:/progattr-backbone/1")  # pinned
 
+    # `profile: auto` now takes the registered Base, pinned, with the `pretrained` recipe; a --set model.init wins
+    auto = make_context(ROOT / "params.yaml", "jeans", store)
+    assert (auto.params().profile, auto.model_init, auto.params().model.init) == \
+        ("pretrained", "models:/progattr-backbone/1", str(local))
+    assert auto.params().model.split_point == "layer4.1" and auto.recipe.startswith(
+        "profile auto -> pretrained with model.init=models:/progattr-backbone/1, the newest registered resnet18 Base "
+        "(24 images of 2 article types)")
+    own = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=scratch"])
+    assert (own.params().profile, own.params().model.init) == ("", "scratch") and "model.init=scratch was set" in own.recipe
+    demo_like = make_context(ROOT / "params.yaml", "jeans", ["profile=", *store])
+    assert (demo_like.params().model.init, demo_like.recipe) == ("scratch", "profile none (as given)")
+
     # a ResNet-34 backbone becomes `latest`: a ResNet-18 run is told which version of its own network to pin
     assert cli(["pretrain", "--source", str(folder), *args, "model.arch=resnet34", "pretrain.epochs=1"]) == 0
     assert "backbone models:/progattr-backbone/2:" in capsys.readouterr().out
+    assert make_context(ROOT / "params.yaml", "jeans", store).model_init_version == "models:/progattr-backbone/1"
+    assert make_context(ROOT / "params.yaml", "jeans", [*store, "model.arch=resnet34"]).model_init_version == \
+        "models:/progattr-backbone/2"  # auto: the newest of the run's own architecture
     with pytest.raises(ConfigError, match=re.escape(
             "models:/progattr-backbone/latest is progattr-backbone version 2, a resnet34 backbone, but model.arch is "
             "resnet18; pin one of the resnet18 versions (1): model.init=models:/progattr-backbone/1, or set "

@@ -65,6 +65,7 @@ def test_a_registered_version_rebuilds_to_the_same_weights_and_metrics(tmp_path,
     assert tags["progattr.threads"] and tags["progattr.device_kind"].startswith("cpu:")
     assert tags["progattr.model_init_version"] == "scratch" and tags["progattr.data_raw"] == "data/raw/mini"
     assert tags["progattr.git_dirty"] == "False"
+    assert tags["progattr.recipe"].startswith("profile auto -> none: no pretrained resnet18 Base here")  # resolved
     capsys.readouterr()
 
     assert cli(["registry", "rebuild", "--article", ARTICLE, "--version", "1", "--params", str(params),

@@ -88,6 +88,25 @@ def test_a_profile_applies_over_the_file_and_set_wins_over_it():
     assert pre.model.init.startswith("models:/") and pre.train.first_attributes == 0
 
 
+def test_profile_auto_reads_as_the_sections_and_is_reserved(tmp_path):
+    # the committed default: a pipeline run resolves it (tests/flows/test_pretrain_flow.py); read plainly
+    # (benchmarks, snapshots) it applies nothing
+    plain = load_params(ROOT / "params.yaml")
+    assert plain.profile == "auto" and plain.model == load_params(ROOT / "params.yaml", ["profile="]).model
+    assert plain.model.init == "scratch" and params_from_dict(plain.to_dict()).profile == ""
+    raw = _raw()
+    raw["profiles"]["auto"] = {"train.lr": 0.1}
+    with pytest.raises(ConfigError, match=r"profiles.auto: the name is reserved"):
+        params_from_dict(raw)
+    raw = _raw()
+    del raw["profiles"]["pretrained"]
+    with pytest.raises(ConfigError, match=r"profile = auto picks the 'pretrained' profile .* profiles has none"):
+        params_from_dict(raw)
+    raw = _raw()
+    del raw["profiles"]["pretrained"]
+    assert params_from_dict(raw, overrides=["profile="]).profile == ""  # only auto needs it
+
+
 def test_profile_errors_name_the_profile_and_key(tmp_path):
     with pytest.raises(ConfigError, match=r"profile = 'papr'; defined profiles: \['paper', 'pretrained'\]"):
         load_params(ROOT / "params.yaml", ["profile=papr"])

@@ -65,11 +65,16 @@ def test_a_refused_version_that_learnt_nothing_gets_remedies_not_an_override(cap
            "reasons": ["collar: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000 <= ...",
                        "overall 0.6 trails individual 0.7 by 0.1 > tolerance 0.02"]}
     args = argparse.Namespace(params=str(ROOT / "params.yaml"), overrides=["train.epochs_first=3"])
-    _print_registry({"registry": reg}, args)
+    scratch = {"profile": "", "model.init": "scratch", "train.class_weighting": "none"}  # what the run resolved
+    _print_registry({"registry": reg, "resolved": scratch}, args)
     out = capsys.readouterr().out
     assert "collar: not learnt" in out and "--override-gates" not in out
     assert (f"progattr pipeline run --article tshirts --params {ROOT / 'params.yaml'} --set train.epochs_first=3 "
             "profile=pretrained train.class_weighting=sqrt_inverse") in out
+    pretrained = {**scratch, "profile": "pretrained", "model.init": "data/cache/backbones/progattr-backbone-v1/model.pt"}
+    _print_registry({"registry": reg, "resolved": pretrained}, args)  # `profile: auto` took a Base: not advised again
+    out = capsys.readouterr().out
+    assert "profile=pretrained" not in out and "--set train.epochs_first=3 train.class_weighting=sqrt_inverse" in out
     reg = {**reg, "reasons": [reg["reasons"][1]]}  # trailing a baseline only: approving is a person's call
-    _print_registry({"registry": reg}, args)
+    _print_registry({"registry": reg, "resolved": scratch}, args)
     assert "--override-gates" in capsys.readouterr().out
