@@ -68,10 +68,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def _probs(method: str, trained: Any, data: Any, device: str) -> dict[str, np.ndarray]:
+    from progattr_core.distill import teacher_probabilities
     from progattr_core.predict import predict_proba
 
     if method == "individual":
-        return {a: predict_proba(m, data.images, 256, device, [a])[a] for a, m in trained.items()}
+        return teacher_probabilities(trained, data.images, device)
     return predict_proba(trained, data.images, 256, device, data.attributes)
 
 
@@ -82,7 +83,7 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
     from progattr_core.baselines import train_individual, train_multilabel
     from progattr_core.model import build_model
     from progattr_core.schedule import build_schedule
-    from progattr_core.train import run_schedule
+    from progattr_core.stages import run_schedule
 
     train, val = splits["train"], splits["val"]
     if method == "individual":

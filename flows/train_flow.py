@@ -33,12 +33,16 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
         slice_task(ctx, data)
         key, bkey = train_key(ctx, data), baseline_key(ctx, data)
         schedule = build_schedule(ctx.params(), article)
+        jobs = baseline_jobs(ctx)
+        # train.distill: individual distils the individual models into progressive: they train first
+        first = [j for j in jobs if j[0] == "individual"] if ctx.params().train.distill == "individual" else []
+        teachers = [f.result() for f in [baseline_task.submit(ctx, data, bkey, m, a) for m, a in first]]
         stages = []
         for stage in schedule:
             stages.append(train_stage_task(ctx, data, key, stage.index, stages[-1] if stages else None))
         model_path = export_task(ctx, stages)
-        futures = [baseline_task.submit(ctx, data, bkey, method, attr) for method, attr in baseline_jobs(ctx)]
-        baselines = [f.result() for f in futures]
+        futures = [baseline_task.submit(ctx, data, bkey, method, attr) for method, attr in jobs if (method, attr) not in first]
+        baselines = teachers + [f.result() for f in futures]
         evaluation = evaluate_task(ctx, data, stages + baselines)
         registry = register_task(ctx, data, key, bkey, model_path, evaluation, [s.name for s in schedule])
     return {"mlflow_run_id": ctx.flow_run_id, "tracking_uri": redact(ctx.store.tracking_uri), "data": asdict(data),
@@ -50,6 +54,6 @@ def train_flow(article: str = "tops", source: str = "", params_path: str = "para
 
 def run_train_flow(article: str, source: str, params_path: str, overrides: list[str]) -> dict:
     """The flow with `pipeline.max_workers` concurrent tasks (the decorator's runner is a default)."""
-    workers = make_context(params_path, article, overrides).params().pipeline.max_workers
+    workers = make_context(params_path, article, overrides, resolve_profile=False).params().pipeline.max_workers
     return train_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(
         article, source, params_path, overrides)

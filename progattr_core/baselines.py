@@ -19,9 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Params
+from .losses import class_weights
 from .model import MultiLabelResNet, ProgressiveResNet, _seed_for, build_model
 from .schedule import Stage, attribute_order
-from .train import FitResult, FitSpec, LabelledImages, Progress, class_weights, fit, lr_ramp, train_stage
+from .stages import train_stage
+from .train import FitResult, FitSpec, LabelledImages, Progress, fit, lr_ramp
 
 
 def train_individual(params: Params, data: LabelledImages, device: torch.device | str = "cpu",

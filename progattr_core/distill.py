@@ -22,9 +22,17 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import DataValidationError
+from .predict import predict_proba
+
+
+def teacher_probabilities(teachers: Mapping[str, nn.Module], images: np.ndarray | Tensor, device: torch.device | str,
+                          batch_size: int = 256) -> dict[str, np.ndarray]:
+    """attribute -> its single-attribute teacher's class probabilities on every image, labelled or not
+    (the rows of a training set's LabelledImages): what Distillation softens."""
+    return {a: predict_proba(m, images, batch_size, device, [a])[a] for a, m in teachers.items()}
 
 
 def soften(probs: np.ndarray | Tensor, temperature: float) -> Tensor:

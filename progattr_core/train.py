@@ -1,9 +1,10 @@
-"""Training: one schedule stage at a time, with masked per-attribute losses and differential LRs.
+"""Training's fit loop: labelled images, one fit of chosen parameter groups (differential learning rates,
+augmentation, AMP on a GPU, a frozen Base's features cached), and accuracy on a split.
 
 A missing label never contributes to any loss: each Branch's loss is taken over the images labelled
-for its attribute only (paper section 3.2: "each Branch learns only from images labelled for it").
-Every stage draws its shuffling and augmentation from a generator seeded by (seed, stage), so
-running stage k from the checkpoint of stage k-1 reproduces an uninterrupted run exactly (on CPU).
+for its attribute only (paper section 3.2: "each Branch learns only from images labelled for it";
+losses.py). The schedule's stages run on this loop in stages.py; every fit draws its shuffling and
+augmentation from a generator seeded by its own seed, so a resumed run reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,14 +26,13 @@ from torch import Tensor, nn
 from .config import TrainParams
 from .determinism import reproducible
 from .distill import Distillation
-from .errors import DataValidationError, ModelError
-from .model import ProgressiveResNet, _seed_for
-from .model_file import atomic_save, model_blob, model_from_blob, weights_digest
-from .schedule import Stage
+from .errors import DataValidationError
+from .losses import LossFn
+from .model import ProgressiveResNet
+from .model_file import weights_digest
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-LossFn = Callable[[dict[str, Tensor], Tensor], Tensor]
 FEATURE_CACHE_BYTES = 2 << 30  # frozen-Base features kept for reuse up to this size (else recomputed per batch)
 _features: dict[str, Any] = {}  # one entry: (Base digest, device, weakref to the images, their features)
 
@@ -147,53 +146,6 @@ def _schedule(opt: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.
         return torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-
-
-WEIGHT_POWERS = {"none": 0.0, "sqrt_inverse": 0.5, "inverse": 1.0}
-
-
-def class_weights(data: LabelledImages, weighting: str) -> dict[str, Tensor] | None:
-    """Per-attribute class weights from the training labels' class counts n_c: n_c ** -power
-    (`train.class_weighting`: none 0, sqrt_inverse 0.5, inverse 1, i.e. every class weighs the same in
-    the loss), scaled so that the average labelled image weighs 1; None for `none`.
-
-    On imbalanced catalogues an unweighted loss is minimised well by always answering the majority
-    class; weighting the rare classes up is the cheapest lever against that collapse."""
-    if weighting not in WEIGHT_POWERS:
-        raise ValueError(f"train.class_weighting = {weighting!r}; allowed: {list(WEIGHT_POWERS)}")
-    power = WEIGHT_POWERS[weighting]
-    if power == 0.0:
-        return None
-    out = {}
-    for attr in data.attributes:
-        col = data.column(attr)
-        counts = torch.bincount(col[col >= 0], minlength=len(data.classes[attr])).double()
-        weights = torch.where(counts > 0, counts.clamp_min(1) ** -power, torch.zeros_like(counts))
-        scale = (counts * weights).sum() / counts.sum().clamp_min(1)
-        out[attr] = (weights / scale.clamp_min(1e-12)).float()
-    return out
-
-
-def masked_cross_entropy(data: LabelledImages, weights: dict[str, Tensor] | None = None) -> LossFn:
-    """Sum over attributes of the mean cross-entropy over that attribute's labelled images (weighted
-    by class when `weights` come from `class_weights`)."""
-    index = {a: i for i, a in enumerate(data.attributes)}
-
-    def loss(outputs: dict[str, Tensor], y: Tensor) -> Tensor:
-        total = None
-        for attr, logits in outputs.items():
-            col = y[:, index[attr]]
-            keep = col >= 0
-            if keep.any():
-                w = None if weights is None else weights[attr].to(logits.device)
-                # logits for the whole batch, or (a model run with rows=) for the labelled rows only
-                term = F.cross_entropy(logits[keep] if len(logits) == len(col) else logits, col[keep], weight=w)
-                total = term if total is None else total + term
-        if total is None:
-            raise DataValidationError("a batch carried no label for any trained attribute")
-        return total
-
-    return loss
 
 
 def accuracy_on(model: nn.Module, data: LabelledImages, attributes: Sequence[str], device: torch.device,
@@ -361,91 +313,3 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
     result.seconds = elapsed + time.perf_counter() - start
     model.eval()
     return result
-
-
-def _prepare_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages) -> None:
-    """Add the stage's new Branch if needed and set what learns: Base (unless frozen) + its Branches."""
-    model.check_vocabulary({a: data.classes[a] for a in data.attributes if a in model.classes})
-    adds = [stage.new_attribute] if stage.new_attribute is not None else \
-        list(stage.attributes) if stage.kind == "first" else []
-    for attr in adds:
-        if attr in model.classes:
-            continue
-        if attr not in data.classes:
-            raise DataValidationError(f"stage {stage.name}: no labels for attribute {attr!r}")
-        model.add_branch(attr, data.classes[attr])
-    missing = [a for a in stage.attributes if a not in model.classes]
-    if missing:
-        raise ModelError(f"stage {stage.name}: model has no branch for {missing}; run the earlier stages first")
-    if stage.freeze_base:
-        model.freeze_base()
-    else:
-        model.unfreeze_base()
-    for attr, branch in model.branches.items():
-        branch.requires_grad_(attr in stage.attributes)
-
-
-def stage_seed(seed: int, stage: Stage) -> int:
-    return _seed_for(seed, f"stage{stage.index}:{stage.name}")
-
-
-def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp: TrainParams, seed: int,
-                device: torch.device | str = "cpu", val: LabelledImages | None = None,
-                progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None) -> FitResult:
-    """Train one schedule stage in place: its Branches (and the Base unless frozen) on their images.
-    With `teachers` (attribute -> class probabilities on every training image, `train.distill`) every
-    image trains every Branch of the stage against the annealed mix of gold and teacher (distill.py)."""
-    device = torch.device(device)
-    model.to(device)
-    _prepare_stage(model, stage, data)
-    groups = model.layer_groups(stage.attributes)
-    lrs = lr_ramp(len(groups), tp.lr * stage.lr_factor, tp.lr_base_ratio)
-    if stage.freeze_base:
-        groups, lrs = groups[-1:], lrs[-1:]
-    weights = class_weights(data, tp.class_weighting)
-    distill = None if teachers is None else \
-        Distillation({a: teachers[a] for a in stage.attributes}, data.attributes, tp.distill_temperature, weights)
-    spec = FitSpec(stage.name, stage.attributes,
-                   data.labelled_for(stage.attributes) if distill is None else torch.arange(len(data)), groups, lrs,
-                   masked_cross_entropy(data, weights), stage.epochs, stage_seed(seed, stage),
-                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1 and distill is None,
-                   frozen_base=stage.freeze_base, distill=distill)
-    result = fit(model, spec, data, tp, device, val, progress)
-    if stage.freeze_base:
-        model.unfreeze_base()
-    return result
-
-
-def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: LabelledImages, tp: TrainParams,
-                 seed: int, device: torch.device | str = "cpu", val: LabelledImages | None = None,
-                 start: int = 0, on_stage_end: Callable[[Stage, FitResult], None] | None = None,
-                 progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None
-                 ) -> list[FitResult]:
-    """Run stages[start:] in order (resume: pass the model restored from stage start-1's checkpoint);
-    `teachers` as for train_stage."""
-    results = []
-    for stage in stages[start:]:
-        if progress:
-            progress(f"stage {stage.index + 1}/{len(stages)} {stage.name} ({stage.kind}, {stage.epochs} epoch(s))")
-        result = train_stage(model, stage, data, tp, seed, device, val, progress, teachers)
-        results.append(result)
-        if on_stage_end:
-            on_stage_end(stage, result)
-    return results
-
-
-def save_checkpoint(path: str | Path, model: ProgressiveResNet, stage: Stage,
-                    result: FitResult | None = None) -> Path:
-    """The model after `stage` (weights + self-description) and the stage that produced it."""
-    blob = {**model_blob(model), "stage": stage.to_dict(),
-            "result": {k: v for k, v in (result.to_dict() if result else {}).items()
-                       if k in ("seconds", "image_passes", "epoch_losses")}}
-    return atomic_save(blob, path)
-
-
-def load_checkpoint(path: str | Path) -> tuple[ProgressiveResNet, dict[str, Any]]:
-    """(model, stage dict) from a checkpoint; continue with stages[stage['index'] + 1:]."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if "stage" not in blob:
-        raise ModelError(f"{path}: a saved model, not a stage checkpoint")
-    return model_from_blob(blob, str(path)), blob["stage"]

@@ -29,7 +29,7 @@ from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
-from progattr_core.train import load_checkpoint
+from progattr_core.stages import load_checkpoint
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.registry import RegistryRef, champion_or_latest, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed

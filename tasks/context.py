@@ -151,8 +151,9 @@ def train_key(ctx: PipelineContext, data: DataRef) -> str:
     """Identity of a progressive training: article + data version + the params it depends on + what
     it starts from + the compute it trains with."""
     p = ctx.params()
+    teachers = f"|teachers={baseline_key(ctx, data)}" if p.train.distill != "none" else ""  # what it distils from
     text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
-            f"{key_suffix(p)}")
+            f"{key_suffix(p)}{teachers}")
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -17,29 +17,25 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from prefect import task
 from torch import nn
 
 from progattr_core.baselines import train_multilabel, train_one_individual
 from progattr_core.data.arrays import load_arrays
 from progattr_core.data.manifest import read_manifest
+from progattr_core.distill import teacher_probabilities
 from progattr_core.errors import ConfigError
 from progattr_core.model import build_model, resolve_device
-from progattr_core.model_file import save_model
+from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import Stage, build_schedule
-from progattr_core.train import (
-    FitResult,
-    LabelledImages,
-    accuracy_on,
-    load_checkpoint,
-    save_checkpoint,
-    train_stage,
-)
-from tasks.context import DataRef, PipelineContext, task_logger
+from progattr_core.stages import load_checkpoint, save_checkpoint, train_stage
+from progattr_core.train import FitResult, LabelledImages, accuracy_on
+from tasks.context import DataRef, PipelineContext, baseline_key, task_logger
 from tracking.store import Store
 
 CHECKPOINT = "checkpoint/checkpoint.pt"
@@ -73,10 +69,12 @@ def _fit_metrics(result: FitResult) -> dict[str, float]:
 
 
 def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: dict[str, object], run_name: str,
-                       run_tags: dict[str, str], previous: TrainedRef | None, initial: Callable[[], nn.Module]) -> TrainedRef:
+                       run_tags: dict[str, str], previous: TrainedRef | None, initial: Callable[[], nn.Module],
+                       teachers: Callable[[LabelledImages], Mapping[str, np.ndarray]] | None = None) -> TrainedRef:
     """The one stage runner (training and branch-add flows): reuse the completed MLflow run with `tags`,
     or train `stage` from `previous`'s checkpoint (the first stage: from `initial()`) and log its
-    loss per epoch, validation accuracy and checkpoint. MLflow is the only resume source."""
+    loss per epoch, validation accuracy and checkpoint. MLflow is the only resume source. `teachers`:
+    the training split -> teacher probabilities on it, for a distilled stage (called only to train)."""
     log = task_logger()
     store = Store(ctx.store)
     params = ctx.params()
@@ -95,7 +93,8 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
         # the run counts as completed only once it ends, after the checkpoint's upload
         with store.run(run_name, all_tags, parent_run_id=ctx.flow_run_id or None) as run_id:
             store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
-            result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info)
+            targets = None if teachers is None else teachers(train)
+            result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info, targets)
             for epoch, loss in enumerate(result.epoch_losses):
                 store.log_metrics(run_id, {"loss": loss}, step=epoch)
             start = time.perf_counter()
@@ -111,15 +110,38 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
 
 
 def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previous: TrainedRef | None) -> TrainedRef:
-    """Stage `index` of the article's progressive schedule."""
+    """Stage `index` of the article's progressive schedule; with `train.distill: individual`, distilled from
+    this data version's individual models (the baselines, trained first)."""
     params = ctx.params()
-    if params.train.distill != "none":
-        raise ConfigError(f"train.distill = {params.train.distill!r}: the training flow trains the individual models "
-                          "after progressive, so it has no teachers yet; distillation is measured with bench.accuracy "
-                          "(bench/README.md, 'Fine-grained attributes'). Use train.distill=none here")
     stage = build_schedule(params, ctx.article)[index]
+    targets = _teacher_targets(ctx, data) if params.train.distill == "individual" else None
     return train_checkpointed(ctx, data, stage, {"kind": "stage", "train_key": key, "stage_index": index},
-                              f"stage-{index}-{stage.name}", {}, previous, lambda: build_model(params.model, params.seed))
+                              f"stage-{index}-{stage.name}", {}, previous, lambda: build_model(params.model, params.seed),
+                              targets)
+
+
+def _teacher_targets(ctx: PipelineContext, data: DataRef) -> Callable[[LabelledImages], Mapping[str, np.ndarray]]:
+    """The completed individual model of every attribute under this run's baseline key (checked now: the
+    key is in the stages' training key), as a function of the training split that fetches them and
+    returns their probabilities on it (called only when a stage trains)."""
+    store, attributes = Store(ctx.store), list(ctx.params().attributes(ctx.article))
+    bkey = baseline_key(ctx, data)
+    runs = {a: store.find_completed({"kind": "baseline", "baseline_key": bkey, "method": "individual", "attribute": a})
+            for a in attributes}
+    missing = [a for a, run in runs.items() if run is None]
+    if missing:
+        raise ConfigError(f"train.distill=individual: no individual model (teacher) of {missing} for {ctx.article} "
+                          f"under baseline key {bkey}: the baselines train first (`progattr pipeline run` does "
+                          "this; step by step, run `progattr pipeline baselines` before `progattr pipeline train`)")
+
+    def targets(train: LabelledImages) -> Mapping[str, np.ndarray]:
+        models = {a: load_model(fetch(store, run.info.run_id, MODEL, baseline_path(ctx, f"individual:{a}")))
+                  for a, run in runs.items()}
+        task_logger().info("distilling from the individual models (MLflow runs %s)",
+                           ", ".join(run.info.run_id for run in runs.values()))
+        return teacher_probabilities(models, train.images, resolve_device(ctx.params().device))
+
+    return targets
 
 
 def export_progressive(ctx: PipelineContext, stages: list[TrainedRef]) -> str:

@@ -265,7 +265,7 @@ def _ensure_synth(params, article: str, raw: Path):
 
 # The demo's work besides training (drawing the catalogue, Prefect's server, validation, DVC, MLflow
 # logging, evaluation), in training image passes of the demo's network: ~70 s of such work at ~116
-# images/s in the runs of bench/README.md ("Demo and test times"), rounded.
+# images/s in the runs of bench/JOURNAL.md ("Demo and test times"), rounded.
 DEMO_OVERHEAD_PASSES = 8000
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,9 @@ def cached_array(root: str | Path, cache_dir: str | Path, rel_path: str, sha256:
         pass
     arr = decode_to_array(root, rel_path, sha256, image_size, limits)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # one temporary name per process and thread: concurrent tasks of one flow (threads) may decode the
+    # same image at once, and a shared name would let one rename the other's file away
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_bytes(arr.tobytes())
     os.replace(tmp, target)
     return arr

@@ -6,6 +6,7 @@ run; a manifest failing validation stops before training."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -161,12 +162,17 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
     df["fade"] = df["fade"].astype(object)
     df.loc[0, "fade"] = "acid-wash"
     df.to_parquet(manifest)
-    over = [*over, "validation.min_class_count=1000"]
+    over = [*over, "validation.min_class_count=1000", "validation.min_label_coverage_by_attribute={shade: 0.99}"]
     with pytest.raises(DataValidationError) as err:
         train_flow(ARTICLE, "data/raw/mini", str(params), over)
     text = str(err.value)
     assert "expect_column_values_to_be_in_set(fade): observed 1 unexpected rows" in text and "acid-wash" in text
     assert "expect_column_values_to_be_between(train_count, min_value=1000" in text
+    assert "expect_column_values_to_not_be_null(shade, mostly=0.99)" in text  # each failure says what to do
+    assert re.search(r"what to do: too few images labelled for shade: .* --set "
+                     r"'validation.min_label_coverage_by_attribute=\{shade: 0\.\d+\}'", text)
+    assert "what to do: classes with too few training images (the attribute=class pairs above): drop them from " \
+           "taxonomy.jeans.<attribute>" in text
     messages, token = webhook  # a failed run is announced once, and the webhook's URL is never logged
     assert [m["event"] for m in messages] == ["run_failed"] and "expectations failed" in messages[0]["text"]
     assert messages[0]["flow"] == "progattr-train" and messages[0]["article"] == ARTICLE
@@ -177,6 +183,32 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
     names = {f.path for f in store.client.list_artifacts(flow_run.info.run_id, "validation")}
     assert {"validation/summary.json", "validation/result.json", "validation/data_docs"} <= names
     assert store.search({"kind": "stage"}) == [] and not (tmp_path / "outputs/jeans/progressive").exists()
+
+
+def test_distillation_trains_the_teachers_first_and_keys_the_stages_by_them(tmp_path, prefect_harness, caplog):
+    """`train.distill: individual` in the flow: the individual models train before progressive, whose
+    stages distil from them and are keyed by them; a step-by-step `train` without them is refused."""
+    from flows.train_flow import train_flow
+    from progattr_core.errors import ConfigError
+    from tasks.context import DataRef, baseline_key, train_key
+    from tasks.training import run_stage
+
+    params, over = make_project(tmp_path, n=60)
+    over = [*over, "baselines.methods=[individual]", "registry.max_gap_to_best_baseline=1"]
+    distil = [*over, "train.distill=individual"]
+    result = train_flow(ARTICLE, "data/raw/mini", str(params), distil)
+    assert set(result["accuracy"]) == {"progressive", "individual"} and result["stages_trained"] == list(range(6))
+    store = _store(params, distil)
+    teachers, stages = store.search({"kind": "baseline"}), store.search({"kind": "stage"})
+    assert len(teachers) == 3 and max(r.info.end_time for r in teachers) <= min(r.info.start_time for r in stages)
+    assert caplog.text.count("distilling from the individual models") == 6  # every stage trained on them
+    ctx, ref = make_context(params, ARTICLE, distil), DataRef(**result["data"])
+    assert train_key(ctx, ref) != train_key(make_context(params, ARTICLE, over), ref)  # keyed by what it distils
+    other = make_context(params, ARTICLE, [*distil, "baselines.epochs=2"])  # no teachers under that key yet
+    with pytest.raises(ConfigError, match=rf"no individual model \(teacher\) of \['fade', 'shade', 'distress'\] "
+                                          rf"for jeans under baseline key {baseline_key(other, ref)}: the baselines "
+                                          r"train first .* run `progattr pipeline baselines` before"):
+        run_stage(other, ref, train_key(other, ref), 0, None)
 
 
 def test_a_backbone_that_saw_the_test_images_is_refused_before_training(tmp_path, prefect_harness):
@@ -234,7 +266,7 @@ def test_the_training_keys_follow_the_compute_that_changes_weights():
     data = DataRef("m.parquet", "data", "sha256:d", "data/raw", 10)
 
     def keys(*over: str) -> tuple[str, str]:
-        ctx = make_context(REPO / "params.yaml", ARTICLE, over)
+        ctx = make_context(REPO / "params.yaml", ARTICLE, ["profile=", *over])  # not this checkout's registry
         return train_key(ctx, data), baseline_key(ctx, data)
 
     auto = keys("train.threads=0")

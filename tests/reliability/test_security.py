@@ -19,7 +19,7 @@ from progattr_core.config import load_params
 from progattr_core.errors import ModelError
 from progattr_core.model import build_model
 from progattr_core.model_file import load_model
-from progattr_core.train import load_checkpoint
+from progattr_core.stages import load_checkpoint
 
 from .conftest import PARAMS, REPO
 from .test_outages import ARTICLE, HTTP, _bucket_with_catalogue

@@ -81,3 +81,37 @@ def test_trim_cache_deletes_unused_entries_oldest_first_and_never_one_in_use(tmp
     # a cap below what is in use: the unused rest goes, the entry in use stays
     out = trim_cache(tmp_path, in_use, 0)
     assert out["deleted"] == 1 and out["kept_in_use"] == 1 and entries["a1" * 32].exists()
+
+
+def test_two_threads_decoding_one_image_both_get_it(catalogue, tmp_path, monkeypatch):
+    """Concurrent tasks of one flow (threads: e.g. the individual models training first) may decode the
+    same image into a cold cache at once: each writes its own temporary file, then renames it."""
+    import threading
+
+    import progattr_core.data.arrays as arrays
+
+    root, m = catalogue
+    row = m.iloc[0]
+    both_written = threading.Barrier(2, timeout=10)
+    real_replace = os.replace
+
+    def replace_once_both_wrote(src, dst):  # both threads have written their temporary file by now
+        both_written.wait()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(arrays.os, "replace", replace_once_both_wrote)
+    got, errors = [], []
+
+    def decode():
+        try:
+            got.append(arrays.cached_array(root, tmp_path / "cache", row["path"], row["sha256"], 16, P.data.image))
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decode) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(got) == 2 and np.array_equal(got[0], got[1])
+    assert cache_path(tmp_path / "cache", row["sha256"], 16).read_bytes() == got[0].tobytes()

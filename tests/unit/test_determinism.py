@@ -27,7 +27,7 @@ def train(threads: int) -> dict[str, torch.Tensor]:
     """A tiny progressive model through every stage of the schedule, with `train.threads=threads`."""
     from progattr_core.model import build_model
     from progattr_core.schedule import build_schedule
-    from progattr_core.train import run_schedule
+    from progattr_core.stages import run_schedule
 
     from .conftest import make_images
 

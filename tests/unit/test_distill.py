@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from progattr_core.distill import Distillation, soften
+from progattr_core.losses import class_weights, masked_cross_entropy
 from progattr_core.model import build_model
 from progattr_core.schedule import build_schedule
-from progattr_core.train import class_weights, masked_cross_entropy, train_stage
+from progattr_core.stages import train_stage
 
 
 def _teachers(data, seed=0) -> dict[str, np.ndarray]:
@@ -85,21 +86,10 @@ def test_a_distilled_stage_trains_on_every_image_with_the_gold_share_rising_from
                                                                         select_best_epoch=False))
     stage = build_schedule(params)[0]
     model = build_model(params.model, 0)
-    monkeypatch.setattr("progattr_core.train.Distillation", Recording)  # the real loss, its shares recorded
+    monkeypatch.setattr("progattr_core.stages.Distillation", Recording)  # the real loss, its shares recorded
     result = train_stage(model, stage, tiny_data, params.train, 0, teachers=_teachers(tiny_data))
     assert result.image_passes == 2 * len(tiny_data)  # every image, not only those labelled for the stage
     assert shares[0] == 0.0 and shares[-1] == 1.0 and shares == sorted(shares)
     assert len(shares) == 2 * -(-len(tiny_data) // params.train.batch_size)
     plain = train_stage(build_model(params.model, 0), stage, tiny_data, params.train, 0)
     assert plain.image_passes == 2 * int((tiny_data.labels[:, 0] >= 0).sum())
-
-
-def test_the_training_flow_refuses_distillation_until_it_trains_the_teachers_first(tmp_path):
-    from progattr_core.errors import ConfigError
-    from tasks.context import DataRef, make_context
-    from tasks.training import run_stage
-    from tests.unit.conftest import ROOT
-
-    ctx = make_context(ROOT / "params.yaml", "jeans", ["train.distill=individual"])
-    with pytest.raises(ConfigError, match="train.distill = 'individual': the training flow trains the individual"):
-        run_stage(ctx, DataRef("m.parquet", "data", "v", "raw", 0), "key", 0, None)

@@ -9,7 +9,7 @@ import pytest
 
 from progattr_core.estimate import Throughput, measure_throughput, planned_work
 from progattr_core.schedule import build_schedule
-from progattr_core.train import run_schedule
+from progattr_core.stages import run_schedule
 
 
 def test_planned_passes_match_what_training_makes(tiny_params, tiny_data):

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from progattr_core.errors import ModelError, WeightsUnavailableError
+from progattr_core.losses import masked_cross_entropy
 from progattr_core.model import MultiLabelResNet, ProgressiveResNet, build_model
 from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import build_schedule
-from progattr_core.train import _prepare_stage, masked_cross_entropy
+from progattr_core.stages import _prepare_stage
 
 CLASSES = {"neck": ["round", "v-neck", "boat"], "sleeve_length": ["short", "long"]}
 

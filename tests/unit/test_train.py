@@ -10,19 +10,13 @@ import torch
 
 from progattr_core.baselines import train_individual, train_multilabel
 from progattr_core.errors import DataValidationError, ModelError
+from progattr_core.losses import masked_cross_entropy
 from progattr_core.metrics import evaluate
 from progattr_core.model import build_model
 from progattr_core.predict import predict, predict_proba
 from progattr_core.schedule import branch_add_stages, build_schedule
-from progattr_core.train import (
-    LabelledImages,
-    load_checkpoint,
-    lr_ramp,
-    masked_cross_entropy,
-    run_schedule,
-    save_checkpoint,
-    train_stage,
-)
+from progattr_core.stages import load_checkpoint, run_schedule, save_checkpoint, train_stage
+from progattr_core.train import LabelledImages, lr_ramp
 
 
 def test_schedule_follows_the_paper(tiny_params):
@@ -143,7 +137,7 @@ def test_missing_labels_never_contribute_to_the_loss(tiny_data):
 
 
 def test_class_weights_make_every_class_weigh_the_same_and_average_one():
-    from progattr_core.train import class_weights
+    from progattr_core.losses import class_weights
 
     labels = np.array([[0, 0], [0, 1], [0, -1], [1, 0], [0, 0], [0, 0], [2, 0], [-1, 1]])
     data = LabelledImages.from_arrays(np.zeros((8, 3, 4, 4), np.uint8), labels, ["fade", "shade"],
