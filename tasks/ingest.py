@@ -115,13 +115,30 @@ def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
     if not outcome.success:
         raise DataValidationError(
             f"{data.manifest}: {len(outcome.failures)} of {outcome.n_expectations} expectations failed "
-            f"(report: {outcome.report_dir}):\n  " + "\n  ".join(outcome.failures))
+            f"(report: {outcome.report_dir}):\n  " + "\n  ".join(outcome.failures) + _remedies(ctx.article, outcome))
     check_no_leakage(params.model.init, df.loc[df["split"] == "test", "sha256"],
                      f"{ctx.article} (data version {data.data_version})")
     task_logger().info("validation passed: %d expectations, fully-labelled fraction %.3f, coverage %s",
                        outcome.n_expectations, outcome.fully_labelled_fraction,
                        {a: round(c, 3) for a, c in outcome.coverage.items()})
     return outcome
+
+
+def _remedies(article: str, outcome: ValidationOutcome) -> str:
+    """What a data team does about the failures a real catalogue hits first (a long tail of rare classes,
+    an attribute few images carry), as lines after them; "" when none applies."""
+    lines = []
+    sparse = sorted({f.split("(", 1)[1].split(",", 1)[0] for f in outcome.failures
+                     if f.startswith("expect_column_values_to_not_be_null(") and "mostly=" in f})
+    if sparse:
+        floors = ", ".join(f"{a}: {max(0.0, round(outcome.coverage.get(a, 0.0) - 0.05, 2))}" for a in sparse)
+        lines.append(f"too few images labelled for {', '.join(sparse)}: label more, or, if sparse by nature, give "
+                     f"each its own floor: --set 'validation.min_label_coverage_by_attribute={{{floors}}}'")
+    if any(f.startswith("expect_column_values_to_be_between(train_count") for f in outcome.failures):
+        lines.append(f"classes with too few training images (the attribute=class pairs above): drop them from "
+                     f"taxonomy.{article}.<attribute> in params.yaml (a new import then drops their labels and keeps "
+                     f"the rows), merge them into a broader class at import, or lower validation.min_class_count")
+    return "".join(f"\nwhat to do: {line}" for line in lines)
 
 
 def slice_data(ctx: PipelineContext, data: DataRef) -> str:

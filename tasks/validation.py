@@ -72,7 +72,7 @@ def build_suites(article: str, vocab: dict[str, tuple[str, ...]], limits: Valida
     ]
     for attr, classes in vocab.items():
         images.append(gxe.ExpectColumnValuesToBeInSet(column=attr, value_set=list(classes)))
-        images.append(gxe.ExpectColumnValuesToNotBeNull(column=attr, mostly=limits.min_label_coverage))
+        images.append(gxe.ExpectColumnValuesToNotBeNull(column=attr, mostly=limits.min_coverage(attr)))
     counts = [gxe.ExpectColumnValuesToBeBetween(column="train_count", min_value=limits.min_class_count)]
     return {"images": images, "class_counts": counts}
 

@@ -13,7 +13,8 @@ from tasks.validation import validate_manifest
 
 pytestmark = pytest.mark.flows
 VOCAB = {"fade": ("no-fade", "light-fade", "heavy-fade"), "shade": ("light", "dark")}
-LIMITS = ValidationParams(min_label_coverage=0.5, min_class_count=1, min_full_label_fraction=0.2)
+LIMITS = ValidationParams(min_label_coverage=0.5, min_label_coverage_by_attribute={}, min_class_count=1,
+                          min_full_label_fraction=0.2)
 
 
 def _manifest(root: Path, n: int = 12) -> pd.DataFrame:
@@ -52,6 +53,17 @@ def test_each_failing_expectation_is_named_with_its_observed_value(tmp_path):
     assert "expect_column_mean_to_be_between(fully_labelled, min_value=0.2): observed 0.0" in text
     assert "expect_column_values_to_be_between(train_count, min_value=1.0)" in text and "shade=light" in text
     assert (tmp_path / "report" / "result.json").is_file()
+
+
+def test_an_attribute_sparse_by_nature_has_its_own_coverage_floor(tmp_path):
+    from dataclasses import replace
+
+    df = _manifest(tmp_path)                      # shade labelled on 75% of the images
+    strict = replace(LIMITS, min_label_coverage_by_attribute={"shade": 0.9})
+    out = validate_manifest(df, tmp_path, "jeans", VOCAB, strict, tmp_path / "report")
+    assert [f.split(":")[0] for f in out.failures] == ["expect_column_values_to_not_be_null(shade, mostly=0.9)"]
+    lenient = replace(LIMITS, min_label_coverage=0.9, min_label_coverage_by_attribute={"shade": 0.7})
+    assert validate_manifest(df, tmp_path, "jeans", VOCAB, lenient, tmp_path / "report").success
 
 
 def test_missing_columns_are_named(tmp_path):

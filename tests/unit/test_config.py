@@ -140,3 +140,12 @@ def test_image_size_per_article_resolves_for_the_run_article(tmp_path):
                            ("{default: 16}", r"model.image_size = 16; must be >= 32")]:
         with pytest.raises(ConfigError, match=message):
             load_params(ROOT / "params.yaml", [f"model.image_size={value}"])
+
+
+def test_a_coverage_floor_names_an_attribute_and_a_fraction():
+    assert load_params(ROOT / "params.yaml").validation.min_coverage("name_pattern") == 0.25
+    assert load_params(ROOT / "params.yaml").validation.min_coverage("collar") == 0.5
+    with pytest.raises(ConfigError, match=r"min_label_coverage_by_attribute.sleve = 0.3; 'sleve' is no attribute"):
+        load_params(ROOT / "params.yaml", ["validation.min_label_coverage_by_attribute={sleve: 0.3}"])
+    with pytest.raises(ConfigError, match=r"min_label_coverage_by_attribute.collar = 1.5; a fraction"):
+        load_params(ROOT / "params.yaml", ["validation.min_label_coverage_by_attribute={collar: 1.5}"])
