@@ -144,6 +144,12 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def markdown_table(t: dict[str, Any]) -> list[str]:
+    """A `table()` as Markdown lines: its title, the table, a blank line."""
+    return [f"### {t['title']}", "", "| " + " | ".join(t["columns"]) + " |", "|" + "---|" * len(t["columns"]),
+            *["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]], ""]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The results file as Markdown: every table, then ratios, goals and notes."""
     m = result["machine"]
@@ -154,10 +160,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"threads, load average {m['loadavg_start'][0]:.2f} at start / {m['loadavg_end'][0]:.2f} at end, "
              f"wall {result['wall_s']:.0f} s", ""]
     for t in (t for t in result["tables"] if t["rows"]):
-        lines += [f"### {t['title']}", "", "| " + " | ".join(t["columns"]) + " |",
-                  "|" + "---|" * len(t["columns"])]
-        lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in t["rows"]]
-        lines.append("")
+        lines += markdown_table(t)
     if result["ratios"]:
         lines += ["### Ratios", "", "| ratio | value |", "|---|---|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in result["ratios"].items()]

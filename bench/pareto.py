@@ -103,8 +103,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     columns = ["article", "recipe", "method", "fine accuracy %", "fine macro-F1 %", "MB", "train s"]
     text = "\n".join([f"# Fine attributes: every method and recipe (commit `{commit[:12]}`{' (dirty)' if dirty else ''})",
                       "", "Means over seeds, epoch-matched; from " + ", ".join(args.results), "",
-                      "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-                      *["| " + " | ".join(common._cell(common._num(v)) for v in row) + " |" for row in rows]]) + "\n"
+                      *common.markdown_table(common.table("Every method and recipe", columns, rows))])
     for article in sorted({p["article"] for p in pts}):
         text += f"\n![{article}](pareto_{article}.png)\n"
         plot(article, [p for p in pts if p["article"] == article], out)
