@@ -153,11 +153,32 @@ def _resolve_per_article(raw: dict[str, Any], source: str) -> None:
     model["image_size"] = sizes.get(article, sizes["default"])
 
 
+# keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
+RETIRED = {
+    "evaluation.top_k": "removed: no code read it (serving.top_k sets how many classes an answer lists); delete it",
+}
+
+
+def _check_retired(raw: dict[str, Any], source: str) -> None:
+    for dotted, what in RETIRED.items():
+        node: Any = raw
+        for part in dotted.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            raise ConfigError(f"{source}: {dotted} is {what}")
+
+
+_MISSING = object()
+
+
 def params_from_dict(raw: dict[str, Any], source: str = "<params>",
                      overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Validate a raw params mapping (modified in place): the selected profile's values, then the
     overrides (`a.b.c=value`, value parsed as YAML), are applied first."""
     pairs = _overrides(overrides)
+    for dotted, text in pairs:
+        if dotted in RETIRED:
+            raise ConfigError(f"override {dotted}={text}: {dotted} is {RETIRED[dotted]}")
     for dotted, text in pairs:
         if dotted == "profile":
             _set(raw, dotted, text, f"override {dotted}={text}", parse=True)
@@ -174,6 +195,7 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
     for dotted, text in pairs:
         if dotted != "profile":
             _set(raw, dotted, text, f"override {dotted}={text}", parse=True)
+    _check_retired(raw, source)
     _resolve_per_article(raw, source)
     params = _build(Params, raw, "", source)
     check_values(params, source)

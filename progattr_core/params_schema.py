@@ -139,7 +139,6 @@ class BaselineParams:
 
 @dataclass(frozen=True)
 class EvaluationParams:
-    top_k: int
     pr_points: int
 
 

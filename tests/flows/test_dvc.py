@@ -90,7 +90,7 @@ READERS = [
     ({"train__lr": 0.003}, {"train", "baselines"}),
     ({"train__threads": 1}, {"train", "baselines"}),
     ({"baselines__epochs": 2}, {"baselines"}),
-    ({"evaluation__top_k": 2}, {"evaluate"}),
+    ({"evaluation__pr_points": 51}, {"evaluate"}),
     ({"registry__min_adjusted_balanced_accuracy": 0.05}, {"evaluate"}),
     # read by no stage: the registry gates, stores, serving, operations, the other flows
     ({"registry__max_gap_to_best_baseline": 0.05, "mlflow__retries": 1, "serving__port": 9090,

@@ -66,7 +66,7 @@ def test_single_class_attribute_in_taxonomy_is_rejected():
 
 def test_digest_changes_only_with_its_sections():
     a = load_params(ROOT / "params.yaml")
-    b = load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
+    b = load_params(ROOT / "params.yaml", ["evaluation.pr_points=51"])
     assert a.digest("train", "model") == b.digest("train", "model")
     assert a.digest() != b.digest()
 
@@ -149,3 +149,12 @@ def test_a_coverage_floor_names_an_attribute_and_a_fraction():
         load_params(ROOT / "params.yaml", ["validation.min_label_coverage_by_attribute={sleve: 0.3}"])
     with pytest.raises(ConfigError, match=r"min_label_coverage_by_attribute.collar = 1.5; a fraction"):
         load_params(ROOT / "params.yaml", ["validation.min_label_coverage_by_attribute={collar: 1.5}"])
+
+
+def test_a_retired_key_says_what_became_of_it(tmp_path):
+    raw = _raw()
+    raw["evaluation"]["top_k"] = 3  # a params file from before it was removed
+    with pytest.raises(ConfigError, match=r"evaluation.top_k is removed: no code read it \(serving.top_k sets"):
+        params_from_dict(raw, "old-params.yaml")
+    with pytest.raises(ConfigError, match=r"evaluation.top_k is removed"):
+        load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
