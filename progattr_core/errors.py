@@ -1,4 +1,21 @@
-"""The core's error hierarchy: callers and the CLI map these to exit codes and readable messages."""
+"""The core's error hierarchy: callers and the CLI map these to exit codes and readable messages.
+
+EXIT_CODES is the one table of what `progattr` exits with; each error class takes its code from it, and
+docs/operations.md ("Exit codes") shows the same table (a test compares them)."""
+
+EXIT_CODES = {
+    0: "success",
+    1: "another progattr error; `registry rebuild`: the rebuilt weights differ (an uncaught exception also exits 1, "
+       "with a traceback)",
+    2: "the request is malformed: params.yaml or a --set (ConfigError), or the command line itself (argparse)",
+    3: "the data breaks a rule: annotations, images, the manifest's validation, leakage (DataValidationError)",
+    4: "a model cannot do what was asked: unknown attribute, wrong vocabulary, bad file (ModelError)",
+    5: "pretrained weights cannot be loaded, e.g. offline (WeightsUnavailableError)",
+    6: "an approval the registry's state does not allow (ApprovalError)",
+    7: "the tracking server kept failing after every retry; nothing was half-done (TrackingUnavailableError)",
+    8: "a version cannot be rebuilt: a tag, commit or data version is gone (RebuildError)",
+    75: "busy: another run holds the article's lock; nothing was done, try later (LockBusy; EX_TEMPFAIL)",
+}
 
 
 class ProgattrError(Exception):
