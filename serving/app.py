@@ -5,8 +5,9 @@ Routes (every error is JSON: {"error": {"code": ..., "message": ...}}):
                                        (a part named `image`, else the first file part)
   GET  /v1/articles                    served articles, their attributes and registry versions
   GET  /healthz                        the process is up
-  GET  /readyz                         200 once every served article has a model, 503 before; which
-                                       version this worker process serves (and shadows)
+  GET  /readyz                         200 once every served article whose alias names a version has it
+                                       loaded (and one has), 503 before; which version this worker
+                                       serves (and shadows), and which articles wait for a first version
   GET  /metrics                        Prometheus text format (requests, latency, predictions, drift,
                                        shadow agreement: metrics.py)
 A shadow version (`serving.shadow_alias`, e.g. challenger) also answers `serving.shadow_share` of the
@@ -140,6 +141,10 @@ def _served(article: str, cfg: AppConfig, follower: ModelFollower) -> ServedMode
     if article not in cfg.articles:
         raise Refused(404, "unknown_article", f"article {article!r} is not served here; served: {list(cfg.articles)}")
     served = follower.get(article)
+    if served is None and article in follower.waiting():
+        raise Refused(503, "no_version", f"no @{cfg.alias} version of {article!r} yet: approve one (progattr registry "
+                                         f"approve --article {article} --version N --reason ...); this service picks "
+                                         "it up without a restart")
     if served is None:
         raise Refused(503, "model_not_loaded", f"no model for {article!r} yet: the registry has no "
                                                 f"@{cfg.alias} version or it is still loading")
@@ -240,12 +245,13 @@ def _add_routes(app: FastAPI, cfg: AppConfig, follower: ModelFollower, metrics: 
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
-        missing = [a for a in cfg.articles if follower.get(a) is None]
-        body = {"ready": not missing, "worker": os.getpid(),
-                "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles}}
+        ready = follower.ready()
+        body = {"ready": ready, "worker": os.getpid(),
+                "serving": {a: getattr(follower.get(a), "version", None) for a in cfg.articles},
+                "waiting_for_version": follower.waiting()}
         if shadow is not None:
             body["shadow"] = {a: getattr(shadow.get(a), "version", None) for a in cfg.articles}
-        return JSONResponse(body, status_code=503 if missing else 200)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics_route() -> Response:

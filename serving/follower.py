@@ -56,6 +56,7 @@ class ModelFollower:
         self.on_swap = on_swap
         self._models: dict[str, ServedModel] = {}
         self._failed: dict[str, str] = {}       # article -> version whose load failed (not retried)
+        self._no_alias: set[str] = set()        # articles whose alias pointed at no version at the last poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -63,7 +64,13 @@ class ModelFollower:
         return self._models.get(article)
 
     def ready(self) -> bool:
-        return all(a in self._models for a in self.articles)
+        """Something to serve, and every article either loaded or with no version at the alias yet (one
+        article without a champion does not keep the others from serving; see `waiting`)."""
+        return bool(self._models) and all(a in self._models or a in self._no_alias for a in self.articles)
+
+    def waiting(self) -> list[str]:
+        """Served articles whose alias points at no version yet: picked up when one is approved."""
+        return [a for a in self.articles if a in self._no_alias and a not in self._models]
 
     def poll_once(self) -> list[ServedModel]:
         """Check every article's alias once; load and swap in what moved. Returns the swapped-in models."""
@@ -75,6 +82,13 @@ class ModelFollower:
                 log.warning("registry lookup for %r failed (%s: %s); keeping the current model",
                             article, type(exc).__name__, exc)
                 continue
+            if ref is None:
+                if article not in self._no_alias and article not in self._models:
+                    log.warning("%s: no @%s version in the registry yet; serving the other articles, this one "
+                                "once a version is approved", article, self.alias)
+                self._no_alias.add(article)
+            else:
+                self._no_alias.discard(article)
             if ref is None or self._is_current(article, ref) or self._failed.get(article) == ref.version:
                 continue
             served = self._load(article, ref)

@@ -230,8 +230,9 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
 
 def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion(project, worker, trained):
     """The second article's nightly deployment trains it on the same worker pool; one `progattr serve
-    --articles jeans tops` (two workers) answers for both, each from its own champion, and follows a
-    move of one article's champion while the other's stays."""
+    --articles jeans tops` (two workers) starts while tops has no champion yet (ready, serving jeans,
+    naming tops as waiting), then picks up tops' first champion while jeans' stays. The test builds
+    the state it needs: it passes alone and in any order."""
     from prefect.deployments import run_deployment
 
     from tests.flows.conftest import _wait_http, free_port
@@ -243,9 +244,11 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
     assert run.state.is_completed(), (run.state, _logs(run.id)[-3000:])
     registry = Registry.of(_store(project).cfg)
     assert registry.alias_version(f"progattr-{SECOND}", "challenger") == "1"
-    assert cli(["registry", "approve", "--article", SECOND, "--version", "1", "--by", "dee", "--reason", "first tops",
-                *common]) == 0
-    champions = {ARTICLE: registry.alias_version(NAME, "champion"), SECOND: "1"}
+    assert registry.alias_version(f"progattr-{SECOND}", "champion") is None
+    if registry.alias_version(NAME, "champion") is None:  # alone, no earlier test approved one
+        assert cli(["registry", "approve", "--article", ARTICLE, "--version", "1", "--by", "dee",
+                    "--reason", "first jeans", *common]) == 0
+    champions = {ARTICLE: registry.alias_version(NAME, "champion"), SECOND: None}
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -255,20 +258,29 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_http(f"{url}/readyz", proc, timeout=150)
+        ready = requests.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()
+        assert ready["ready"] and ready["waiting_for_version"] == [SECOND] and ready["serving"][SECOND] is None
 
-        def answers() -> dict[str, str]:
-            return {a: requests.post(f"{url}/v1/articles/{a}/predict", data=png_bytes(), timeout=30,
-                                     headers={"Content-Type": "image/png", "Connection": "close"}).json()["model"]["version"]
-                    for a in (ARTICLE, SECOND)}
+        def answer(article: str) -> requests.Response:
+            return requests.post(f"{url}/v1/articles/{article}/predict", data=png_bytes(), timeout=30,
+                                 headers={"Content-Type": "image/png", "Connection": "close"})
 
+        def answers() -> dict[str, str | None]:
+            got = {a: answer(a) for a in (ARTICLE, SECOND)}
+            return {a: r.json()["model"]["version"] if r.status_code == 200 else None for a, r in got.items()}
+
+        waiting = answer(SECOND)
+        assert waiting.status_code == 503 and waiting.json()["error"]["code"] == "no_version"
+        assert "progattr registry approve --article tops" in waiting.json()["error"]["message"]
         assert answers() == champions
-        assert cli(["registry", "rollback", "--article", ARTICLE, "--by", "cy", "--reason", "undo", *common]) == 0
-        champions[ARTICLE] = registry.alias_version(NAME, "champion")
+        assert cli(["registry", "approve", "--article", SECOND, "--version", "1", "--by", "dee", "--reason", "first tops",
+                    *common]) == 0
+        champions[SECOND] = "1"
         deadline, streak = time.time() + 60, 0
-        while streak < 6:  # both workers (a new connection each time) on jeans' new champion, tops' unchanged
+        while streak < 6:  # both workers (a new connection each time) on tops' first champion, jeans' unchanged
             assert time.time() < deadline, (answers(), champions)
             got = answers()
-            assert got[SECOND] == champions[SECOND]
+            assert got[ARTICLE] == champions[ARTICLE]
             streak = streak + 1 if got == champions else 0
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -22,6 +22,24 @@ class Evil:
         return (os.system, (f"touch {self.marker}",))
 
 
+def test_an_article_without_a_version_waits_and_the_others_serve(registry, tmp_path):
+    """`serve --articles tops dresses` before dresses has a champion: tops serves, the service is ready and
+    names dresses as waiting; nothing at all to serve is not ready; dresses is picked up once approved."""
+    from tests.serving.helpers import register_versions
+
+    uri, (v1, _) = registry.tracking_uri, registry.versions
+    follower = ModelFollower(["tops", "dresses"], Registry(uri), "champion", poll_interval_s=60)
+    assert [s.version for s in follower.poll_once()] == [v1]
+    assert follower.ready() and follower.waiting() == ["dresses"] and follower.get("dresses") is None
+    nothing = ModelFollower(["tops"], Registry(uri), "no-such-alias", poll_interval_s=60)
+    assert nothing.poll_once() == [] and not nothing.ready() and nothing.waiting() == ["tops"]
+    other_uri, (d1,) = register_versions(tmp_path, "dresses", [3])
+    both = ModelFollower(["tops", "dresses"], Registry(other_uri), "champion", poll_interval_s=60)
+    assert both.poll_once() == [] and not both.ready()  # nothing loaded: not ready, both waiting
+    set_alias(other_uri, "dresses", "champion", d1)
+    assert [s.version for s in both.poll_once()] == [d1] and both.waiting() == ["tops"] and both.ready()
+
+
 def test_swaps_on_alias_move_and_held_reference_stays(registry):
     uri, (v1, v2) = registry.tracking_uri, registry.versions
     follower = ModelFollower(["tops"], Registry(uri), "no-such-alias", poll_interval_s=60)
