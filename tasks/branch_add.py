@@ -13,7 +13,6 @@ version + attribute + mode + params), so a rerun reuses the stages already compl
 
 from __future__ import annotations
 
-import hashlib
 import math
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from progattr_core.model_file import load_model, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
 from progattr_core.stages import load_checkpoint
-from tasks.context import DataRef, PipelineContext, task_logger
+from tasks.context import DataRef, PipelineContext, task_logger, training_key
 from tasks.registry import RegistryRef, champion_or_latest, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
 from tasks.validation import ValidationOutcome, validate_manifest
@@ -104,9 +103,9 @@ def branch_schedule(ctx: PipelineContext, base: BaseModelRef, attribute: str, mo
 
 def branch_key(ctx: PipelineContext, data: DataRef, base: BaseModelRef, attribute: str, mode: str) -> str:
     """Identity of one branch-add training: resume and re-registration key on it, never on a run id."""
-    digest = ctx.params().digest("seed", "model", "train", "branch_add")
-    text = f"{ctx.article}|{data.data_version}|{base.name}:{base.version}|{attribute}|{mode}|{digest}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    p = ctx.params()
+    return training_key(p, ctx.article, data.data_version, f"{base.name}:{base.version}", attribute, mode,
+                        p.digest("seed", "model", "train", "branch_add"))
 
 
 def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,

@@ -147,20 +147,25 @@ def key_suffix(p: Params) -> str:
     return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.train, resolve_device(p.device))
 
 
+def training_key(p: Params, *parts: str) -> str:
+    """The one builder of every training key (progressive stages, baselines, branch-add, pretraining):
+    what the weights depend on, `parts` (article, data version, the params digests the training reads,
+    ...), then key_suffix's model.init content and compute, so no kind of key can leave those out."""
+    return hashlib.sha256(("|".join(parts) + key_suffix(p)).encode()).hexdigest()[:16]
+
+
 def train_key(ctx: PipelineContext, data: DataRef) -> str:
     """Identity of a progressive training: article + data version + the params it depends on + what
-    it starts from + the compute it trains with."""
+    it starts from + the compute it trains with (+ its teachers' key when it distils)."""
     p = ctx.params()
-    teachers = f"|teachers={baseline_key(ctx, data)}" if p.train.distill != "none" else ""  # what it distils from
-    text = (f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train')}|{p.attributes(ctx.article)}"
-            f"{key_suffix(p)}{teachers}")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    teachers = (f"teachers={baseline_key(ctx, data)}",) if p.train.distill != "none" else ()
+    return training_key(p, ctx.article, data.data_version, p.digest("seed", "model", "train"),
+                        str(p.attributes(ctx.article)), *teachers)
 
 
 def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     p = ctx.params()
-    text = f"{ctx.article}|{data.data_version}|{p.digest('seed', 'model', 'train', 'baselines')}{key_suffix(p)}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return training_key(p, ctx.article, data.data_version, p.digest("seed", "model", "train", "baselines"))
 
 
 def git_commit(root: str | Path) -> str:

@@ -43,7 +43,7 @@ from progattr_core.pretrain import (
     write_lineage,
 )
 from progattr_core.train import LabelledImages, fit
-from tasks.context import PipelineContext, git_commit, git_dirty, key_suffix, task_logger
+from tasks.context import PipelineContext, git_commit, git_dirty, task_logger, training_key
 from tracking.registry import BACKBONE, MODEL_FILE, MODEL_FOLDER, Registry
 from tracking.store import TAG, Store
 
@@ -118,9 +118,7 @@ def pretrain_key(ctx: PipelineContext, data: PretrainData) -> str:
     `train:` fields, the init and the compute (the training key's rules)."""
     p = ctx.params()
     fit_params = json.dumps({k: getattr(p.train, k) for k in FIT_FIELDS}, default=str, sort_keys=True)
-    text = (f"pretrain|{data.data_version}|{p.digest('seed', 'model', 'pretrain')}|{fit_params}"
-            f"{key_suffix(p)}")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return training_key(p, "pretrain", data.data_version, p.digest("seed", "model", "pretrain"), fit_params)
 
 
 def _split(ctx: PipelineContext, data: PretrainData, split: str) -> LabelledImages:

@@ -261,21 +261,28 @@ def test_the_training_keys_follow_the_compute_that_changes_weights():
     `train.threads: 0` keys by the thread count it resolves to."""
     import torch
 
+    from tasks.branch_add import BaseModelRef, branch_key
     from tasks.context import DataRef, baseline_key, train_key
+    from tasks.pretrain import PretrainData, pretrain_key
 
     data = DataRef("m.parquet", "data", "sha256:d", "data/raw", 10)
+    base = BaseModelRef("progattr-jeans", "1", "champion", "base.pt", ("fade", "shade"))
+    pretraining = PretrainData("m.parquet", "data", "v", "src", 10, {}, [], {})
 
-    def keys(*over: str) -> tuple[str, str]:
+    def keys(*over: str) -> tuple[str, ...]:  # every kind of training key (tasks/context.training_key)
         ctx = make_context(REPO / "params.yaml", ARTICLE, ["profile=", *over])  # not this checkout's registry
-        return train_key(ctx, data), baseline_key(ctx, data)
+        return (train_key(ctx, data), baseline_key(ctx, data), branch_key(ctx, data, base, "distress", "frozen_base"),
+                pretrain_key(ctx, pretraining))
 
     auto = keys("train.threads=0")
     assert auto == keys()
-    assert auto[0] != keys(f"train.threads={torch.get_num_threads() + 1}")[0]
-    assert auto[1] != keys("train.deterministic=false")[1]
+    other_threads, nondeterministic = keys(f"train.threads={torch.get_num_threads() + 1}"), keys("train.deterministic=false")
+    assert all(a != b for a, b in zip(auto, other_threads, strict=True))
+    assert all(a != b for a, b in zip(auto, nondeterministic, strict=True))
+    assert all(a != b for a, b in zip(auto, keys("model.init=imagenet"), strict=True))  # and what it starts from
     torch.set_num_threads(torch.get_num_threads() + 1)  # what `train.threads: 0` resolves to changed
     try:
-        assert keys()[0] != auto[0]
+        assert all(a != b for a, b in zip(keys(), auto, strict=True))
     finally:
         torch.set_num_threads(torch.get_num_threads() - 1)
 
