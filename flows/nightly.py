@@ -31,9 +31,11 @@ def nightly_flow(article: str = "tops", source: str = "", params_path: str = "pa
                  overrides: list[str] | None = None) -> dict:
     """Retrain `article` if its data or params changed since the registered version; else skip."""
     overrides = overrides or []
-    ctx = make_context(params_path, article, overrides)
+    # the lock first: resolving `profile: auto` reads the registry, which a run holding the lock may be creating
+    ctx = make_context(params_path, article, overrides, resolve_profile=False)
     try:
         with hold(ctx.outputs("nightly.lock"), f"the nightly run of {article!r}"):
+            ctx = make_context(params_path, article, overrides)
             result = _retrain_if_changed(ctx, source or ctx.params().pipeline.source, params_path, overrides)
             if ctx.params().retention.after_nightly:
                 result["retention"] = retention_task(ctx, [article])
