@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 TOP_KEYS = {"schema_version", "name", "profile", "created_utc", "git_commit", "git_dirty", "command", "machine",
             "wall_s", "params", "tables", "ratios", "goals", "notes", "data"}
 MACHINE_KEYS = {"cores", "torch_threads", "torch", "python", "platform", "cpu", "loadavg_start", "loadavg_end"}

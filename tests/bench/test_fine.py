@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from bench import accuracy, common
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def _run(acc: dict[str, float], f1: dict[str, float], adjusted: dict[str, float], majority: float = 0.5) -> dict:

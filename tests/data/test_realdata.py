@@ -3,16 +3,14 @@ README states: 44,446 rows in styles.csv, 22 malformed rows recovered, 44,441 im
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from progattr_core.config import KaggleArticleParams, load_params
 from progattr_core.data.importers import normalise
 from progattr_core.data.kaggle import import_kaggle
 from progattr_core.data.manifest import validate_manifest
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 KAGGLE = ROOT.parent / "shared" / "datasets" / "fashion-product-images-small"
 
 pytestmark = [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def free_port() -> int:
@@ -37,7 +37,7 @@ def params(tmp_path):
     """The project's params with the flow-test profile: tiny, fast, and stores under tmp_path."""
     from progattr_core.config import load_params
 
-    return load_params(REPO / "params.yaml", tiny_overrides(tmp_path))
+    return load_params(ROOT / "params.yaml", tiny_overrides(tmp_path))
 
 
 def tiny_overrides(tmp_path: Path) -> list[str]:
@@ -80,7 +80,7 @@ def mlflow_server(tmp_path):
            "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "server-artifacts"), "MLFLOW_HOST": "127.0.0.1",
            "MLFLOW_PORT": str(port), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
     log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([str(ROOT / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # its own process group: the server spawns workers
     url = f"http://127.0.0.1:{port}"
     try:

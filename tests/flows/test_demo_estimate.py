@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from progattr_core.config import load_params
 from progattr_core.estimate import planned_work
-
-from .conftest import REPO
+from tests.paths import ROOT
 
 TINY = ["model.image_size=32", "train.epochs_first=1", "train.epochs_add=1", "baselines.epochs=2",
         "synth.n_images=30", "synth.image_size=32"]
@@ -14,7 +13,7 @@ TINY = ["model.image_size=32", "train.epochs_first=1", "train.epochs_add=1", "ba
 def test_the_demo_says_how_long_it_expects_to_take_before_training(tmp_path, capsys):
     from progattr.cli.pipeline import _ensure_synth, _say_expected_time
 
-    params = load_params(REPO / "params.yaml", TINY)
+    params = load_params(ROOT / "params.yaml", TINY)
     manifest = _ensure_synth(params, "jeans", tmp_path / "raw")
     _say_expected_time(params, "jeans", manifest)
     out = capsys.readouterr().out

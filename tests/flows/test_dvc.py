@@ -16,8 +16,7 @@ import yaml
 
 from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
-
-from .conftest import REPO
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.flows
 CODE = ("progattr_core", "tasks", "flows")
@@ -50,9 +49,9 @@ def dvc_project(tmp_path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     for name in CODE:
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copyfile(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copyfile(REPO / "params.yaml", root / "params.yaml")
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(ROOT / "dvc.yaml", root / "dvc.yaml")
+    shutil.copyfile(ROOT / "params.yaml", root / "params.yaml")
     _set(root / "params.yaml", model__image_size=32, model__split_point="layer4.1", train__article="jeans",
          train__epochs_first=1, train__epochs_add=1, train__batch_size=32, baselines__epochs=1,
          baselines__methods=["multilabel_masked"],
@@ -154,7 +153,7 @@ def test_pretraining_is_a_stage_of_its_own_that_a_plain_repro_leaves_alone(dvc_p
     `dvc repro pretrain/dvc.yaml` runs `progattr pretrain` from the project root with params' paths."""
     root = dvc_project
     (root / "pretrain").mkdir()
-    shutil.copyfile(REPO / "pretrain" / "dvc.yaml", root / "pretrain" / "dvc.yaml")
+    shutil.copyfile(ROOT / "pretrain" / "dvc.yaml", root / "pretrain" / "dvc.yaml")
     catalogue = root / "kaggle"
     catalogue.mkdir()
     (catalogue / "styles.csv").write_text("id,gender,masterCategory\n")

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from progattr_core.config import load_params
+from tests.paths import ROOT
 from tracking.registry import Registry
 from tracking.store import Store, store_config
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.flows
 
 
 def _store(tmp_path, monkeypatch, uri: str = "") -> Store:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = load_params(REPO / "params.yaml", [f"mlflow.tracking_uri={uri!r}", "mlflow.retry_delay_s=0.1"])
+    params = load_params(ROOT / "params.yaml", [f"mlflow.tracking_uri={uri!r}", "mlflow.retry_delay_s=0.1"])
     return Store(store_config(params, tmp_path))
 
 
@@ -32,7 +32,7 @@ def test_default_store_is_sqlite_in_the_project_with_pinned_artifacts(tmp_path, 
 
 def test_env_tracking_uri_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/other.db")
-    params = load_params(REPO / "params.yaml")
+    params = load_params(ROOT / "params.yaml")
     assert store_config(params, tmp_path).tracking_uri.endswith("/other.db")
 
 

@@ -15,7 +15,7 @@ from progattr.cli import main as cli
 from progattr_core.model import ProgressiveResNet
 from progattr_core.model_file import load_model, weights_digest
 from progattr_core.pretrain import lineage_path
-from tests.unit.data_helpers import ROOT
+from tests.paths import ROOT
 from tests.unit.test_pretrain import TYPES, kaggle_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

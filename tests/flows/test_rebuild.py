@@ -16,9 +16,10 @@ import pytest
 
 from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
+from tests.paths import ROOT
 from tracking.registry import Registry
 
-from .conftest import REPO, tiny_overrides
+from .conftest import tiny_overrides
 
 pytestmark = pytest.mark.flows
 ARTICLE = "jeans"
@@ -36,9 +37,9 @@ def git_dvc_project(root: Path) -> tuple[Path, list[str]]:
     remote (a relative URL, as `.dvc/config` has it), and a tiny catalogue in data/raw/mini."""
     root.mkdir()
     for name in CODE:
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("params.yaml", "dvc.yaml", ".gitignore", "pyproject.toml"):
-        shutil.copyfile(REPO / name, root / name)
+        shutil.copyfile(ROOT / name, root / name)
     _run(root, "git", "init", "-q")
     _run(root, sys.executable, "-m", "dvc", "init", "-q")
     _run(root, sys.executable, "-m", "dvc", "remote", "add", "-d", "local", ".dvcstore")  # ../.dvcstore in .dvc/config

@@ -10,8 +10,8 @@ import pytest
 from progattr_core.data.manifest import read_manifest
 from tasks.context import make_context
 from tasks.ingest import ingest, validate
+from tests.paths import ROOT
 
-from .conftest import REPO
 from .test_train_flow import ARTICLE, make_project
 
 pytestmark = pytest.mark.flows
@@ -29,7 +29,7 @@ def test_ingest_from_an_s3_prefix(tmp_path, s3_server, monkeypatch):
             s3.upload_file(str(f), "catalogue", f"drops/2026-11/mini/{f.relative_to(source).as_posix()}")
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     (tmp_path / "project").mkdir()
-    shutil.copyfile(REPO / "params.yaml", tmp_path / "project/params.yaml")
+    shutil.copyfile(ROOT / "params.yaml", tmp_path / "project/params.yaml")
     ctx = make_context(tmp_path / "project/params.yaml", ARTICLE, over)
     data = ingest(ctx, "s3://catalogue/drops/2026-11/mini", track=False)
     assert data.raw_dir == "data/raw/mini" and data.n_images == 40

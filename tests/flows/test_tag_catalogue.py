@@ -10,7 +10,8 @@ import pytest
 from progattr_core.config import ImageParams
 from progattr_core.data.images import decode_image, to_square_array
 from progattr_core.predict import predict
-from tests.flows.conftest import REPO, tiny_overrides
+from tests.flows.conftest import tiny_overrides
+from tests.paths import ROOT
 from tests.serving.helpers import png_bytes, register_versions, set_alias, tiny_model
 
 pytestmark = pytest.mark.flows
@@ -65,7 +66,7 @@ def test_tags_a_folder(prefect_harness, tmp_path, registry, champion):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
     (folder / "notes.txt").write_text("not listed: not an image suffix")
-    summary = tag_catalogue_flow(str(folder), "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
+    summary = tag_catalogue_flow(str(folder), "tops", str(ROOT / "params.yaml"), _overrides(tmp_path, registry),
                                  output=str(tmp_path / "out"))
     _check_table(summary, champion, {k: k for k in {**IMAGES, **BAD}})
 
@@ -80,10 +81,10 @@ def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path
         s3.put_object(Bucket="catalogue", Key=f"shop/{rel}", Body=data)
     s3.put_object(Bucket="catalogue", Key="elsewhere/x.png", Body=IMAGES["three.png"])
     names = {k: f"s3://catalogue/shop/{k}" for k in {**IMAGES, **BAD}}
-    summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
+    summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(ROOT / "params.yaml"), _overrides(tmp_path, registry),
                                  output=str(tmp_path / "out-s3"))
     _check_table(summary, champion, names)
-    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(REPO / "params.yaml"), _overrides(tmp_path, registry),
+    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(ROOT / "params.yaml"), _overrides(tmp_path, registry),
                                 min_probability=0.3, output=str(tmp_path / "out-strict"))
     kept = pd.read_parquet(strict["outputs"]["parquet"])
     assert (kept["probability"] >= 0.3).all() and strict["below_threshold"] > 0
@@ -96,7 +97,7 @@ def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_p
     from progattr_core.data.images import sha256_bytes
     from progattr_core.data.manifest import make_manifest, write_manifest
 
-    params = load_params(REPO / "params.yaml")
+    params = load_params(ROOT / "params.yaml")
     labels = {"full.png": {"sleeve_style": "cap", "sleeve_length": "short", "pattern": "solid", "neck": "round"},
               "no-pattern.png": {"sleeve_style": "cap", "sleeve_length": "long", "pattern": None, "neck": "boat"},
               "bare.png": {"sleeve_style": None, "sleeve_length": None, "pattern": None, "neck": None}}
@@ -113,11 +114,11 @@ def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_p
     overrides = [*_overrides(tmp_path, registry), f"data.root={tmp_path / 'data'}",
                  f"data.manifest={tmp_path / 'data' / 'manifest.parquet'}"]
     want = {("no-pattern", "pattern"), ("bare", "sleeve_length"), ("bare", "pattern"), ("bare", "neck")}
-    from_manifest = tag_catalogue_flow("manifest", "tops", str(REPO / "params.yaml"), overrides,
+    from_manifest = tag_catalogue_flow("manifest", "tops", str(ROOT / "params.yaml"), overrides,
                                        output=str(tmp_path / "out-m"))
     got = pd.read_parquet(from_manifest["outputs"]["parquet"])
     assert set(zip(got["image"], got["attribute"], strict=True)) == want
-    from_folder = tag_catalogue_flow(str(raw), "tops", str(REPO / "params.yaml"), overrides, only_missing=True,
+    from_folder = tag_catalogue_flow(str(raw), "tops", str(ROOT / "params.yaml"), overrides, only_missing=True,
                                      output=str(tmp_path / "out-f"))
     got = pd.read_parquet(from_folder["outputs"]["parquet"])
     assert {(i.split(".")[0], a) for i, a in zip(got["image"], got["attribute"], strict=True)} == want

@@ -24,10 +24,11 @@ from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
 from progattr_core.errors import DataValidationError, ModelError
 from tasks.context import make_context
+from tests.paths import ROOT
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import REPO, processes_with, tiny_overrides
+from .conftest import processes_with, tiny_overrides
 
 pytestmark = pytest.mark.flows
 ARTICLE = "jeans"
@@ -36,7 +37,7 @@ ARTICLE = "jeans"
 def make_project(folder: Path, n: int = 120) -> tuple[Path, list[str]]:
     """A project folder: params.yaml, a synthetic catalogue in data/raw/mini; flow-test overrides."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "params.yaml", folder / "params.yaml")
+    shutil.copyfile(ROOT / "params.yaml", folder / "params.yaml")
     p = load_params(folder / "params.yaml")
     raw = folder / "data" / "raw" / "mini"
     generate_catalogue(ARTICLE, n, raw, p.taxonomy, 32, p.synth.full_label_fraction, p.synth.label_rate,
@@ -65,7 +66,7 @@ def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: 
     stage, the processes (other than the flow's own) that carried `marker` meanwhile, and its pid."""
     seen: dict[int, str] = {}
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 300
         try:
             while time.time() < deadline and proc.poll() is None:
@@ -239,7 +240,7 @@ def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
     from tasks.context import DataRef, baseline_key, train_key
 
     data = DataRef("m.parquet", "data", "sha256:d", "data/raw", 10)
-    params = REPO / "params.yaml"
+    params = ROOT / "params.yaml"
     scratch = make_context(params, ARTICLE, ["model.init=scratch"])
     path = tmp_path / "backbone.pt"
 
@@ -270,7 +271,7 @@ def test_the_training_keys_follow_the_compute_that_changes_weights():
     pretraining = PretrainData("m.parquet", "data", "v", "src", 10, {}, [], {})
 
     def keys(*over: str) -> tuple[str, ...]:  # every kind of training key (tasks/context.training_key)
-        ctx = make_context(REPO / "params.yaml", ARTICLE, ["profile=", *over])  # not this checkout's registry
+        ctx = make_context(ROOT / "params.yaml", ARTICLE, ["profile=", *over])  # not this checkout's registry
         return (train_key(ctx, data), baseline_key(ctx, data), branch_key(ctx, data, base, "distress", "frozen_base"),
                 pretrain_key(ctx, pretraining))
 
@@ -293,6 +294,6 @@ def test_git_commit_outside_a_checkout_is_the_image_build_arg(tmp_path, monkeypa
 
     monkeypatch.setenv("PROGATTR_GIT_COMMIT", "abc123")
     assert git_commit(tmp_path) == "abc123"
-    assert len(git_commit(REPO)) == 40  # a checkout's own commit comes first
+    assert len(git_commit(ROOT)) == 40  # a checkout's own commit comes first
     monkeypatch.delenv("PROGATTR_GIT_COMMIT")
     assert git_commit(tmp_path) == "unknown"

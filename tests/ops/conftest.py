@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.conftest import REPO, _wait_http, free_port, tiny_overrides
+from tests.flows.conftest import _wait_http, free_port, tiny_overrides
+from tests.paths import ROOT
 
 ARTICLE = "jeans"
 SECOND = "tops"                    # a second article: its own nightly deployment, served beside the first
@@ -27,7 +28,7 @@ BIN = Path(sys.executable).parent
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return {**env, "PREFECT_HOME": str(home), **extra}  # the rest: [tool.prefect] in pyproject.toml (cwd REPO)
+    return {**env, "PREFECT_HOME": str(home), **extra}  # the rest: [tool.prefect] in pyproject.toml (cwd ROOT)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -66,7 +67,7 @@ def prefect_server(prefect_home):
     port = free_port()
     log = open(prefect_home / "server.log", "w")
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-ui"], cwd=REPO, env=_env(prefect_home, PREFECT_LOGGING_SERVER_LEVEL="INFO"),
+                             "--no-ui"], cwd=ROOT, env=_env(prefect_home, PREFECT_LOGGING_SERVER_LEVEL="INFO"),
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:
@@ -90,7 +91,7 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
     from progattr_core.data.synth import generate_catalogue
 
     folder = tmp_path_factory.mktemp("project")
-    full = load_params(REPO / "params.yaml")
+    full = load_params(ROOT / "params.yaml")
     raw = folder / "data" / "raw" / "mini"
     for article, n in ((ARTICLE, 120), (SECOND, 200)):  # 200: every tops class in the training split
         generate_catalogue(article, n, raw, full.taxonomy, 32, full.synth.full_label_fraction, full.synth.label_rate,
@@ -100,7 +101,7 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
     import pandas as pd
 
     pd.read_parquet(manifest).drop(columns=[NEW_ATTRIBUTE]).to_parquet(manifest)
-    raw_params = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw_params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (folder / "params-with-distress.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     del raw_params["taxonomy"][ARTICLE][NEW_ATTRIBUTE]
     (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
@@ -129,7 +130,7 @@ def worker(prefect_server, project):
     home.mkdir()
     log = open(folder / "worker.log", "w")
     proc = subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
-                            cwd=REPO, env=_env(home, PREFECT_API_URL=prefect_server, PREFECT_WORKER_QUERY_SECONDS="1"),
+                            cwd=ROOT, env=_env(home, PREFECT_API_URL=prefect_server, PREFECT_WORKER_QUERY_SECONDS="1"),
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         yield names

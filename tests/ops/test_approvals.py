@@ -12,6 +12,7 @@ import pytest
 
 from progattr.cli import main as cli
 from tasks import approvals
+from tests.paths import ROOT
 from tracking.registry import Registry
 from tracking.store import Store, StoreConfig
 
@@ -103,7 +104,7 @@ def test_racing_approvals_leave_aliases_and_log_consistent(registry):
 
 def test_registry_cli(registry, tmp_path, capsys):
     reg, audit, (v1, v2, v3, _) = registry
-    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    params = ROOT / "params.yaml"
     common = ["--params", str(params), "--set", f"mlflow.tracking_uri={reg.tracking_uri}",
               "mlflow.experiment=ops", f"operations.audit_log={audit.path}"]
     assert cli(["registry", "approve", "--article", "jeans", "--version", v1, "--by", "ana", "--reason", "ok", *common]) == 0

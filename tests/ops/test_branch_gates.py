@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from progattr_core.config import load_params
 from progattr_core.gates import decide_branch_add
 from tasks.branch_add import BaseModelRef, BranchEvaluation
+from tests.paths import ROOT
 
-PARAMS = load_params(Path(__file__).resolve().parents[2] / "params.yaml",
+PARAMS = load_params(ROOT / "params.yaml",
                      ["registry.max_regression_vs_champion=0.02", "branch_add.epochs_add=3"])
 BASE = {"fade": 0.80, "shade": 0.70}
 
@@ -54,6 +53,6 @@ def test_branch_schedule_uses_the_branch_add_epochs():
 def test_attribute_add_refuses_an_attribute_outside_the_taxonomy(capsys):
     from progattr.cli import main as cli
 
-    params = Path(__file__).resolve().parents[2] / "params.yaml"
+    params = ROOT / "params.yaml"
     assert cli(["attribute", "add", "--article", "jeans", "--attribute", "pocket_style", "--params", str(params)]) == 2
     assert "'pocket_style' is not in taxonomy.jeans ['fade', 'shade', 'distress']" in capsys.readouterr().err

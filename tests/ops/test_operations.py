@@ -21,10 +21,11 @@ import requests
 
 from progattr.cli import main as cli
 from tasks.context import make_context
+from tests.paths import ROOT
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import ARTICLE, NEW_ATTRIBUTE, REPO, SECOND, add_new_attribute
+from .conftest import ARTICLE, NEW_ATTRIBUTE, SECOND, add_new_attribute
 
 pytestmark = pytest.mark.flows
 NAME = f"progattr-{ARTICLE}"
@@ -255,7 +256,7 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
     log = open(folder / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "progattr", "serve", "--articles", ARTICLE, SECOND, "--workers", "2",
                              "--host", "127.0.0.1", "--port", str(port), *common, "serving.poll_interval_s=0.3"],
-                            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_http(f"{url}/readyz", proc, timeout=150)
         ready = requests.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()

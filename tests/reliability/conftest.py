@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import REPO, _wait_http, free_port, prefect_harness, s3_server
+from tests.flows.conftest import _wait_http, free_port, prefect_harness, s3_server
+from tests.paths import ROOT
 
-__all__ = ["REPO", "free_port", "prefect_harness", "s3_server"]
+__all__ = ["ROOT", "free_port", "prefect_harness", "s3_server"]
 
-PARAMS = str(REPO / "params.yaml")
+PARAMS = str(ROOT / "params.yaml")
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ class MlflowServer:
                "MLFLOW_ARTIFACTS_DESTINATION": str(self.folder / "server-artifacts"), "MLFLOW_HOST": "127.0.0.1",
                "MLFLOW_PORT": str(self.port), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
         log = open(self.folder / "mlflow-server.log", "a")
-        self.proc = subprocess.Popen([str(REPO / "mlflow" / "start-server.sh")], env=env, stdout=log,
+        self.proc = subprocess.Popen([str(ROOT / "mlflow" / "start-server.sh")], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
             _wait_http(f"{self.url}/health", self.proc, timeout=120)

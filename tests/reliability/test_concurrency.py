@@ -16,8 +16,7 @@ import pytest
 
 from progattr_core.locks import hold
 from tests.flows.test_train_flow import ARTICLE, _store, make_project
-
-from .conftest import REPO
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.flows
 ONE_ATTRIBUTE = ["taxonomy.jeans={fade: [no-fade, light-fade, heavy-fade]}", "baselines.methods=[]"]
@@ -36,7 +35,7 @@ def test_two_nightly_runs_started_at_once_one_runs_the_other_exits_cleanly(tmp_p
     cmd = [sys.executable, "-m", "progattr", "nightly", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     codes = sorted(p.returncode for p in procs)

@@ -17,8 +17,9 @@ from progattr_core.model import build_model
 from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import build_schedule
 from progattr_core.stages import load_checkpoint, save_checkpoint
+from tests.paths import ROOT
 
-from .conftest import PARAMS, REPO
+from .conftest import PARAMS
 from .inject import full_disk_save
 
 TINY = ["model.image_size=32", "train.article=jeans"]
@@ -63,7 +64,7 @@ def _model():
 
 def test_a_file_size_limit_hit_mid_checkpoint_keeps_the_previous_checkpoint(tmp_path):
     path = tmp_path / "ckpt" / "checkpoint.pt"
-    out = subprocess.run([sys.executable, "-c", CHILD, PARAMS, str(path), *TINY], cwd=REPO, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, PARAMS, str(path), *TINY], cwd=ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

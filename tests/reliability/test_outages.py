@@ -16,8 +16,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.flows.test_train_flow import ARTICLE, make_project
+from tests.paths import ROOT
 
-from .conftest import REPO, free_port
+from .conftest import free_port
 
 pytestmark = pytest.mark.flows
 # MLflow's own HTTP layer retries 7 times with long backoff: leave retrying to ours (params mlflow.retries).
@@ -27,7 +28,7 @@ HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "
 def _progattr(project, *argv: str, env: dict, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "progattr", *argv, "--params", str(project / "params.yaml"),
            "--set", *overrides]
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **HTTP, **env}, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **HTTP, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
@@ -78,7 +79,7 @@ def test_mlflow_dying_mid_training_fails_cleanly_then_the_rerun_resumes(tmp_path
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     env = {**os.environ, **HTTP, "MLFLOW_TRACKING_URI": mlflow_control.url, "PREFECT_API_URL": prefect_harness}
     with open(tmp_path / "flow.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             _wait_for_stage(client, proc, 1)
             mlflow_control.stop()  # the tracking server dies during stage 1 and stays down
@@ -184,7 +185,7 @@ def _bucket_with_catalogue(s3_server: str, tmp_path, bucket: str) -> int:
     from progattr_core.config import load_params
     from progattr_core.data.synth import generate_catalogue
 
-    p = load_params(REPO / "params.yaml")
+    p = load_params(ROOT / "params.yaml")
     local = tmp_path / "catalogue"
     generate_catalogue(ARTICLE, 8, local, p.taxonomy, 32, 0.5, 0.8, 0.0, 0, p.data.split, root=local, workers=1)
     s3 = boto3.client("s3", endpoint_url=s3_server)
@@ -201,7 +202,7 @@ def test_s3_downloads_cut_mid_body_retry_then_fail_without_a_dataset_version(tmp
     proxy = FaultyProxy(s3_server, cut)
     project = tmp_path / "p"
     project.mkdir()
-    (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     try:
         proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source",
                          f"s3://flaky-{'ok' if ok else 'bad'}/cat", env={"AWS_ENDPOINT_URL": proxy.url},
@@ -226,7 +227,7 @@ def test_s3_downloads_cut_mid_body_retry_then_fail_without_a_dataset_version(tmp
 def test_an_s3_endpoint_refusing_connections_fails_with_one_line(tmp_path):
     project = tmp_path / "p"
     project.mkdir()
-    (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     endpoint = f"http://127.0.0.1:{free_port()}"
     proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source", "s3://gone/cat",
                      env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"},

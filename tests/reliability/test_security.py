@@ -20,8 +20,9 @@ from progattr_core.errors import ModelError
 from progattr_core.model import build_model
 from progattr_core.model_file import load_model
 from progattr_core.stages import load_checkpoint
+from tests.paths import ROOT
 
-from .conftest import PARAMS, REPO
+from .conftest import PARAMS
 from .test_outages import ARTICLE, HTTP, _bucket_with_catalogue
 
 pytestmark = pytest.mark.flows
@@ -32,7 +33,7 @@ AWS_SECRET = "wJalrXUtnFEMI-fake-secret-9c1e"
 def _cli(project, env: dict, *argv: str) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "progattr", "-v", *argv, "--article", ARTICLE, "--params",
            str(project / "params.yaml")]
-    out = subprocess.run(cmd, cwd=REPO, env={**os.environ, **HTTP, **env}, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **HTTP, **env}, capture_output=True, text=True, timeout=600)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -49,7 +50,7 @@ def test_secrets_stay_out_of_logs_mlflow_files_and_errors(tmp_path, mlflow_contr
     _bucket_with_catalogue(s3_server, tmp_path, "secret-test")
     project = tmp_path / "p"
     project.mkdir()
-    (project / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     mlflow_control.start()
     authed = mlflow_control.url.replace("http://", f"http://ci:{DB_PASSWORD}@")
     env = {"MLFLOW_TRACKING_URI": authed, "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "AWS_ENDPOINT_URL": s3_server}
@@ -76,7 +77,7 @@ def test_secrets_stay_out_of_logs_mlflow_files_and_errors(tmp_path, mlflow_contr
 
 def test_the_files_that_may_hold_secrets_are_git_ignored():
     for path in (".dvc/config.local", "mlflow.db"):
-        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO).returncode == 0, path
+        assert subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0, path
 
 
 class _RunsCode:

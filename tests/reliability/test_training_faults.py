@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from tests.flows.test_train_flow import ARTICLE, _stage_runs, _store, _weights, make_project
-
-from .conftest import REPO
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.flows
 TWO_ATTRIBUTES = ["taxonomy.jeans={fade: [no-fade, light-fade, heavy-fade], shade: [light, medium, dark, black]}",
@@ -35,7 +34,7 @@ def _inject(fault: str, params_path, overrides, api_url: str, log) -> int:
     cmd = [sys.executable, "-m", "tests.reliability.inject", fault, "--", "--article", ARTICLE, "--source",
            "data/raw/mini", "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     with open(log, "w") as out:
-        return subprocess.run(cmd, cwd=REPO, env={**os.environ, "PREFECT_API_URL": api_url}, stdout=out,
+        return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PREFECT_API_URL": api_url}, stdout=out,
                               stderr=subprocess.STDOUT, timeout=600).returncode
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import REPO, _wait_http, free_port
+from tests.flows.conftest import _wait_http, free_port
+from tests.paths import ROOT
 from tests.serving.helpers import register_versions, set_alias
 
 TOKEN = "test-token-not-a-secret"
@@ -57,7 +58,7 @@ def registry(tmp_path_factory) -> Registry:
 def served(registry) -> Served:
     uri, versions, root = registry.tracking_uri, registry.versions, registry.root
     port = free_port()
-    cmd = [sys.executable, "-m", "progattr", "serve", "--params", str(REPO / "params.yaml"), "--articles", "tops",
+    cmd = [sys.executable, "-m", "progattr", "serve", "--params", str(ROOT / "params.yaml"), "--articles", "tops",
            "--workers", "2", "--port", str(port), "--host", "127.0.0.1", "--set",
            f"mlflow.tracking_uri={uri}", "serving.poll_interval_s=0.3", f"serving.max_body_bytes={MAX_BODY}",
            "serving.shadow_share=1",
@@ -65,7 +66,7 @@ def served(registry) -> Served:
     env = {**os.environ, "PROGATTR_SERVE_TOKEN": TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics")}
     (root / "metrics").mkdir()
     log = open(root / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_http(f"{url}/readyz", proc, timeout=150)

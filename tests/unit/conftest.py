@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from progattr_core.config import Params, load_params
 from progattr_core.train import LabelledImages
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["model.arch=resnet18", "model.image_size=32", "train.batch_size=8", "train.epochs_first=1",
         "train.epochs_add=1", "train.epochs_finetune=1", "train.epochs_final=1", "baselines.epochs=2",
         "branch_add.epochs_add=1", "train.article=jeans", "synth.articles=[jeans]"]

@@ -9,8 +9,7 @@ import numpy as np
 from PIL import Image
 
 from progattr_core.config import Params, load_params
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def params(*overrides: str) -> Params:

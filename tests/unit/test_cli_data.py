@@ -9,7 +9,8 @@ import pandas as pd
 
 from progattr.cli import main
 from progattr_core.data.manifest import read_manifest
-from tests.unit.data_helpers import ROOT, params, write_image
+from tests.paths import ROOT
+from tests.unit.data_helpers import params, write_image
 
 PARAMS = str(ROOT / "params.yaml")
 

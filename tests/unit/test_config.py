@@ -7,7 +7,7 @@ import yaml
 
 from progattr_core.config import load_params, params_from_dict
 from progattr_core.errors import ConfigError
-from tests.unit.conftest import ROOT
+from tests.paths import ROOT
 
 
 def _raw() -> dict:

@@ -10,7 +10,7 @@ import shlex
 import jsonschema
 import yaml
 
-from tests.unit.data_helpers import ROOT
+from tests.paths import ROOT
 
 
 def _compose_errors(document: dict) -> list[str]:

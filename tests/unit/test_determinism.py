@@ -11,8 +11,9 @@ import torch
 
 from progattr_core.config import load_params
 from progattr_core.determinism import compute_identity, reproducible, resolved_threads
+from tests.paths import ROOT
 
-from .conftest import ROOT, TINY
+from .conftest import TINY
 
 TRAIN = """
 import sys

@@ -7,7 +7,7 @@ import importlib
 import re
 
 from progattr_core.errors import EXIT_CODES, ProgattrError
-from tests.unit.data_helpers import ROOT
+from tests.paths import ROOT
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -59,7 +59,7 @@ def test_a_refused_version_that_learnt_nothing_gets_remedies_not_an_override(cap
     import argparse
 
     from progattr.cli.pipeline import _print_registry
-    from tests.unit.data_helpers import ROOT
+    from tests.paths import ROOT
 
     reg = {"name": "progattr-tshirts", "version": "1", "challenger": False, "champion_version": None,
            "reasons": ["collar: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000 <= ...",

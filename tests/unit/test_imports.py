@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 PROJECT = ("progattr_core", "tracking", "tasks", "serving", "flows", "progattr", "bench", "tests")
 ALLOWED = {"progattr_core": {"progattr_core"},
            "tracking": {"tracking", "progattr_core"},

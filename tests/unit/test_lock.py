@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 PIN = re.compile(r"^([A-Za-z0-9._-]+)==([^\s\\;]+)")
 
 
@@ -20,7 +20,7 @@ def _pins() -> dict[str, tuple[str, int]]:
     """name -> (version, number of hashes)."""
     pins: dict[str, tuple[str, int]] = {}
     name = None
-    for line in (REPO / "requirements.lock").read_text().splitlines():
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
         if m := PIN.match(line):
             name = canonicalize_name(m.group(1))
             assert name not in pins, f"requirements.lock pins {name} twice"
@@ -31,7 +31,7 @@ def _pins() -> dict[str, tuple[str, int]]:
 
 
 def _declared() -> list[Requirement]:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     build = project["build-system"]["requires"]
     deps = project["project"]["dependencies"]
     extras = [d for group in project["project"]["optional-dependencies"].values() for d in group]

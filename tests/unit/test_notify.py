@@ -11,8 +11,7 @@ import pytest
 from progattr_core.config import load_params
 from tasks import notify as notify_module
 from tasks.notify import notify, where
-
-from .conftest import ROOT
+from tests.paths import ROOT
 
 
 def test_no_url_no_message_and_a_failing_webhook_is_a_warning(monkeypatch, caplog):

@@ -30,7 +30,8 @@ def test_schedule_follows_the_paper(tiny_params):
 
 def test_finetune_after_last_keeps_only_the_last_finetune():
     from progattr_core.config import load_params
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     p = load_params(ROOT / "params.yaml", [*TINY, "train.finetune_after=last"])
     stages = build_schedule(p)
@@ -45,7 +46,8 @@ def test_finetune_after_last_keeps_only_the_last_finetune():
 def test_base_attributes_freezes_the_base_after_the_first_k_attributes():
     from progattr_core.config import load_params
     from progattr_core.errors import ConfigError
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     names = [s.name for s in build_schedule(load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=2"]))]
     assert names == ["first:fade", "add:shade", "finetune:fade+shade", "add:distress", "final"]
@@ -61,7 +63,8 @@ def test_base_attributes_freezes_the_base_after_the_first_k_attributes():
 def test_first_attributes_trains_several_branches_jointly_in_the_first_stage(tiny_params, tiny_data):
     from progattr_core.config import load_params
     from progattr_core.errors import ConfigError
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     joint = load_params(ROOT / "params.yaml", [*TINY, "train.first_attributes=0"])
     stages = build_schedule(joint)
@@ -83,7 +86,8 @@ def test_frozen_base_stages_reuse_the_bases_features(tiny_params, tiny_data, mon
     frozen stage: the same training as running the Base on each batch, and the Base never changes."""
     import progattr_core.train as train
     from progattr_core.config import load_params
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     p = load_params(ROOT / "params.yaml", [*TINY, "train.base_attributes=1", "train.epochs_add=2"])
     stages = build_schedule(p)
@@ -110,7 +114,8 @@ def test_frozen_base_stages_reuse_the_bases_features(tiny_params, tiny_data, mon
 
 def test_attribute_order_param_reorders_the_schedule(tiny_params):
     from progattr_core.config import load_params
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     p = load_params(ROOT / "params.yaml", [*TINY, "train.attribute_order=[distress, fade, shade]"])
     assert [s.new_attribute for s in build_schedule(p) if s.new_attribute] == ["distress", "fade", "shade"]
@@ -204,7 +209,8 @@ def test_branches_run_on_their_own_rows_when_asked(tiny_params, tiny_data):
 
 def test_branch_images_labelled_changes_multi_branch_stages_only(tiny_params, tiny_data):
     from progattr_core.config import load_params
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     union = load_params(ROOT / "params.yaml", [*TINY, "train.branch_images=union"])
     labelled = load_params(ROOT / "params.yaml", [*TINY, "train.branch_images=labelled"])
@@ -263,7 +269,8 @@ def test_baselines_train_and_predict(tiny_params, tiny_data, tiny_val):
 
 def test_individual_models_keep_their_own_split_whatever_the_progressive_one(tiny_data):
     from progattr_core.config import load_params
-    from tests.unit.conftest import ROOT, TINY
+    from tests.paths import ROOT
+    from tests.unit.conftest import TINY
 
     # a one-Branch model is the whole ResNet: the split sets only its LR ramp (layer4 at the top LR at layer3)
     params = load_params(ROOT / "params.yaml", [*TINY, "model.split_point=layer4.1"])
