@@ -153,6 +153,7 @@ def _resolve_per_article(raw: dict[str, Any], source: str) -> None:
     model["image_size"] = sizes.get(article, sizes["default"])
 
 
+_MISSING = object()
 # keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
 RETIRED = {
     "evaluation.top_k": "removed: no code read it (serving.top_k sets how many classes an answer lists); delete it",
@@ -166,9 +167,6 @@ def _check_retired(raw: dict[str, Any], source: str) -> None:
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         if node is not _MISSING:
             raise ConfigError(f"{source}: {dotted} is {what}")
-
-
-_MISSING = object()
 
 
 def params_from_dict(raw: dict[str, Any], source: str = "<params>",
