@@ -117,9 +117,11 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
     if keep is not None:
         keep.append(trained)
     test = splits["test"]
-    report = evaluate(method, _probs(method, trained, test, device), test.labels.numpy(), test.attributes, test.classes)
+    probs = _probs(method, trained, test, device)
+    report = evaluate(method, probs, test.labels.numpy(), test.attributes, test.classes)
     per = {k: {a: m.summary()[k] for a, m in report.per_attribute.items()} for k in LEARNING}
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
+            "publish": publish_measures(probs, _probs(method, trained, splits["val"], device), splits),
             **per, **{f"overall_{k}": report.mean(k) for k in LEARNING},
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
             "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
@@ -131,6 +133,43 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
 
 # beside accuracy in every result: they tell a model that learnt from one that answers the majority class
 LEARNING = ("macro_f1", "balanced_accuracy", "adjusted_balanced_accuracy")
+# the precisions a catalogue team publishes at (issue 33): coverage at each, calibrated on validation
+PRECISIONS = (0.9, 0.95)
+
+
+def publish_measures(test_probs: dict[str, np.ndarray], val_probs: dict[str, np.ndarray], splits: dict[str, Any]
+                     ) -> dict[str, dict[str, dict[str, float]]]:
+    """Per target precision: what the product's registration measures (progattr_core.calibration):
+    per attribute the coverage and precision on test at the threshold chosen on validation, ECE raw
+    and calibrated."""
+    from progattr_core.calibration import calibrate_attributes
+
+    test, val = splits["test"], splits["val"]
+    return {str(t): calibrate_attributes(val_probs, val.labels.numpy(), test_probs, test.labels.numpy(),
+                                         list(test.attributes), dict.fromkeys(test.attributes, t))[1]
+            for t in PRECISIONS}
+
+
+def coverage_table(label: str, seeds: list[dict[str, Any]], fine: Sequence[str] = ()) -> dict:
+    """Per attribute and method (epoch-matched runs): coverage % at 90 and 95% precision and the ECE %
+    before -> after calibration, mean over seeds."""
+    runs = [s["epoch_matched"] for s in seeds if "publish" in next(iter(s["epoch_matched"].values()))]
+    if not runs:
+        return {}
+    methods = list(runs[0])
+    attrs = [a for a in runs[0]["progressive"]["publish"][str(PRECISIONS[0])] if a != "overall"] + ["overall"]
+
+    def mean(m: str, t: float, a: str, k: str) -> float:
+        return round(100 * float(np.nanmean([r[m]["publish"][str(t)][a][k] for r in runs])), 1)
+
+    rows = [[a + (" (fine)" if a in fine else ""),
+             *[" / ".join(str(mean(m, t, a, "coverage")) for t in PRECISIONS) for m in methods],
+             *[f"{mean(m, PRECISIONS[0], a, 'ece_raw')} -> {mean(m, PRECISIONS[0], a, 'ece')}" for m in methods]]
+            for a in attrs]
+    return common.table(f"{label}: coverage % at {' / '.join(f'{100 * t:.0f}' for t in PRECISIONS)}% precision "
+                        f"(threshold chosen on validation, measured on test), and ECE % raw -> calibrated; mean over "
+                        f"{len(runs)} seeds", ["attribute", *[f"{m} coverage" for m in methods],
+                                               *[f"{m} ECE" for m in methods]], rows)
 
 
 def _params(base_set: list[str], article: str, seed: int, extra: list[str] = ()) -> Any:
@@ -465,6 +504,8 @@ class Partial:
     def catalogue(self, label: str, article: str, splits: dict[str, Any], seeds: list[dict]) -> None:
         fine = fine_attributes(common.bench_params(self.base_set), article) if label.startswith("real") else []
         tables, summary = article_tables(article, seeds, label, fine)
+        coverage = coverage_table(label, seeds, fine)
+        tables += [coverage] if coverage else []
         ratios = time_ratios(seeds)
         self.parts[label] = {"tables": tables, "goals": goals_for(label, summary, ratios) +
                              fine_goals(label, seeds, summary, fine),

@@ -1,8 +1,10 @@
 """Batch tagging: fill in a catalogue's missing attributes with the champion model of an article.
 
 Scores a folder, an S3 prefix, or (`--source manifest`) the manifest's unlabelled cells, batch by
-batch, and writes <serving.tag_output>/<article>/tags.parquet + tags.csv (image, sha256, attribute,
-label, probability, model name and version) and rejects.csv (images that could not be decoded).
+batch, and writes <serving.tag_output>/<article>/tags.parquet + tags.csv (the accepted answers:
+image, sha256, attribute, label, probability, model name and version), review.csv (the answers below
+their attribute's calibrated threshold, least sure first, with the top-3) and rejects.csv (images that
+could not be decoded).
 """
 
 from __future__ import annotations
@@ -25,12 +27,11 @@ from tasks.tagging import (
 @flow(name="progattr-tag-catalogue")
 def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "params.yaml",
                        overrides: list[str] | None = None, only_missing: bool = False,
-                       min_probability: float | None = None, output: str | None = None) -> dict:
+                       output: str | None = None) -> dict:
     """Tag every image of `source` (folder, s3://bucket/prefix or 'manifest') with `article`'s champion."""
     log = task_logger()
     ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     params = ctx.params()
-    threshold = params.serving.tag_min_probability if min_probability is None else min_probability
     labelled = str(ctx.path(params.data.manifest)) if only_missing and source != MANIFEST_SOURCE else None
     with tempfile.TemporaryDirectory(prefix="progattr-tag-") as tmp:
         champion = fetch_champion_task(ctx.store, article, params.serving.alias, tmp)
@@ -38,7 +39,7 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
         results, done = [], 0
         chunks = batches(items, params.serving.tag_batch_size)
         for i, chunk in enumerate(chunks, start=1):
-            results.append(tag_batch_task(champion, chunk, params.data.image, threshold, labelled))
+            results.append(tag_batch_task(champion, chunk, params.data.image, labelled))
             done += len(chunk)
             log.info("batch %d/%d: %d/%d images tagged, %d rejected so far", i, len(chunks), done, len(items),
                      sum(len(r.rejects) for r in results))
@@ -46,6 +47,7 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
     paths = write_tags_task(results, out_dir)
     summary = {"model": champion.name, "version": champion.version, "images": len(items),
                "rows": sum(len(r.rows) for r in results), "rejected": sum(len(r.rejects) for r in results),
-               "below_threshold": sum(r.below_threshold for r in results), "outputs": paths}
-    log.info("tagged %(images)d images with %(model)s v%(version)s: %(rows)d rows, %(rejected)d rejected", summary)
+               "review": sum(len(r.review) for r in results), "outputs": paths}
+    log.info("tagged %(images)d images with %(model)s v%(version)s: %(rows)d tags accepted, %(review)d answers "
+             "to review, %(rejected)d images rejected", summary)
     return summary

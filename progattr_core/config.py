@@ -157,6 +157,9 @@ _MISSING = object()
 # keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
 RETIRED = {
     "evaluation.top_k": "removed: no code read it (serving.top_k sets how many classes an answer lists); delete it",
+    "serving.tag_min_probability": "removed: each attribute's threshold is now chosen at registration to reach "
+                                   "serving.target_precision (per attribute: serving.target_precision_by_attribute); "
+                                   "tagging writes the answers below it to review.csv; delete it",
 }
 
 

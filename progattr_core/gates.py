@@ -20,13 +20,17 @@ class GateDecision:
 def decide_challenger(progressive: Mapping[str, float], baselines_overall: Mapping[str, float],
                       champion: Mapping[str, float] | None, max_gap_to_best_baseline: float,
                       max_regression_vs_champion: float, learning: Mapping[str, Mapping[str, float]],
-                      min_adjusted_balanced_accuracy: float) -> GateDecision:
+                      min_adjusted_balanced_accuracy: float, coverage: Mapping[str, float] | None = None,
+                      champion_coverage: Mapping[str, float] | None = None,
+                      max_coverage_regression: float = -1.0) -> GateDecision:
     """The automatic gates for the `challenger` alias.
 
     `progressive` maps each attribute (and "overall") to test accuracy. It must not trail the best
     baseline's overall accuracy by more than `max_gap_to_best_baseline`, no attribute may fall below
     the current champion's by more than `max_regression_vs_champion`, and every attribute in
     `learning` (attribute -> `AttributeMetrics.summary()`) must have learnt (`learning_reasons`).
+    With `max_coverage_regression` >= 0, no attribute's `coverage` (the share of test answers that
+    clear its threshold, progattr_core.calibration) may fall below `champion_coverage`'s by more.
     """
     reasons: list[str] = []
     if baselines_overall:
@@ -43,20 +47,42 @@ def decide_challenger(progressive: Mapping[str, float], baselines_overall: Mappi
             reasons.append(f"{attr}: {progressive[attr]:.4f} regresses vs champion {acc:.4f} "
                            f"by {drop:.4f} > tolerance {max_regression_vs_champion}")
     reasons += learning_reasons(learning, min_adjusted_balanced_accuracy)
+    reasons += coverage_reasons(coverage or {}, champion_coverage or {}, max_coverage_regression)
     return GateDecision(not reasons, tuple(reasons))
+
+
+def coverage_reasons(coverage: Mapping[str, float], reference: Mapping[str, float], tolerance: float,
+                     against: str = "champion") -> list[str]:
+    """One reason per attribute whose coverage at its target precision falls below `reference`'s by
+    more than `tolerance` (a share of images; negative: the gate is off)."""
+    if tolerance < 0:
+        return []
+    out = []
+    for attr, ref in sorted(reference.items()):
+        now = coverage.get(attr, float("nan"))
+        if attr == "overall" or math.isnan(now) or math.isnan(ref):
+            continue
+        if ref - now > tolerance:
+            out.append(f"{attr}: coverage at its target precision {now:.4f} regresses vs {against} {ref:.4f} by "
+                       f"{ref - now:.4f} > registry.max_coverage_regression_vs_champion {tolerance}")
+    return out
 
 
 def decide_branch_add(accuracy: Mapping[str, float], base_accuracy: Mapping[str, float],
                       learning: Mapping[str, Mapping[str, float]], old_predictions_identical: bool, mode: str,
-                      max_regression_vs_champion: float, min_adjusted_balanced_accuracy: float) -> GateDecision:
+                      max_regression_vs_champion: float, min_adjusted_balanced_accuracy: float,
+                      coverage: Mapping[str, float] | None = None, base_coverage: Mapping[str, float] | None = None,
+                      max_coverage_regression: float = -1.0) -> GateDecision:
     """The gates of a version that adds one attribute's Branch: no old attribute may fall below the
     base model's accuracy (`base_accuracy`, on the same test images) by more than
-    `max_regression_vs_champion`, every attribute must have learnt, and `frozen_base` must leave the
-    old attributes' predictions bit-identical."""
+    `max_regression_vs_champion`, every attribute must have learnt, no old attribute's coverage may
+    fall below the base model's (`base_coverage`, with its own calibration) by more than
+    `max_coverage_regression`, and `frozen_base` must leave the old attributes' raw predictions bit-identical."""
     old = {a: v for a, v in base_accuracy.items() if a != "overall" and not math.isnan(v)}
     gate = decide_challenger(accuracy, {}, old, 0.0, max_regression_vs_champion, learning,
                              min_adjusted_balanced_accuracy)
-    reasons = list(gate.reasons)
+    reasons = list(gate.reasons) + coverage_reasons(coverage or {}, base_coverage or {}, max_coverage_regression,
+                                                    "the base model")
     if mode == "frozen_base" and not old_predictions_identical:
         reasons.append("frozen_base: the old attributes' predictions differ from the base model's")
     return GateDecision(not reasons, tuple(reasons))

@@ -61,6 +61,9 @@ class AttributeModel(nn.Module):
         self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
         self.normalise = _Normalise(self.mean, self.std)
         self.classes: dict[str, list[str]] = {}
+        # attribute -> AttributeCalibration.to_dict(): set when a version is registered (tasks/registry.py),
+        # applied by progattr_core.predict; training and evaluation read the raw probabilities
+        self.calibration: dict[str, dict[str, float]] = {}
 
     @property
     def attributes(self) -> dict[str, list[str]]:
@@ -94,9 +97,12 @@ class AttributeModel(nn.Module):
         return {a: torch.softmax(v, dim=1) for a, v in logits.items()}
 
     def describe(self) -> dict[str, Any]:
-        return {"format": FORMAT, "kind": self.kind, "arch": self.arch, "image_size": self.image_size,
-                "mean": self.mean, "std": self.std, "seed": self.seed,
-                "attributes": [[a, list(c)] for a, c in self.classes.items()]}
+        out = {"format": FORMAT, "kind": self.kind, "arch": self.arch, "image_size": self.image_size,
+               "mean": self.mean, "std": self.std, "seed": self.seed,
+               "attributes": [[a, list(c)] for a, c in self.classes.items()]}
+        if self.calibration:
+            out["calibration"] = {a: dict(c) for a, c in self.calibration.items() if a in self.classes}
+        return out
 
 
 class ProgressiveResNet(AttributeModel):

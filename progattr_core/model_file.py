@@ -60,6 +60,7 @@ def model_from_blob(blob: dict[str, Any], source: str = "<blob>") -> AttributeMo
     else:
         raise ModelError(f"{source}: unknown model kind {cfg['kind']!r}")
     model.load_state_dict(blob["state_dict"])
+    model.calibration = {a: dict(c) for a, c in cfg.get("calibration", {}).items()}
     return model.eval()
 
 

@@ -39,6 +39,10 @@ def check_values(p: Params, source: str) -> None:
         if getattr(p.train, key) < 0 or (key == "batch_size" and p.train.batch_size < 1):
             raise bad(f"train.{key}", getattr(p.train, key), "must be a non-negative count (batch_size >= 1)")
     attributes = {a for article in p.taxonomy.values() for a in article}
+    for attr in p.serving.target_precision_by_attribute:
+        if attr not in attributes:
+            raise bad(f"serving.target_precision_by_attribute.{attr}", p.serving.target_precision_by_attribute[attr],
+                      f"{attr!r} is no attribute of any taxonomy article ({sorted(attributes)})")
     for attr, floor in {"": p.validation.min_label_coverage, **p.validation.min_label_coverage_by_attribute}.items():
         key = f"validation.min_label_coverage{'_by_attribute.' + attr if attr else ''}"
         if attr and attr not in attributes:
@@ -82,8 +86,11 @@ def _check_serving(s: ServingParams, source: str) -> None:
     if s.threads < 0 or s.poll_interval_s <= 0:
         raise ConfigError(f"{source}: serving.threads = {s.threads!r} must be >= 0 and serving.poll_interval_s "
                           f"= {s.poll_interval_s!r} > 0")
-    if not 0.0 <= s.tag_min_probability <= 1.0:
-        raise ConfigError(f"{source}: serving.tag_min_probability = {s.tag_min_probability!r}; must be in [0, 1]")
+    for attr, target in {"": s.target_precision, **s.target_precision_by_attribute}.items():
+        if not 0.0 < target <= 1.0:
+            key = f"serving.target_precision{'_by_attribute.' + attr if attr else ''}"
+            raise ConfigError(f"{source}: {key} = {target!r}; a precision in (0, 1] (e.g. 0.9: nine accepted "
+                              "answers in ten right)")
     if not 0.0 <= s.shadow_share <= 1.0:
         raise ConfigError(f"{source}: serving.shadow_share = {s.shadow_share!r}; must be in [0, 1] (0: no shadow)")
     if s.shadow_share and s.shadow_alias == s.alias:

@@ -168,6 +168,7 @@ class RegistryParams:
     max_gap_to_best_baseline: float
     max_regression_vs_champion: float
     min_adjusted_balanced_accuracy: float
+    max_coverage_regression_vs_champion: float
 
 
 @dataclass(frozen=True)
@@ -189,11 +190,16 @@ class ServingParams:
     top_k: int
     auth_token_env: str
     tag_batch_size: int
-    tag_min_probability: float
     tag_output: str
     shadow_alias: str
     shadow_share: float
     metrics_url: str
+    target_precision: float
+    target_precision_by_attribute: dict[str, float]
+
+    def target_for(self, attribute: str) -> float:
+        """The precision `attribute`'s accepted answers must reach: its own target, else the common one."""
+        return self.target_precision_by_attribute.get(attribute, self.target_precision)
 
 
 @dataclass(frozen=True)

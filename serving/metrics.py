@@ -1,7 +1,8 @@
 """Prometheus metrics: requests and latency per route, article and status; the version each worker
 serves; what it predicts (per attribute: top-1 confidence histograms, predicted-class counts, and the
 population stability index of that class mix against the version's own test-split predictions, a
-drift figure); and the shadow version's agreement with the served one (app.py).
+drift figure; the share of answers accepted, i.e. at or above the attribute's calibrated threshold,
+another: a falling rate means images the model is less sure of); and the shadow version's agreement with the served one (app.py).
 
 With several worker processes a scrape reaches one of them, so `progattr serve` sets
 PROMETHEUS_MULTIPROC_DIR and every worker writes its values there (prometheus_client's multiprocess
@@ -29,6 +30,8 @@ from progattr_core.metrics import population_stability
 BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 CONFIDENCE_BUCKETS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 PREDICTED, PSI = "progattr_predicted_class", "progattr_prediction_psi"
+ACCEPTED, CONFIDENCE = "progattr_predictions_accepted", "progattr_prediction_confidence"
+ACCEPTANCE_RATE = "progattr_acceptance_rate"
 
 
 class Metrics:
@@ -51,8 +54,10 @@ class Metrics:
         # Label values come from the served articles, the models' own vocabularies and registry
         # versions: bounded, never from a request.
         who = ["article", "attribute", "alias", "version"]
-        self.confidence = Histogram("progattr_prediction_confidence", "Top-1 probability of each attribute's "
+        self.confidence = Histogram(CONFIDENCE, "Top-1 (calibrated) probability of each attribute's "
                                     "prediction", who, buckets=CONFIDENCE_BUCKETS, registry=own)
+        self.accepted = Counter(ACCEPTED, "Predictions at or above the attribute's calibrated threshold "
+                                "(publishable at serving.target_precision)", who, registry=own)
         self.predicted = Counter(PREDICTED, "Predictions per class", [*who, "class"], registry=own)
         self.shadow_requests = Counter("progattr_shadow_requests", "Requests the shadow version also answered",
                                        ["article", "alias", "version"], registry=own)
@@ -81,6 +86,7 @@ class Metrics:
         for attribute, pred in attributes.items():
             self.confidence.labels(article, attribute, alias, version).observe(pred["probability"])
             self.predicted.labels(article, attribute, alias, version, pred["label"]).inc()
+            self.accepted.labels(article, attribute, alias, version).inc(1 if pred.get("accepted", True) else 0)
 
     def shadowed(self, article: str, alias: str, version: str, served: dict[str, dict], shadow: dict[str, dict]) -> None:
         """The shadow version's answer to a request that `served` answered."""
@@ -97,22 +103,35 @@ class Metrics:
 
 
 class _Drift:
-    """progattr_prediction_psi per article, attribute, alias and version with a reference: computed at
-    scrape time from the predicted-class counts (summed over workers in multiprocess mode)."""
+    """progattr_prediction_psi per article, attribute, alias and version with a reference, and
+    progattr_acceptance_rate per article, attribute, alias and version: computed at scrape time from
+    the counters (summed over workers in multiprocess mode)."""
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
 
     def collect(self):
         counts: dict[tuple[str, str, str, str], dict[str, float]] = {}
+        accepted: dict[tuple[str, str, str, str], float] = {}
+        answered: dict[tuple[str, str, str, str], float] = {}
         for family in self.metrics.registry.collect():
-            if family.name != PREDICTED:
-                continue
             for sample in family.samples:
+                lb = sample.labels
+                if sample.name not in (PREDICTED + "_total", ACCEPTED + "_total", CONFIDENCE + "_count"):
+                    continue
+                key = (lb["article"], lb["attribute"], lb["alias"], lb["version"])
                 if sample.name == PREDICTED + "_total":
-                    lb = sample.labels
-                    key = (lb["article"], lb["attribute"], lb["alias"], lb["version"])
                     counts.setdefault(key, {})[lb["class"]] = sample.value
+                elif sample.name == ACCEPTED + "_total":
+                    accepted[key] = accepted.get(key, 0.0) + sample.value
+                else:
+                    answered[key] = answered.get(key, 0.0) + sample.value
+        rate = GaugeMetricFamily(ACCEPTANCE_RATE, "Share of answers since the start at or above the attribute's "
+                                 "calibrated threshold", labels=["article", "attribute", "alias", "version"])
+        for key, n in sorted(answered.items()):
+            if n > 0:
+                rate.add_metric(list(key), accepted.get(key, 0.0) / n)
+        yield rate
         gauge = GaugeMetricFamily(PSI, "Population stability index of the predicted-class mix since the start "
                                   "against the version's test-split predictions (< 0.1 stable, > 0.25 a large shift)",
                                   labels=["article", "attribute", "alias", "version"])

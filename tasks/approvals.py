@@ -188,9 +188,16 @@ def describe(registry: Registry, article: str) -> dict[str, Any]:
             "added_attribute", "branch_add_mode", "data_version", "params_hash")
     versions = [{"version": str(v.version), "aliases": [a for a, n in aliases.items() if n == str(v.version)],
                  **{k: v.tags[TAG + k] for k in keep if TAG + k in v.tags},
-                 "accuracy": {k.split(".", 2)[2]: v.tags[k] for k in v.tags if k.startswith(TAG + "accuracy.")}}
+                 **{metric: _per_attribute(v.tags, metric) for metric in ("accuracy", "coverage", "target_precision")}}
                 for v in registry.versions(name)]
     return {"model": name, "aliases": aliases, "versions": versions}
+
+
+def _per_attribute(tags: dict[str, str], metric: str) -> dict[str, str]:
+    """A version's `progattr.<metric>.<attribute>` tags as attribute -> value (coverage: the share of test
+    answers at or above the attribute's threshold for its target precision)."""
+    prefix = f"{TAG}{metric}."
+    return {k.removeprefix(prefix): v for k, v in tags.items() if k.startswith(prefix)}
 
 
 def metrics_url(params) -> str:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from prefect import task
 
+from progattr_core.calibration import calibrate_attributes, coverage_at, temper
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.gates import decide_branch_add
@@ -30,7 +31,8 @@ from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
 from progattr_core.stages import load_checkpoint
 from tasks.context import DataRef, PipelineContext, task_logger, training_key
-from tasks.registry import RegistryRef, champion_or_latest, register_version
+from tasks.evaluation import targets
+from tasks.registry import RegistryRef, champion_or_latest, publish_tags, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
 from tasks.validation import ValidationOutcome, validate_manifest
 from tracking.registry import Registry, model_name
@@ -55,6 +57,9 @@ class BranchEvaluation:
     old_predictions_identical: bool        # old attributes' probabilities equal bit for bit
     n_test: int
     learning: dict[str, dict[str, float]]  # new model: attribute -> AttributeMetrics.summary()
+    publish: dict[str, dict[str, float]] = field(default_factory=dict)      # new model: coverage, ECE, ...
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # new model's, fitted on val
+    base_coverage: dict[str, float] = field(default_factory=dict)  # base, with its own calibration, same images
 
 
 def load_base(ctx: PipelineContext, attribute: str) -> BaseModelRef:
@@ -130,19 +135,26 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
     """Both models on the same test images: accuracies, and whether old predictions are unchanged."""
     params = ctx.params()
     device = resolve_device(params.device)
-    test = load_split(ctx, data, "test")
+    test, val = load_split(ctx, data, "test"), load_split(ctx, data, "val")
     new, old = load_model(model_path), load_model(base.path)
     old_attrs = list(base.attributes)
-    p_new = predict_proba(new, test.images, params.train.batch_size, device, list(new.classes))
-    p_old = predict_proba(old, test.images, params.train.batch_size, device, old_attrs)
+    batch = params.train.batch_size
+    p_new = predict_proba(new, test.images, batch, device, list(new.classes), calibrated=False)
+    p_old = predict_proba(old, test.images, batch, device, old_attrs, calibrated=False)
     identical = all(np.array_equal(p_new[a], p_old[a]) for a in old_attrs)
     labels, vocab = test.labels.numpy(), test.classes
+    fitted, publish = calibrate_attributes(
+        predict_proba(new, val.images, batch, device, list(new.classes), calibrated=False), val.labels.numpy(),
+        p_new, labels, test.attributes, targets(ctx))
+    base_coverage = {a: coverage_at(temper(p_old[a], c["temperature"]), labels[:, test.attributes.index(a)],
+                                    c["threshold"])[0] for a, c in old.calibration.items() if a in p_old}
     report_new = evaluate("branch_add", p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
     report_old = evaluate("base", p_old, labels, test.attributes, vocab, params.evaluation.pr_points)
     learning = {a: m.summary() for a, m in report_new.per_attribute.items()}
     evaluation = BranchEvaluation({**{a: v["accuracy"] for a, v in learning.items()}, "overall": report_new.overall},
                                   {**{a: m.accuracy for a, m in report_old.per_attribute.items()},
-                                   "overall": report_old.overall}, identical, len(test), learning)
+                                   "overall": report_old.overall}, identical, len(test), learning, publish,
+                                  {a: c.to_dict() for a, c in fitted.items()}, base_coverage)
     if ctx.flow_run_id:
         store = Store(ctx.store)
         store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},
@@ -164,13 +176,17 @@ def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: Bas
     rules = ctx.params().registry
     gate = decide_branch_add(evaluation.accuracy, evaluation.base_accuracy, evaluation.learning,
                              evaluation.old_predictions_identical, mode, rules.max_regression_vs_champion,
-                             rules.min_adjusted_balanced_accuracy)
+                             rules.min_adjusted_balanced_accuracy,
+                             {a: m["coverage"] for a, m in evaluation.publish.items()}, evaluation.base_coverage,
+                             rules.max_coverage_regression_vs_champion)
     tags = {"data_version": data.data_version, "data_raw": data.raw_dir,
             "params_hash": ctx.params().digest("seed", "model", "train"),
             "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
-            **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)}}
-    return register_version(ctx, {"train_key": key}, model_path, tags, gate.passed, gate.reasons)
+            **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)},
+            **publish_tags(evaluation.publish)}
+    return register_version(ctx, {"train_key": key}, model_path, tags, gate.passed, gate.reasons,
+                            evaluation.calibration)
 
 
 load_base_task = task(load_base, name="load-base-model")

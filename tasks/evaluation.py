@@ -5,6 +5,12 @@ and balanced accuracy (comparison.csv / .md), metrics.json (DVC metrics: accurac
 overall, model size, train and inference time per method, macro-F1 and balanced accuracy per attribute),
 pr.csv (DVC plots), pr_curves.png and confusion/<method>.png; logs all of it
 to the flow's MLflow run.
+
+Beside them, what a team publishing tags gets (progattr_core.calibration): per method and attribute a
+temperature and threshold fitted on the validation split to reach `serving.target_precision`, and on
+the test split the coverage and precision at that threshold and the ECE before and after:
+comparison_coverage.csv, calibration.json (progressive's calibration, which registration puts in the
+model file), precision_coverage.csv and precision_coverage.png.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
+from progattr_core.calibration import PUBLISH_METRICS, calibrate_attributes, precision_coverage, temper
 from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt, predicted_mix
 from progattr_core.model import resolve_device, weights_mb
 from progattr_core.model_file import load_model
@@ -35,6 +42,9 @@ class EvaluationRef:
     metrics: dict[str, dict[str, dict[str, float]]]  # method -> attribute (and "overall") -> summary metrics
     # progressive's predicted-class mix on the test images: serving's drift reference (tasks/registry.py)
     predicted_mix: dict[str, dict[str, float]] = field(default_factory=dict)
+    # method -> attribute (and "overall") -> coverage, precision at threshold, ECE raw/calibrated, ...
+    publish: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # progressive's, per attribute
 
 
 def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, list[Path]]:
@@ -45,25 +55,34 @@ def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, 
     return files
 
 
-def _predict(paths: list[Path], images: np.ndarray, batch_size: int, device
-             ) -> tuple[dict[str, np.ndarray], float, float]:
-    """Probabilities per attribute from one method's model file(s), seconds spent predicting, and the
-    megabytes of weights they predict with (`weights_mb`: not the files, which may carry templates)."""
+def _predict(paths: list[Path], images: np.ndarray, val_images: np.ndarray, batch_size: int, device
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float, float]:
+    """Raw probabilities per attribute on the test and validation images from one method's model
+    file(s), seconds spent predicting the test images, and the megabytes of weights they predict with
+    (`weights_mb`: not the files, which may carry templates)."""
     probs: dict[str, np.ndarray] = {}
+    val: dict[str, np.ndarray] = {}
     seconds = size = 0.0
     for path in paths:
         model = load_model(path)
         size += weights_mb(model)
         start = time.perf_counter()
-        probs.update(predict_proba(model, images, batch_size, device))
+        probs.update(predict_proba(model, images, batch_size, device, calibrated=False))
         seconds += time.perf_counter() - start
-    return probs, seconds, size
+        val.update(predict_proba(model, val_images, batch_size, device, calibrated=False))
+    return probs, val, seconds, size
+
+
+def targets(ctx: PipelineContext) -> dict[str, float]:
+    """Each attribute's target precision (serving.target_precision, or its own)."""
+    params = ctx.params()
+    return {a: params.serving.target_for(a) for a in params.attributes(ctx.article)}
 
 
 def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedRef]) -> EvaluationRef:
     params = ctx.params()
     vocab = params.attributes(ctx.article)
-    test = load_split(ctx, data, "test")
+    test, val = load_split(ctx, data, "test"), load_split(ctx, data, "val")
     images, labels = test.images.numpy(), test.labels.numpy()
     device = resolve_device(params.device)
     train_seconds: dict[str, float] = {}
@@ -73,27 +92,37 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     reports: dict[str, EvaluationReport] = {}
     costs: dict[str, dict[str, float]] = {}
     mix: dict[str, dict[str, float]] = {}
+    publish: dict[str, dict[str, dict[str, float]]] = {}
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    calibration: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
-        probs, seconds, size_mb = _predict(paths, images, params.train.batch_size, device)
+        probs, val_probs, seconds, size_mb = _predict(paths, images, val.images.numpy(), params.train.batch_size, device)
+        fitted, publish[method] = calibrate_attributes(val_probs, val.labels.numpy(), probs, labels, list(vocab),
+                                                       targets(ctx))
+        curves[method] = {a: temper(probs[a], c.temperature) for a, c in fitted.items()}
         if method == "progressive":
             mix = {a: predicted_mix(probs[a], vocab[a]) for a in vocab if a in probs}
+            calibration = {a: c.to_dict() for a, c in fitted.items()}
         reports[method] = evaluate(method, probs, labels, list(vocab), vocab, params.evaluation.pr_points)
         costs[method] = {"size_mb": size_mb,
                          "train_seconds": train_seconds.get(method, 0.0),
                          "inference_ms_per_image": 1000 * seconds / max(len(images), 1)}
     out = ctx.outputs("evaluation")
     out.mkdir(parents=True, exist_ok=True)
-    markdown = _write_tables(out, reports, costs, params.registry.min_adjusted_balanced_accuracy)
+    markdown = _write_tables(out, reports, costs, params.registry.min_adjusted_balanced_accuracy, publish)
     summaries = {m: r.summaries() for m, r in reports.items()}
     accuracy = {m: {a: v["accuracy"] for a, v in s.items()} for m, s in summaries.items()}
     extra = {m: {k: {a: v[k] for a, v in s.items()} for k in _EXTRA} for m, s in summaries.items()}
-    (out / "metrics.json").write_text(json.dumps({m: {**accuracy[m], **costs[m], **extra[m]} for m in reports},
-                                                 indent=1))
+    shared = {m: {k: {a: v[k] for a, v in p.items()} for k in PUBLISH_METRICS} for m, p in publish.items()}
+    (out / "metrics.json").write_text(json.dumps(
+        {m: {**accuracy[m], **costs[m], **extra[m], **shared[m]} for m in reports}, indent=1))
+    (out / "calibration.json").write_text(json.dumps(calibration, indent=1))
     _write_plots(out, reports)
+    write_precision_coverage(out, curves, labels, list(vocab), targets(ctx))
     if ctx.flow_run_id:
-        _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs)
+        _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs, publish)
     task_logger().info("evaluation on %d test images:\n%s", len(images), markdown)
-    return EvaluationRef(str(out), markdown, accuracy, summaries, mix)
+    return EvaluationRef(str(out), markdown, accuracy, summaries, mix, publish, calibration)
 
 
 _EXTRA = ("macro_f1", "balanced_accuracy")  # beside accuracy in every table and metrics file
@@ -103,9 +132,10 @@ _TITLES = {"accuracy": "Test accuracy (%) per attribute and method (the paper's 
 
 
 def _write_tables(out: Path, reports: dict[str, EvaluationReport], costs: dict[str, dict[str, float]],
-                  min_adjusted: float) -> str:
-    """comparison.csv (accuracy and costs; comparison_<metric>.csv for the others) and comparison.md
-    with all of them, and a line naming every attribute no better than the majority class."""
+                  min_adjusted: float, publish: dict[str, dict[str, dict[str, float]]]) -> str:
+    """comparison.csv (accuracy and costs; comparison_<metric>.csv for the others, coverage included)
+    and comparison.md with all of them, and a line naming every attribute no better than the majority
+    class."""
     cost = pd.DataFrame(costs).round(3)
     cost.index.name = "attribute"
     sections = []
@@ -114,11 +144,67 @@ def _write_tables(out: Path, reports: dict[str, EvaluationReport], costs: dict[s
         if metric == "accuracy":
             table = pd.concat([table, cost.reindex(columns=table.columns)])
         table.to_csv(out / ("comparison.csv" if metric == "accuracy" else f"comparison_{metric}.csv"))
-        sections.append(_TITLES[metric] + "\n\n" + (table.to_markdown() if _has_tabulate() else table.to_string()))
+        sections.append(_TITLES[metric] + "\n\n" + _markdown(table))
+    coverage = coverage_table(publish)
+    coverage.to_csv(out / "comparison_coverage.csv")
+    sections.append(_COVERAGE_TITLE + "\n\n" + _markdown(coverage))
     sections.append(_learning_line(reports, min_adjusted))
     markdown = "\n\n".join(sections)
     (out / "comparison.md").write_text(markdown + "\n")
     return markdown
+
+
+_COVERAGE_TITLE = ("Coverage (%): the share of test images whose answer clears its attribute's threshold (chosen on "
+                   "validation to reach `target` precision); `precision` = how often those answers are right. "
+                   "The rest go to review.")
+
+
+def coverage_table(publish: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """Rows = attributes + overall; per method its coverage (%), then the target and progressive's
+    achieved precision (%) on test."""
+    attrs = list(dict.fromkeys(a for p in publish.values() for a in p))
+    table = pd.DataFrame({m: [100 * p[a]["coverage"] if a in p else np.nan for a in attrs] for m, p in publish.items()},
+                         index=attrs)
+    first = publish.get("progressive") or next(iter(publish.values()), {})
+    table["target"] = [100 * first[a].get("target_precision", np.nan) if a in first else np.nan for a in attrs]
+    table["precision"] = [100 * first[a]["precision_at_threshold"] if a in first else np.nan for a in attrs]
+    table.index.name = "attribute"
+    return table.round(2)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown() if _has_tabulate() else table.to_string()
+
+
+def write_precision_coverage(out: Path, probs: dict[str, dict[str, np.ndarray]], labels: np.ndarray,
+                             attributes: list[str], targets: dict[str, float]) -> None:
+    """precision_coverage.csv (method, attribute, confidence, precision, coverage: the calibrated
+    test answers at each threshold) and precision_coverage.png, one panel per attribute."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    shown = [a for a in attributes if any(a in p for p in probs.values())]
+    fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4 * max(len(shown), 1), 3.6), squeeze=False)
+    for ax, attr in zip(axes[0], shown, strict=False):
+        j = attributes.index(attr)
+        for method, per_attr in probs.items():
+            if attr not in per_attr:
+                continue
+            conf, precision, coverage = precision_coverage(per_attr[attr], labels[:, j])
+            ax.plot(coverage, precision, label=method)
+            rows += [{"method": method, "attribute": attr, "confidence": float(c), "precision": float(p),
+                      "coverage": float(v)} for c, p, v in zip(conf, precision, coverage, strict=True)]
+        ax.axhline(targets[attr], color="grey", linestyle="--", linewidth=0.8, label=f"target {targets[attr]:.2f}")
+        ax.set(title=attr, xlabel="coverage", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "precision_coverage.png", dpi=90)
+    plt.close(fig)
+    pd.DataFrame(rows, columns=["method", "attribute", "confidence", "precision", "coverage"]).to_csv(
+        out / "precision_coverage.csv", index=False)
 
 
 def _learning_line(reports: dict[str, EvaluationReport], min_adjusted: float) -> str:
@@ -180,9 +266,11 @@ def _write_plots(out: Path, reports: dict[str, EvaluationReport]) -> None:
         plt.close(fig)
 
 
-def _log(store: Store, run_id: str, out: Path, summaries: dict, costs: dict) -> None:
+def _log(store: Store, run_id: str, out: Path, summaries: dict, costs: dict, publish: dict) -> None:
     metrics = {f"test.{m}.{a}.{k}": v for m, attrs in summaries.items() for a, values in attrs.items()
                for k, v in values.items() if k in ("accuracy", *_EXTRA)}
+    metrics.update({f"test.{m}.{a}.{k}": v for m, attrs in publish.items() for a, values in attrs.items()
+                    for k, v in values.items() if k in PUBLISH_METRICS})
     metrics.update({f"test.{m}.{k}": v for m, c in costs.items() for k, v in c.items()})
     store.log_metrics(run_id, {k: v for k, v in metrics.items() if not np.isnan(v)})
     store.log_artifacts(run_id, out, "evaluation")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from progattr_core.backbone import init_identity
 from progattr_core.determinism import device_kind, resolved_threads
 from progattr_core.gates import decide_challenger
 from progattr_core.model import resolve_device
-from progattr_core.model_file import load_model, weights_digest
+from progattr_core.model_file import load_model, save_model, weights_digest
 from tasks.context import (
     PARAMS_SNAPSHOT,
     DataRef,
@@ -60,9 +59,10 @@ def champion_or_latest(registry: Registry, name: str) -> tuple[Any, str] | None:
 
 
 def register_version(ctx: PipelineContext, identity: dict[str, str], model_path: str, tags: dict[str, Any],
-                     passed: bool, reasons: tuple[str, ...]) -> RegistryRef:
+                     passed: bool, reasons: tuple[str, ...], calibration: dict[str, dict[str, float]]) -> RegistryRef:
     """A new version (or the one already registered with the same `identity` tags: a rerun registers
-    nothing twice) with `tags`, its gate result, pending approval; `challenger` when `passed`."""
+    nothing twice) with `tags`, its gate result, pending approval; `challenger` when `passed`. Its
+    model file is `model_path`'s with `calibration` (attribute -> AttributeCalibration.to_dict()) in it."""
     log = task_logger()
     registry = Registry.of(ctx.store)
     name = model_name(ctx.article)
@@ -75,7 +75,7 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
                 "flow_run_id": ctx.flow_run_id,
                 "article": ctx.article, **rebuild_facts(ctx, model_path),
                 "gate": "passed" if passed else "; ".join(reasons)}
-        _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path)
+        _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path, calibration)
         version, new = registry.register(name, ctx.flow_run_id, tags), True
     if passed:
         registry.move_alias(name, CHALLENGER, version)
@@ -119,22 +119,34 @@ def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:
             "weights_sha256": weights_digest(load_model(model_path))}
 
 
-def _log_model_folder(store: Store, run_id: str, model_path: str) -> None:
-    """model/model.pt + model/model.json in the run: the registry format serving loads."""
+def _log_model_folder(store: Store, run_id: str, model_path: str, calibration: dict[str, dict[str, float]]) -> None:
+    """model/model.pt (with its calibration) + model/model.json in the run: the registry format
+    serving and tagging load. The weights are `model_path`'s, unchanged."""
     with tempfile.TemporaryDirectory(prefix="progattr-register-") as tmp:
         folder = Path(tmp) / MODEL_FOLDER
         folder.mkdir()
-        shutil.copyfile(model_path, folder / "model.pt")
-        (folder / "model.json").write_text(json.dumps(load_model(model_path).describe(), indent=1))
+        model = load_model(model_path)
+        model.calibration = {a: dict(c) for a, c in calibration.items()}
+        save_model(model, folder / "model.pt")
+        (folder / "model.json").write_text(json.dumps(model.describe(), indent=1))
         store.log_artifacts(run_id, folder, MODEL_FOLDER)
 
 
-def _champion_accuracy(registry: Registry, name: str) -> dict[str, float] | None:
+def _champion_tags(registry: Registry, name: str, metric: str) -> dict[str, float] | None:
+    """The champion's `<metric>.<attribute>` tags as attribute -> value; None without a champion."""
     champ = registry.at_alias(name, CHAMPION)
     if champ is None:
         return None
-    prefix = TAG + "accuracy."
+    prefix = f"{TAG}{metric}."
     return {k.removeprefix(prefix): float(v) for k, v in champ.tags.items() if k.startswith(prefix)}
+
+
+def publish_tags(publish: dict[str, dict[str, float]]) -> dict[str, str]:
+    """A version's calibration and coverage tags: coverage, precision at threshold, ECE (calibrated and
+    raw), threshold, target precision and temperature per attribute."""
+    keys = ("coverage", "precision_at_threshold", "ece", "ece_raw", "threshold", "target_precision", "temperature")
+    return {f"{k}.{a}": f"{m[k]:.4f}" for a, m in publish.items() for k in keys
+            if k in m and not math.isnan(m[k])}
 
 
 def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, model_path: str,
@@ -143,10 +155,14 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
     params = ctx.params()
     prog = evaluation.accuracy["progressive"]
     baselines = {m: a["overall"] for m, a in evaluation.accuracy.items() if m != "progressive"}
-    champion = _champion_accuracy(Registry.of(ctx.store), model_name(ctx.article))
+    registry, name = Registry.of(ctx.store), model_name(ctx.article)
+    champion = _champion_tags(registry, name, "accuracy")
     rules = params.registry
+    publish = evaluation.publish.get("progressive", {})
     gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
-                             evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy)
+                             evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy,
+                             {a: m["coverage"] for a, m in publish.items()}, _champion_tags(registry, name, "coverage"),
+                             rules.max_coverage_regression_vs_champion)
     tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest("seed", "model", "train"),
             "schedule": " > ".join(schedule),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
@@ -154,9 +170,10 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
                for k in ("macro_f1", "balanced_accuracy") if not math.isnan(m[k])},
             **{f"baseline.{m}.overall": f"{v:.4f}" for m, v in baselines.items()},
             **{f"{PREDICTED_MIX}{a}": json.dumps({c: round(f, 4) for c, f in m.items()})
-               for a, m in evaluation.predicted_mix.items()}}
+               for a, m in evaluation.predicted_mix.items()},
+            **publish_tags(publish)}
     return register_version(ctx, {"train_key": key, "baseline_key": baseline_key}, model_path, tags, gate.passed,
-                            gate.reasons)
+                            gate.reasons, evaluation.calibration)
 
 
 def registered_training(ctx: PipelineContext, data: DataRef) -> dict[str, str] | None:

@@ -1,5 +1,8 @@
 """Batch tagging: score a catalogue (folder, S3 prefix or the manifest's unlabelled cells) with the
-champion, batch by batch, into a table of (image, attribute, label, probability, model version).
+champion, batch by batch, into a table of the accepted tags (image, attribute, label, probability,
+model version) and a review queue: the answers below their attribute's calibrated threshold (chosen at
+registration to reach serving.target_precision), least sure first (smallest margin between the top two
+classes), with the top-3 a reviewer picks from.
 
 Tasks pass paths and small records; the model is loaded once per process from the downloaded file.
 Images are decoded and resized exactly as the service does (progattr_core.inference), the Base runs once
@@ -9,6 +12,7 @@ per image, and a bad image becomes a row in rejects.csv instead of stopping the 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,8 @@ from tracking.store import StoreConfig, redact
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 MANIFEST_SOURCE = "manifest"
 COLUMNS = ["image", "sha256", "attribute", "label", "probability", "model_name", "model_version"]
+REVIEW_COLUMNS = ["image", "location", "sha256", "attribute", "label", "probability", "threshold", "margin", "top_k",
+                  "model_name", "model_version"]
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,9 @@ class ImageItem:
 
 @dataclass(frozen=True)
 class TagBatch:
-    rows: list[dict] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)     # accepted answers
     rejects: list[dict] = field(default_factory=list)
-    below_threshold: int = 0
+    review: list[dict] = field(default_factory=list)   # answers below their attribute's threshold
 
 
 def fetch_champion(store: StoreConfig, article: str, alias: str, dst: str) -> ChampionRef:
@@ -131,9 +137,10 @@ def _read(item: ImageItem, limits: ImageParams) -> bytes:
     return read_image_bytes(item.location, limits)
 
 
-def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParams, min_probability: float,
+def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParams,
               labelled_manifest: str | None = None) -> TagBatch:
-    """Score one batch: every attribute not in the item's `skip` (or labelled in `labelled_manifest`)."""
+    """Score one batch: every attribute not in the item's `skip` (or labelled in `labelled_manifest`);
+    accepted answers are tags, the others go to review."""
     model = _model(model_ref.path)
     attrs = tuple(model.classes)
     known = _labelled_by_hash(labelled_manifest, model_ref.article, attrs) if labelled_manifest else {}
@@ -152,35 +159,44 @@ def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParam
         hashes.append(sha256_bytes(data))
     if not kept:
         return TagBatch([], rejects)
-    preds = predict(model, np.stack(arrays), top_k=1, batch_size=len(arrays))
-    rows, below = [], 0
+    preds = predict(model, np.stack(arrays), top_k=3, batch_size=len(arrays))
+    rows, review = [], []
     for item, sha, pred in zip(kept, hashes, preds, strict=True):
         skip = set(item.skip) | set(known.get(sha, ()))
         for attr, p in pred.items():
             if attr in skip:
                 continue
-            if p.probability < min_probability:
-                below += 1
+            row = {"image": item.image, "sha256": sha, "attribute": attr, "label": p.label,
+                   "probability": p.probability, "model_name": model_ref.name, "model_version": model_ref.version}
+            if p.accepted:
+                rows.append(row)
                 continue
-            rows.append({"image": item.image, "sha256": sha, "attribute": attr, "label": p.label,
-                         "probability": p.probability, "model_name": model_ref.name,
-                         "model_version": model_ref.version})
-    return TagBatch(rows, rejects, below)
+            second = p.top_k[1][1] if len(p.top_k) > 1 else 0.0
+            review.append({**row, "location": item.location, "margin": p.probability - second,
+                           "threshold": model.calibration.get(attr, {}).get("threshold", 0.0),
+                           "top_k": json.dumps([[lab, round(prob, 4)] for lab, prob in p.top_k])})
+    return TagBatch(rows, rejects, review)
 
 
 def write_tags(results: list[TagBatch], out_dir: str) -> dict[str, str]:
-    """tags.parquet, tags.csv and rejects.csv in `out_dir` (written whole, then renamed into place)."""
+    """tags.parquet and tags.csv (the accepted tags), review.csv (the rest, least sure first: smallest
+    margin between the top two classes) and rejects.csv in `out_dir` (each written whole, then renamed
+    into place)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tags = pd.DataFrame([r for b in results for r in b.rows], columns=COLUMNS)
+    review = pd.DataFrame([r for b in results for r in b.review], columns=REVIEW_COLUMNS)
+    review = review.sort_values(["margin", "probability", "image", "attribute"], kind="stable")
     rejects = pd.DataFrame([r for b in results for r in b.rejects], columns=["image", "reason"])
-    paths = {"parquet": out / "tags.parquet", "csv": out / "tags.csv", "rejects": out / "rejects.csv"}
+    paths = {"parquet": out / "tags.parquet", "csv": out / "tags.csv", "review": out / "review.csv",
+             "rejects": out / "rejects.csv"}
+    tables = {"parquet": tags, "csv": tags, "review": review, "rejects": rejects}
     for kind, path in paths.items():
         tmp = path.with_name(f".{path.name}.tmp")
         if kind == "parquet":
             tags.to_parquet(tmp, index=False)
         else:
-            (tags if kind == "csv" else rejects).to_csv(tmp, index=False)
+            tables[kind].to_csv(tmp, index=False)
         os.replace(tmp, path)
     return {k: str(v) for k, v in paths.items()}
 

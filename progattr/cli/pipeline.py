@@ -59,11 +59,10 @@ def add_flow_parsers(subparsers: argparse._SubParsersAction) -> None:
                         help="default: params branch_add.mode")
     branch.set_defaults(handler=run_branch_add)
     tag = subparsers.add_parser("tag", parents=[common_parent()], help="batch-tag a catalogue with the champion: "
-                                "a table of (image, attribute, label, probability, model version)")
+                                "the accepted tags (tags.csv) and a review queue of the rest (review.csv)")
     tag.add_argument("--article", required=True)
     tag.add_argument("--source", required=True, help="a folder, s3://bucket/prefix, or 'manifest' (its unlabelled cells)")
     tag.add_argument("--only-missing", action="store_true", help="skip cells the manifest already labels")
-    tag.add_argument("--min-probability", type=float, help="overrides serving.tag_min_probability")
     tag.add_argument("--output", help="output folder (default <serving.tag_output>/<article>)")
     tag.set_defaults(handler=run_tag)
 
@@ -216,7 +215,7 @@ def run_tag(args: argparse.Namespace) -> int:
     from flows.tag_catalogue import tag_catalogue_flow
 
     print_json(tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
-                                  args.min_probability, args.output))
+                                  args.output))
     return 0
 
 

@@ -1,7 +1,11 @@
 """The batch tagging flow, for real: a registered champion in MLflow (SQLite), Prefect's test harness,
-a folder and an S3 prefix on a loopback S3-compatible server (moto)."""
+a folder and an S3 prefix on a loopback S3-compatible server (moto). The champion's calibration
+(tests/serving/helpers.CALIBRATION) accepts every sleeve_length and neck answer and no pattern one:
+those go to the review queue."""
 
 from __future__ import annotations
+
+import json
 
 import boto3
 import pandas as pd
@@ -40,17 +44,25 @@ def _overrides(tmp_path, registry) -> list[str]:
 def _expected(data: bytes) -> dict:
     model = tiny_model(2)
     x = to_square_array(decode_image(data, ImageParams(10**8, 10**8)), model.image_size)
-    return {a: p.probability for a, p in predict(model, x[None], top_k=1)[0].items()}
+    return predict(model, x[None], top_k=3)[0]
 
 
 def _check_table(summary: dict, champion: str, names: dict[str, str]) -> None:
     tags = pd.read_parquet(summary["outputs"]["parquet"])
     assert summary["version"] == champion and set(tags["model_version"]) == {champion}
-    assert len(tags) == 3 * len(IMAGES) and summary["rows"] == len(tags)
+    assert len(tags) == 2 * len(IMAGES) and summary["rows"] == len(tags) and "pattern" not in set(tags["attribute"])
     assert set(tags["image"]) == {names[k] for k in IMAGES}
+    review = pd.read_csv(summary["outputs"]["review"])
+    assert summary["review"] == len(review) == len(IMAGES) and set(review["attribute"]) == {"pattern"}
+    assert review["margin"].is_monotonic_increasing  # least sure first
     for key, data in IMAGES.items():
+        want = _expected(data)
         got = tags[tags["image"] == names[key]].set_index("attribute")["probability"].to_dict()
-        assert got == pytest.approx(_expected(data), abs=1e-5)
+        assert got == pytest.approx({a: p.probability for a, p in want.items() if a != "pattern"}, abs=1e-5)
+        (row,) = review[review["image"] == names[key]].to_dict("records")
+        top = json.loads(row["top_k"])
+        assert [t[0] for t in top] == [lab for lab, _ in want["pattern"].top_k] and row["label"] == top[0][0]
+        assert row["margin"] == pytest.approx(top[0][1] - top[1][1], abs=1e-3) and row["threshold"] > 1
     csv = pd.read_csv(summary["outputs"]["csv"], dtype={"model_version": str})
     assert list(csv.columns) == list(tags.columns) and len(csv) == len(tags)
     rejects = pd.read_csv(summary["outputs"]["rejects"])
@@ -71,7 +83,7 @@ def test_tags_a_folder(prefect_harness, tmp_path, registry, champion):
     _check_table(summary, champion, {k: k for k in {**IMAGES, **BAD}})
 
 
-def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path, registry, champion, monkeypatch):
+def test_tags_an_s3_prefix(prefect_harness, s3_server, tmp_path, registry, champion, monkeypatch):
     from flows.tag_catalogue import tag_catalogue_flow
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
@@ -84,11 +96,6 @@ def test_tags_an_s3_prefix_with_a_threshold(prefect_harness, s3_server, tmp_path
     summary = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(ROOT / "params.yaml"), _overrides(tmp_path, registry),
                                  output=str(tmp_path / "out-s3"))
     _check_table(summary, champion, names)
-    strict = tag_catalogue_flow("s3://catalogue/shop/", "tops", str(ROOT / "params.yaml"), _overrides(tmp_path, registry),
-                                min_probability=0.3, output=str(tmp_path / "out-strict"))
-    kept = pd.read_parquet(strict["outputs"]["parquet"])
-    assert (kept["probability"] >= 0.3).all() and strict["below_threshold"] > 0
-    assert len(kept) + strict["below_threshold"] == 3 * len(IMAGES)
 
 
 def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_path, registry):
@@ -116,9 +123,14 @@ def test_only_missing_cells_from_the_manifest_or_a_folder(prefect_harness, tmp_p
     want = {("no-pattern", "pattern"), ("bare", "sleeve_length"), ("bare", "pattern"), ("bare", "neck")}
     from_manifest = tag_catalogue_flow("manifest", "tops", str(ROOT / "params.yaml"), overrides,
                                        output=str(tmp_path / "out-m"))
-    got = pd.read_parquet(from_manifest["outputs"]["parquet"])
-    assert set(zip(got["image"], got["attribute"], strict=True)) == want
+    assert _cells(from_manifest) == want
     from_folder = tag_catalogue_flow(str(raw), "tops", str(ROOT / "params.yaml"), overrides, only_missing=True,
                                      output=str(tmp_path / "out-f"))
-    got = pd.read_parquet(from_folder["outputs"]["parquet"])
-    assert {(i.split(".")[0], a) for i, a in zip(got["image"], got["attribute"], strict=True)} == want
+    assert {(i.split(".")[0], a) for i, a in _cells(from_folder)} == want
+
+
+def _cells(summary: dict) -> set[tuple[str, str]]:
+    """(image, attribute) of every answer: the accepted tags and the review queue (pattern's, here)."""
+    tags, review = pd.read_parquet(summary["outputs"]["parquet"]), pd.read_csv(summary["outputs"]["review"])
+    assert set(review["attribute"]) <= {"pattern"} and "pattern" not in set(tags["attribute"])
+    return {*zip(tags["image"], tags["attribute"], strict=True), *zip(review["image"], review["attribute"], strict=True)}

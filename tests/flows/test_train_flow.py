@@ -5,6 +5,7 @@ run; a manifest failing validation stops before training."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import torch
 from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
 from progattr_core.errors import DataValidationError, ModelError
+from progattr_core.model_file import load_model
 from tasks.context import make_context
 from tests.paths import ROOT
 from tracking.registry import Registry
@@ -104,6 +106,18 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert version.tags["progattr.data_version"] == result["data"]["data_version"]
     assert "progattr.accuracy.fade" in version.tags and "progattr.git_commit" in version.tags
     assert {"progattr.macro_f1.fade", "progattr.balanced_accuracy.fade"} <= set(version.tags)
+    # what a team publishes: per attribute a threshold for serving.target_precision, the coverage at it
+    metrics = json.loads((tmp_path / "a/outputs/jeans/evaluation/metrics.json").read_text())
+    cov = metrics["progressive"]["coverage"]
+    assert set(cov) == {*load_params(params_a).attributes(ARTICLE), "overall"} and "coverage" in metrics["individual"]
+    assert "Coverage (%)" in result["table"]
+    assert float(version.tags["progattr.coverage.fade"]) == pytest.approx(cov["fade"], abs=1e-4)
+    assert version.tags["progattr.target_precision.fade"] == "0.9000"
+    registry_a = Registry.of(store_a.cfg)
+    registered = load_model(registry_a.download(registry_a.resolve("models:/progattr-jeans/1"), tmp_path / "reg"))
+    assert set(registered.calibration) == set(cov) - {"overall"}
+    assert registered.calibration["fade"]["threshold"] == pytest.approx(float(version.tags["progattr.threshold.fade"]),
+                                                                        abs=1e-4)
     mix = Registry.of(store_a.cfg).predicted_mix(Registry.of(store_a.cfg).resolve("models:/progattr-jeans/1"))
     assert set(mix) == set(load_params(params_a).attributes(ARTICLE))  # serving's drift reference
     assert all(abs(sum(m.values()) - 1) < 1e-3 for m in mix.values())

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from progattr_core.calibration import NEVER
 from progattr_core.model import ProgressiveResNet
 from progattr_core.model_file import save_model
 from tracking.registry import Registry
@@ -16,13 +17,20 @@ from tracking.store import Store, StoreConfig
 
 ATTRIBUTES = {"sleeve_length": ["sleeveless", "short", "elbow", "three-quarter", "long"],
               "pattern": ["solid", "checked", "floral"], "neck": ["round", "v-neck", "boat", "halter"]}
+# what registration stores (progattr_core.calibration): sleeve_length and neck accept every answer (neck's
+# probabilities sharpened by T=0.5), pattern none (its target precision was never reached): every answer
+# of pattern goes to review, and the acceptance rates are 1, 0 and 1
+CALIBRATION = {"sleeve_length": {"temperature": 1.0, "threshold": 0.0, "target_precision": 0.9},
+               "pattern": {"temperature": 1.0, "threshold": NEVER, "target_precision": 0.9},
+               "neck": {"temperature": 0.5, "threshold": 0.0, "target_precision": 0.9}}
 
 
 def tiny_model(seed: int, size: int = 32) -> ProgressiveResNet:
-    """An untrained ResNet-18 progressive model; different seeds give different predictions."""
+    """An untrained ResNet-18 progressive model with CALIBRATION; different seeds give different predictions."""
     model = ProgressiveResNet("resnet18", "layer3", size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], seed=seed)
     for attr, classes in ATTRIBUTES.items():
         model.add_branch(attr, classes)
+    model.calibration = {a: dict(c) for a, c in CALIBRATION.items()}
     return model.eval()
 
 

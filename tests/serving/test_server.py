@@ -33,6 +33,7 @@ def _close(got: dict, want: dict) -> None:
     for attr, w in want.items():
         assert got[attr]["label"] == w["label"]
         assert got[attr]["probability"] == pytest.approx(w["probability"], abs=1e-5)
+        assert got[attr]["accepted"] is w["accepted"] is (attr != "pattern")  # helpers.CALIBRATION
         assert [t["label"] for t in got[attr]["top_k"]] == [t["label"] for t in w["top_k"]]
 
 
@@ -160,6 +161,8 @@ def test_challenger_shadows_live_requests_and_predictions_are_monitored(served, 
             assert 0 <= _total(text, "progattr_shadow_agreements_total", attribute=attr, version=v2) <= n
             psi = _total(text, "progattr_prediction_psi", attribute=attr, alias="champion", version=v1)
             assert np.isfinite(psi) and psi >= 0
+            rate = _total(text, "progattr_acceptance_rate", attribute=attr, alias="champion", version=v1)
+            assert rate == (0.0 if attr == "pattern" else 1.0)  # helpers.CALIBRATION
         capsys.readouterr()
         assert cli(["registry", "show", "--article", "tops", "--set", f"mlflow.tracking_uri={served.tracking_uri}",
                     f"serving.metrics_url={served.url}/metrics"]) == 0

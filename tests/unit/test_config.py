@@ -158,3 +158,5 @@ def test_a_retired_key_says_what_became_of_it(tmp_path):
         params_from_dict(raw, "old-params.yaml")
     with pytest.raises(ConfigError, match=r"evaluation.top_k is removed"):
         load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
+    with pytest.raises(ConfigError, match=r"serving.tag_min_probability is removed: each attribute's threshold"):
+        load_params(ROOT / "params.yaml", ["serving.tag_min_probability=0.5"])

@@ -19,6 +19,16 @@ def test_baseline_and_champion_gates():
     assert not champ.passed and len(champ.reasons) == 1 and champ.reasons[0].startswith("neck:")
 
 
+def test_the_coverage_gate_refuses_an_attribute_that_publishes_less_than_the_champion():
+    coverage, champion = {"neck": 0.50, "pattern": 0.70, "overall": 0.6}, {"neck": 0.60, "pattern": 0.72}
+    gate = decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, champion, 0.05)
+    assert not gate.passed and gate.reasons == (
+        "neck: coverage at its target precision 0.5000 regresses vs champion 0.6000 by 0.1000 > "
+        "registry.max_coverage_regression_vs_champion 0.05",)
+    assert decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, champion, -1).passed  # gate off
+    assert decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, None, 0.05).passed  # no champion yet
+
+
 def _majority_and_learnt_report():
     """`neck` always answered with its majority class (accuracy = majority rate 0.8); `pattern` learnt."""
     rng = np.random.default_rng(0)
