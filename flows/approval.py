@@ -67,7 +67,9 @@ def approval_flow(article: str, version: str = "", params_path: str = "params.ya
     description = (f"**{model_name(article)} version {shown['version']}**\n\ngate: `{shown.get('gate', 'unknown')}`\n\n"
                    f"test accuracy: `{json.dumps(shown['accuracy'])}`\n\n"
                    f"coverage at the target precision (`{json.dumps(shown.get('target_precision', {}))}`): "
-                   f"`{json.dumps(shown.get('coverage', {}))}`\n\nadded attribute: "
+                   f"`{json.dumps(shown.get('coverage', {}))}`\n\n"
+                   f"approval report (one HTML page: the numbers against the champion, curves, the images "
+                   f"the two disagree on): {shown.get('report', 'none')}\n\nadded attribute: "
                    f"`{shown.get('added_attribute', '-')}` ({shown.get('branch_add_mode', '-')})\n\n{live}")
     get_run_logger().info("waiting for a decision on %s", description.replace("\n\n", "; "))
     decision = pause_flow_run(wait_for_input=ApprovalDecision.with_initial_data(description=description, by="",

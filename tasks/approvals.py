@@ -185,7 +185,7 @@ def describe(registry: Registry, article: str) -> dict[str, Any]:
     name = model_name(article)
     aliases = {a: registry.alias_version(name, a) for a in (CHAMPION, PREVIOUS, CHALLENGER)}
     keep = ("approval.status", "approval.by", "approval.at", "approval.reason", "approval.override", "gate",
-            "added_attribute", "branch_add_mode", "data_version", "params_hash")
+            "added_attribute", "branch_add_mode", "data_version", "params_hash", "report")
     versions = [{"version": str(v.version), "aliases": [a for a, n in aliases.items() if n == str(v.version)],
                  **{k: v.tags[TAG + k] for k in keep if TAG + k in v.tags},
                  **{metric: _per_attribute(v.tags, metric) for metric in ("accuracy", "coverage", "target_precision")}}

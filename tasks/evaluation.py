@@ -190,15 +190,17 @@ def write_precision_coverage(out: Path, probs: dict[str, dict[str, np.ndarray]],
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4 * max(len(shown), 1), 3.6), squeeze=False)
     for ax, attr in zip(axes[0], shown, strict=False):
         j = attributes.index(attr)
+        low = targets[attr]
         for method, per_attr in probs.items():
             if attr not in per_attr:
                 continue
             conf, precision, coverage = precision_coverage(per_attr[attr], labels[:, j])
             ax.plot(coverage, precision, label=method)
+            low = min(low, float(precision.min())) if len(precision) else low
             rows += [{"method": method, "attribute": attr, "confidence": float(c), "precision": float(p),
                       "coverage": float(v)} for c, p, v in zip(conf, precision, coverage, strict=True)]
         ax.axhline(targets[attr], color="grey", linestyle="--", linewidth=0.8, label=f"target {targets[attr]:.2f}")
-        ax.set(title=attr, xlabel="coverage", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.set(title=attr, xlabel="coverage", ylabel="precision", xlim=(0, 1), ylim=(max(0.0, low - 0.05), 1.01))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "precision_coverage.png", dpi=90)

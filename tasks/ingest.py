@@ -44,7 +44,8 @@ def _bring_in(ctx: PipelineContext, source: str) -> Path:
     return raw
 
 
-def _source_manifest(raw: Path, article: str) -> Path:
+def source_manifest(raw: Path, article: str) -> Path:
+    """The manifest of a source folder: <folder>/<article>/manifest.parquet, else <folder>/manifest.parquet."""
     for candidate in (raw / article / "manifest.parquet", raw / "manifest.parquet"):
         if candidate.is_file():
             return candidate
@@ -68,7 +69,7 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
         _push(root, raw, version)
     else:
         version = dvc_store.tracked_hash(raw) or dvc_store.folder_hash(raw)
-    df = read_manifest(_source_manifest(raw, ctx.article))
+    df = read_manifest(source_manifest(raw, ctx.article))
     if "article" in df:
         df = df[df["article"] == ctx.article].reset_index(drop=True)
     data_root = ctx.path(params.data.root).resolve()

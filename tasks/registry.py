@@ -172,8 +172,13 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
             **{f"{PREDICTED_MIX}{a}": json.dumps({c: round(f, 4) for c, f in m.items()})
                for a, m in evaluation.predicted_mix.items()},
             **publish_tags(publish)}
-    return register_version(ctx, {"train_key": key, "baseline_key": baseline_key}, model_path, tags, gate.passed,
-                            gate.reasons, evaluation.calibration)
+    ref = register_version(ctx, {"train_key": key, "baseline_key": baseline_key}, model_path, tags, gate.passed,
+                           gate.reasons, evaluation.calibration)
+    if ref.newly_registered and ctx.flow_run_id:
+        from tasks.report import publish_report
+
+        publish_report(ctx, data, evaluation, model_path, ref.version, "passed" if gate.passed else "; ".join(gate.reasons))
+    return ref
 
 
 def registered_training(ctx: PipelineContext, data: DataRef) -> dict[str, str] | None:

@@ -65,6 +65,25 @@ def add_flow_parsers(subparsers: argparse._SubParsersAction) -> None:
     tag.add_argument("--only-missing", action="store_true", help="skip cells the manifest already labels")
     tag.add_argument("--output", help="output folder (default <serving.tag_output>/<article>)")
     tag.set_defaults(handler=run_tag)
+    review = subparsers.add_parser("review", help="the review loop: the answers `tag` was least sure of, to people "
+                                   "and back into the catalogue")
+    rsub = review.add_subparsers(dest="review_command", required=True, metavar="{export,import}")
+    export = rsub.add_parser("export", parents=[common_parent()], help="the queue's next N items as a contact sheet "
+                             "(sheet.html) and a table to fill (labels.csv)")
+    export.add_argument("--article", required=True)
+    export.add_argument("--n", type=int, default=200, help="how many items, least sure first (default 200)")
+    export.add_argument("--queue", help="review.csv (default <serving.tag_output>/<article>/review.csv)")
+    export.add_argument("--out", help="folder for sheet.html and labels.csv (default <serving.tag_output>/<article>/"
+                        "review-<UTC time>)")
+    export.set_defaults(handler=run_review_export)
+    imp = rsub.add_parser("import", parents=[common_parent()], help="a filled labels.csv into the catalogue the "
+                          "pipeline ingests; the next nightly run retrains on it")
+    imp.add_argument("--article", required=True)
+    imp.add_argument("--table", required=True, help="the filled labels.csv (long format: sha256, attribute, value, "
+                     "annotator)")
+    imp.add_argument("--source", default="", help="the catalogue folder whose manifest gets the labels (default: "
+                     "params pipeline.source)")
+    imp.set_defaults(handler=run_review_import)
 
 
 def run_stage_command(args: argparse.Namespace) -> int:
@@ -216,6 +235,37 @@ def run_tag(args: argparse.Namespace) -> int:
 
     print_json(tag_catalogue_flow(args.source, args.article, args.params, args.overrides, args.only_missing,
                                   args.output))
+    return 0
+
+
+def run_review_export(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from tasks.review import export_review
+
+    from .common import load
+
+    p = load(args)
+    folder = Path(p.serving.tag_output) / args.article
+    out = args.out or folder / f"review-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    result = export_review(args.queue or folder / "review.csv", args.n, out, args.article, p)
+    print_json(result)
+    print(f"open {result['sheet']}, fill value and annotator in {result['labels']}, then:\n"
+          f"  progattr review import --article {args.article} --table {result['labels']}", file=sys.stderr)
+    return 0
+
+
+def run_review_import(args: argparse.Namespace) -> int:
+    from tasks.review import import_review
+
+    from .common import load
+
+    p = load(args)
+    result = import_review(args.table, args.source or p.pipeline.source, args.article, p)
+    print_json(result)
+    if result["applied"]:
+        print(f"the next nightly run retrains on the new labels: progattr nightly --article {args.article}",
+              file=sys.stderr)
     return 0
 
 

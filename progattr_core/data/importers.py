@@ -275,19 +275,29 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     """Rows (image, attribute, value[, annotator]); disagreeing values for one image+attribute become missing.
     The table is streamed into a tally per (image, attribute): memory grows with those, not with the rows."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
+    attrs = taxonomy[article]
+    first_row, labels = long_labels(table, attrs, log_)
+    candidates = [Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels[ref], images_dir)
+                  for ref, line in first_row.items()]
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+
+
+def long_labels(table: str | Path, attrs: Mapping[str, Sequence[str]], log_: ImportLog, key: str = "image"
+                ) -> tuple[dict[str, int], dict[str, dict[str, str | None]]]:
+    """A long table's labels: (image -> its first row, image -> attribute -> the agreed value or None).
+    Images are named by the `key` column (a path under the images folder, or e.g. `sha256`); values
+    that disagree for one image and attribute become missing, each with a line in `log_`. Values are
+    normalised here and checked against the vocabulary by whoever applies them (`_clean_labels`)."""
+    table = Path(table)
     rows = _table_rows(table, log_)
     with closing(rows):
         header = next(rows)
-        need = ["image", "attribute", "value"]
+        need = [key, "attribute", "value"]
         if [c for c in need if c not in header]:
             raise DataValidationError(f"{table}: a long table needs columns {need} (+ optional annotator); has {header}")
-        attrs = taxonomy[article]
         first_row, votes = _tally_votes(rows, [header.index(c) for c in need], table.name, attrs, log_)
-    candidates = []
-    for ref, line in first_row.items():
-        labels = {a: _agree(table.name, ref, a, votes.get((ref, a), {}), log_) for a in attrs}
-        candidates.append(Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels, images_dir))
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+    return first_row, {ref: {a: _agree(table.name, ref, a, votes.get((ref, a), {}), log_) for a in attrs}
+                       for ref in first_row}
 
 
 def _tally_votes(rows: Iterable[tuple[int, list[str]]], columns: list[int], source: str,

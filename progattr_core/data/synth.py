@@ -69,11 +69,26 @@ def _stream(seed: int, article: str, index: int, purpose: int) -> np.random.Gene
     return np.random.default_rng([seed, zlib.crc32(article.encode()), index, purpose])
 
 
+def _truth(article: str, attrs: Mapping[str, Sequence[str]], seed: int, index: int
+           ) -> tuple[dict[str, str], np.random.Generator]:
+    draw_rng = _stream(seed, article, index, 0)
+    return {a: classes[int(draw_rng.integers(len(classes)))] for a, classes in attrs.items()}, draw_rng
+
+
+def true_labels(article: str, attrs: Mapping[str, Sequence[str]], seed: int, index: int) -> dict[str, str | None]:
+    """What image `index` of a catalogue drawn with `seed` shows, whatever its manifest says (hidden or
+    noisy labels included); None where the attribute does not apply (sleeve_style of a sleeveless
+    garment). What a perfect annotator would answer: benchmarks label cells with it."""
+    truth: dict[str, str | None] = dict(_truth(article, attrs, seed, index)[0])
+    if truth.get("sleeve_length") == "sleeveless" and "sleeve_style" in truth:
+        truth["sleeve_style"] = None
+    return truth
+
+
 def _make_one(job: tuple) -> tuple[int, str, dict[str, str | None]]:
     """Draw, encode and write image `index`; return (index, sha256, observed labels)."""
     index, article, attrs, size, out_path, seed, full_fraction, q, label_noise = job
-    draw_rng = _stream(seed, article, index, 0)
-    truth = {a: classes[int(draw_rng.integers(len(classes)))] for a, classes in attrs.items()}
+    truth, draw_rng = _truth(article, attrs, seed, index)
     img = draw_garment(article, truth, draw_rng, size)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=JPEG_QUALITY)

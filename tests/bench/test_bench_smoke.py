@@ -32,7 +32,7 @@ def check_schema(result: dict, name: str) -> None:
     assert all(isinstance(v, (int, float)) or v is None for v in result["ratios"].values())
 
 
-@pytest.mark.parametrize("name", ["accuracy", "size_speed", "orchestration", "branch_add"])
+@pytest.mark.parametrize("name", ["accuracy", "size_speed", "orchestration", "branch_add", "review_loop"])
 def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
     env = dict(os.environ)
     if name == "orchestration":  # as in a fresh clone: no data/bench yet (Prefect's home goes under it)
@@ -50,6 +50,9 @@ def test_smoke_profile_writes_schema(name: str, tmp_path: Path) -> None:
         assert [r["epochs"] for r in result["data"]["training"]["individual"]] == [2]
     if name == "branch_add":  # frozen_base: the old attributes' outputs do not move
         assert result["data"]["identical"] is True and result["goals"][0]["name"] == "branch-add fit time / retrain"
+    if name == "review_loop":  # both arms label as many cells, the least-sure ones from the review queue
+        (run,) = result["data"]["runs"].values()
+        assert run["arms"]["least sure"]["cells"] == run["arms"]["random"]["cells"] > 0 and run["queue"] > 0
     if name == "accuracy":  # every run says where its time went: per progressive stage, per individual model
         for catalogue in result["data"]["catalogues"].values():
             for seed in catalogue["seeds"]:

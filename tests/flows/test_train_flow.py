@@ -17,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -118,6 +119,10 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert set(registered.calibration) == set(cov) - {"overall"}
     assert registered.calibration["fade"]["threshold"] == pytest.approx(float(version.tags["progattr.threshold.fade"]),
                                                                         abs=1e-4)
+    # the approval report: logged with the version, its numbers those of metrics.json, and rendered as a person sees it
+    assert version.tags["progattr.report"].endswith("report/report.html")
+    assert "report/report.html" in {f.path for f in store_a.client.list_artifacts(result["mlflow_run_id"], "report")}
+    check_report(tmp_path / "a/outputs/jeans/evaluation/report.html", metrics["progressive"], tmp_path / "report.png")
     mix = Registry.of(store_a.cfg).predicted_mix(Registry.of(store_a.cfg).resolve("models:/progattr-jeans/1"))
     assert set(mix) == set(load_params(params_a).attributes(ARTICLE))  # serving's drift reference
     assert all(abs(sum(m.values()) - 1) < 1e-3 for m in mix.values())
@@ -166,6 +171,30 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert "fade: has not learnt" in messages[1]["text"] and messages[1]["reasons"] == list(reg["reasons"])
     a, b = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def check_report(page: Path, metrics: dict, screenshot: Path) -> None:
+    """The report's per-attribute accuracy and coverage are metrics.json's, and headless Chromium (Debian's
+    `chromium`) renders it offline to a screenshot that is not blank."""
+    text = page.read_text()
+    assert "<script" not in text and not re.search(r'(src|href)="(?!data:)', text)  # self-contained: fetches nothing
+    shown = {"accuracy": {a: metrics[a] for a in metrics["coverage"]}, "coverage": metrics["coverage"]}
+    for key, values in shown.items():  # metrics.json: accuracy per attribute at the top, coverage under its key
+        for attr, value in values.items():
+            row = re.search(rf'<tr data-attribute="{attr}">(.*?)</tr>', text, re.S).group(1)
+            cell = re.search(rf'class="{key}">([\d.]+|-)<', row).group(1)
+            assert cell == ("-" if np.isnan(value) else f"{100 * value:.1f}"), (key, attr, cell, value)
+    assert text.count("data:image/png;base64,") >= 3  # curves, confusion matrices, at least one case
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium): the report was checked, not rendered")
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={screenshot}", "--window-size=1400,1800", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
+    assert pixels.shape == (1800, 1400) and pixels.std() > 10  # text, tables and plots, not a blank page
 
 
 def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, prefect_harness, webhook, caplog):
