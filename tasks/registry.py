@@ -161,7 +161,9 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
     publish = evaluation.publish.get("progressive", {})
     gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
                              evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy,
-                             {a: m["coverage"] for a, m in publish.items()}, _champion_tags(registry, name, "coverage"),
+                             # as its tags hold it, so equal coverage never reads as a regression of rounding
+                             {a: round(m["coverage"], 4) for a, m in publish.items()},
+                             _champion_tags(registry, name, "coverage"),
                              rules.max_coverage_regression_vs_champion)
     tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest("seed", "model", "train"),
             "schedule": " > ".join(schedule),

@@ -70,6 +70,17 @@ def test_tag_export_fill_import_then_the_nightly_retrains_on_the_reviewed_labels
     reviews = pd.read_csv(source / ARTICLE / "reviews.csv")
     assert len(reviews) == 2 and set(reviews["annotator"]) == {"ana"} and reviews["previous"].isna().all()
 
-    second = nightly_flow(ARTICLE, "", str(params_path), overrides)
+    # the coverage gate at zero tolerance: the new version is refused exactly where an attribute's
+    # coverage fell below the champion's (v1's tags), and says so
+    second = nightly_flow(ARTICLE, "", str(params_path), [*overrides, "registry.max_coverage_regression_vs_champion=0"])
     assert second["skipped"] is False and second["data_version"] != first["data_version"]
     assert second["data_version"] == dvc_store.tracked_hash(source) and second["stages_trained"]
+    registry = Registry(f"sqlite:///{tmp_path / 'p'}/mlflow.db")
+    v1, v2 = (registry.version(f"progattr-{ARTICLE}", v) for v in (first["registry"]["version"],
+                                                                    second["registry"]["version"]))
+    dropped = {k.split(".", 2)[2] for k, v in v2.tags.items() if k.startswith("progattr.coverage.")
+               and float(v) < float(v1.tags.get(k, "nan"))}
+    reasons = [r for r in second["registry"]["reasons"] if "coverage at its target precision" in r]
+    assert {r.split(":")[0] for r in reasons} == dropped
+    assert second["registry"]["challenger"] is (not second["registry"]["reasons"])
+    assert v2.tags["progattr.report"].endswith("report/report.html")  # compared with champion v1
