@@ -1,4 +1,4 @@
-"""Decode-cache speed: images/s loading a manifest through load_arrays with a cold cache (decode +
+"""Decode-cache speed: images/s loading a manifest through load_images with a cold cache (decode +
 write), a warm cache (read bytes), and decoding every image without any cache.
 
     .venv/bin/python bench/bench_decode_cache.py --profile full
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from progattr_core.config import load_params  # noqa: E402
-from progattr_core.data.arrays import decode_to_array, load_arrays  # noqa: E402
+from progattr_core.data.arrays import decode_to_array, load_images  # noqa: E402
 from progattr_core.data.kaggle import import_kaggle  # noqa: E402
 from progattr_core.data.synth import generate_catalogue  # noqa: E402
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=PROFILES, default="quick")
     ap.add_argument("--kaggle", action="store_true", help="use the shared Kaggle catalogue's topwear images")
+    ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: every core)")
     args = ap.parse_args(argv)
     p = load_params(REPO / "params.yaml")
     size = p.model.image_size
@@ -63,9 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = list(zip(m["path"], m["sha256"], strict=True))
         plain = _rate("no cache (decode every image)", n,
                       lambda: np.stack([decode_to_array(root, r, h, size, p.data.image) for r, h in rows]))
-        cold = _rate("load_arrays, cold cache (decode+write)", n,
-                     lambda: load_arrays(m, root, root / "cache", size, attrs, None)[0])
-        warm = _rate("load_arrays, warm cache", n, lambda: load_arrays(m, root, root / "cache", size, attrs, None)[0])
+        def load() -> np.ndarray:
+            return load_images(m, root, root / "cache", size, attrs, None, workers=args.workers)[0][:].numpy()
+
+        cold = _rate("load_images, cold cache (decode+write)", n, load)
+        warm = _rate("load_images, warm cache", n, load)
         assert np.array_equal(plain, cold) and np.array_equal(cold, warm), "cache differs from decoding"
         print(f"  cached arrays equal fresh decoding; {warm.nbytes / 2**20:.1f} MiB of uint8")
 

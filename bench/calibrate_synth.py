@@ -17,7 +17,7 @@ import torch
 
 from progattr_core.baselines import train_one_individual
 from progattr_core.config import load_params
-from progattr_core.data.arrays import load_arrays
+from progattr_core.data.arrays import load_images
 from progattr_core.data.synth import generate_catalogue
 from progattr_core.train import LabelledImages, accuracy_on
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
                                    s.label_rate, s.label_noise, s.seed, params.data.split)
             attrs = list(params.attributes(article))
             classes = {a: list(params.attributes(article)[a]) for a in attrs}
-            data = {split: LabelledImages.from_arrays(*load_arrays(m, tmp, Path(tmp) / "cache", params.model.image_size,
+            data = {split: LabelledImages.from_arrays(*load_images(m, tmp, Path(tmp) / "cache", params.model.image_size,
                                                                    attrs, split)[:2], attrs, classes)
                     for split in ("train", "val", "test")}
             test, accs = data["test"], {}

@@ -5,6 +5,10 @@ batch, and writes <serving.tag_output>/<article>/tags.parquet + tags.csv (the ac
 image, sha256, attribute, label, probability, model name and version), review.csv (the answers below
 their attribute's calibrated threshold, least sure first, with the top-3) and rejects.csv (images that
 could not be decoded).
+
+Images are tagged in shards on `data.workers` processes; each shard's answers are a part file written
+whole, so a run killed halfway and started again with the same model and source keeps the parts it
+wrote and tags only the rest.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from prefect import flow
 from tasks.context import make_context, task_logger
 from tasks.tagging import (
     MANIFEST_SOURCE,
-    batches,
     fetch_champion_task,
     list_catalogue_task,
-    tag_batch_task,
+    tag_parts_task,
     write_tags_task,
 )
 
@@ -33,21 +36,15 @@ def tag_catalogue_flow(source: str, article: str = "tops", params_path: str = "p
     ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     params = ctx.params()
     labelled = str(ctx.path(params.data.manifest)) if only_missing and source != MANIFEST_SOURCE else None
+    out_dir = output or str(ctx.path(params.serving.tag_output) / article)
     with tempfile.TemporaryDirectory(prefix="progattr-tag-") as tmp:
         champion = fetch_champion_task(ctx.store, article, params.serving.alias, tmp)
         items = list_catalogue_task(source, params, ctx.root, article)
-        results, done = [], 0
-        chunks = batches(items, params.serving.tag_batch_size)
-        for i, chunk in enumerate(chunks, start=1):
-            results.append(tag_batch_task(champion, chunk, params.data.image, labelled))
-            done += len(chunk)
-            log.info("batch %d/%d: %d/%d images tagged, %d rejected so far", i, len(chunks), done, len(items),
-                     sum(len(r.rejects) for r in results))
-    out_dir = output or str(ctx.path(params.serving.tag_output) / article)
-    paths = write_tags_task(results, out_dir)
-    summary = {"model": champion.name, "version": champion.version, "images": len(items),
-               "rows": sum(len(r.rows) for r in results), "rejected": sum(len(r.rejects) for r in results),
-               "review": sum(len(r.review) for r in results), "outputs": paths}
+        parts = tag_parts_task(champion, source, items, params.data.image, labelled, params.serving.tag_batch_size,
+                               out_dir, params.data.workers)
+    written = write_tags_task(parts, out_dir)
+    summary = {"model": champion.name, "version": champion.version, "images": len(items), **written,
+               "parts_reused": parts.reused}
     log.info("tagged %(images)d images with %(model)s v%(version)s: %(rows)d tags accepted, %(review)d answers "
              "to review, %(rejected)d images rejected", summary)
     return summary

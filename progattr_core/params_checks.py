@@ -33,6 +33,8 @@ def check_values(p: Params, source: str) -> None:
         raise bad("train.first_attributes", p.train.first_attributes, "must be >= 0 (1: one attribute, the paper; 0: all)")
     if p.train.base_attributes < 0:
         raise bad("train.base_attributes", p.train.base_attributes, "must be >= 0 (0: every attribute, the paper)")
+    if p.data.workers < 0:
+        raise bad("data.workers", p.data.workers, "must be >= 0 (0: every core)")
     if p.train.threads < 0:
         raise bad("train.threads", p.train.threads, "must be >= 0 (0: the process's torch threads)")
     for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):

@@ -44,6 +44,7 @@ class DataParams:
     cache: str
     slices: str
     rejects: str
+    workers: int                      # processes for image work: imports, cache builds, tagging (0: every core)
     split: SplitParams
     image: ImageParams
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .calibration import temper
+from .data.arrays import CachedImages
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,15 @@ class AttributePrediction:
                 "top_k": [{"label": lab, "probability": p} for lab, p in self.top_k]}
 
 
-def _as_tensor(images: np.ndarray | Tensor) -> Tensor:
-    return images if isinstance(images, Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+def _as_tensor(images: np.ndarray | Tensor | CachedImages) -> Tensor | CachedImages:
+    """Images as something sliced batch by batch: a tensor, or the decode cache's reader as it is."""
+    if isinstance(images, (Tensor, CachedImages)):
+        return images
+    return torch.from_numpy(np.ascontiguousarray(images))
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, images: np.ndarray | Tensor, batch_size: int = 64,
+def predict_proba(model: nn.Module, images: np.ndarray | Tensor | CachedImages, batch_size: int = 64,
                   device: torch.device | str = "cpu", attributes: Sequence[str] | None = None,
                   calibrated: bool = True) -> dict[str, np.ndarray]:
     """Class probabilities per attribute, N x K each, for uint8 (N, 3, S, S) images; tempered by the
@@ -56,7 +60,7 @@ def predict_proba(model: nn.Module, images: np.ndarray | Tensor, batch_size: int
     return {a: temper(p, calibration[a]["temperature"]) if a in calibration else p for a, p in out.items()}
 
 
-def predict(model: nn.Module, images: np.ndarray | Tensor, top_k: int = 3, batch_size: int = 64,
+def predict(model: nn.Module, images: np.ndarray | Tensor | CachedImages, top_k: int = 3, batch_size: int = 64,
             device: torch.device | str = "cpu") -> list[dict[str, AttributePrediction]]:
     """For each image and attribute: the label, its (calibrated) probability, the top-k (label,
     probability) and whether it is accepted."""

@@ -71,7 +71,8 @@ def import_catalogue(params: Params, folder: str | Path, root: str | Path, dest:
     excluded = set(params.pretrain.exclude_article_types)
     kept = sorted({r["articleType"] for _, r in styles} - excluded)
     spec = KaggleArticleParams(tuple(kept), dict(params.pretrain.columns), {}, (), {})
-    return import_kaggle(folder, ARTICLE, spec, params.taxonomy, root, dest, params.data.split, params.data.image)
+    return import_kaggle(folder, ARTICLE, spec, params.taxonomy, root, dest, params.data.split, params.data.image,
+                         params.data.workers)
 
 
 def sample(manifest: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pandas as pd
 from prefect import task
 
 from progattr_core.calibration import PUBLISH_METRICS, calibrate_attributes, precision_coverage, temper
+from progattr_core.data.arrays import CachedImages
 from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt, predicted_mix
 from progattr_core.model import resolve_device, weights_mb
 from progattr_core.model_file import load_model
@@ -55,7 +56,7 @@ def _method_files(ctx: PipelineContext, trained: list[TrainedRef]) -> dict[str, 
     return files
 
 
-def _predict(paths: list[Path], images: np.ndarray, val_images: np.ndarray, batch_size: int, device
+def _predict(paths: list[Path], images: CachedImages, val_images: CachedImages, batch_size: int, device
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float, float]:
     """Raw probabilities per attribute on the test and validation images from one method's model
     file(s), seconds spent predicting the test images, and the megabytes of weights they predict with
@@ -83,7 +84,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     params = ctx.params()
     vocab = params.attributes(ctx.article)
     test, val = load_split(ctx, data, "test"), load_split(ctx, data, "val")
-    images, labels = test.images.numpy(), test.labels.numpy()
+    images, labels = test.images, test.labels.numpy()
     device = resolve_device(params.device)
     train_seconds: dict[str, float] = {}
     for ref in trained:
@@ -96,7 +97,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     curves: dict[str, dict[str, np.ndarray]] = {}
     calibration: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
-        probs, val_probs, seconds, size_mb = _predict(paths, images, val.images.numpy(), params.train.batch_size, device)
+        probs, val_probs, seconds, size_mb = _predict(paths, images, val.images, params.train.batch_size, device)
         fitted, publish[method] = calibrate_attributes(val_probs, val.labels.numpy(), probs, labels, list(vocab),
                                                        targets(ctx))
         curves[method] = {a: temper(probs[a], c.temperature) for a, c in fitted.items()}

@@ -26,7 +26,7 @@ from prefect import task
 
 from progattr_core.backbone import init_identity
 from progattr_core.baselines import multilabel_spec
-from progattr_core.data.arrays import load_arrays
+from progattr_core.data.arrays import load_images
 from progattr_core.data.importers import ImportLog
 from progattr_core.data.kaggle import read_styles
 from progattr_core.data.manifest import read_manifest, write_manifest
@@ -125,8 +125,8 @@ def _split(ctx: PipelineContext, data: PretrainData, split: str) -> LabelledImag
     p = ctx.params()
     taxonomy = {**p.taxonomy, ARTICLE: data.vocab}
     df = read_manifest(ctx.path(data.manifest), taxonomy)
-    x, y, _ = load_arrays(df, ctx.path(data.data_root), ctx.path(p.data.cache), p.model.image_size,
-                          list(data.vocab), split)
+    x, y, _ = load_images(df, ctx.path(data.data_root), ctx.path(p.data.cache), p.model.image_size,
+                          list(data.vocab), split, workers=p.data.workers, say=task_logger().info)
     return LabelledImages.from_arrays(x, y, list(data.vocab), data.vocab)
 
 

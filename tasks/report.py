@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from progattr_core.calibration import temper
+from progattr_core.data.arrays import CachedImages
 from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model
 from progattr_core.predict import predict_proba
@@ -66,7 +67,7 @@ def _champion(ctx: PipelineContext) -> tuple[Any, Any]:
         return mv, load_model(registry.download(ref, tmp))
 
 
-def _cases(images: np.ndarray, labels: np.ndarray, attrs: list[str], vocab: dict[str, list[str]],
+def _cases(images: CachedImages | np.ndarray, labels: np.ndarray, attrs: list[str], vocab: dict[str, list[str]],
            mine: dict[str, np.ndarray], theirs: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
     """The SHOWN (image, attribute) cells to look at: with a champion, where the two answers differ,
     most confident first (the smaller of the two top-1 probabilities); without one, this version's
@@ -94,7 +95,7 @@ def _cases(images: np.ndarray, labels: np.ndarray, attrs: list[str], vocab: dict
                                                                  float(theirs[attr][i].max())),
                           "label": vocab[attr][y] if y >= 0 else None})
     found.sort(key=lambda c: -c["score"])
-    return [{**c, "thumb": _png(images[c["i"]])} for c in found[:SHOWN]]
+    return [{**c, "thumb": _png(np.asarray(images[c["i"]]))} for c in found[:SHOWN]]
 
 
 def approval_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, model_path: str,
@@ -104,7 +105,7 @@ def approval_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationR
     vocab = params.attributes(ctx.article)
     attrs = list(vocab)
     test = load_split(ctx, data, "test")
-    images, labels = test.images.numpy(), test.labels.numpy()
+    images, labels = test.images, test.labels.numpy()
     device = resolve_device(params.device)
     raw = predict_proba(load_model(model_path), images, params.train.batch_size, device, calibrated=False)
     mine = {a: temper(p, evaluation.calibration[a]["temperature"]) if a in evaluation.calibration else p

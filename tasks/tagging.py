@@ -12,13 +12,18 @@ per image, and a bad image becomes a row in rejects.csv instead of stopping the 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+import torch
 from prefect import task
 
 from progattr_core.config import ImageParams, Params
@@ -27,6 +32,7 @@ from progattr_core.data.manifest import read_manifest, resolve_inside
 from progattr_core.errors import DataValidationError
 from progattr_core.inference import Refused, image_array
 from progattr_core.model_file import load_model
+from progattr_core.parallel import Meter, cpu_count, pmap, resolve_workers
 from progattr_core.predict import predict
 from tasks import s3_images
 from tasks.context import task_logger
@@ -178,30 +184,116 @@ def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParam
     return TagBatch(rows, rejects, review)
 
 
-def write_tags(results: list[TagBatch], out_dir: str) -> dict[str, str]:
+SHARD_IMAGES = 4096  # images per part file: the most a killed run redoes per worker
+_TYPES = {"probability": "float64", "threshold": "float64", "margin": "float64"}
+
+
+@dataclass(frozen=True)
+class TagParts:
+    """A tagging run's part files: `<out_dir>/.parts/<key>/part-NNNNNN/`, one per shard of images."""
+
+    folder: str
+    key: str                           # model version, source, options and the images listed
+    parts: int
+    images: int
+    reused: int                        # parts a killed run had already written
+
+
+def run_key(champion: ChampionRef, source: str, items: list[ImageItem], batch_size: int,
+            labelled_manifest: str | None) -> str:
+    """What a run's parts depend on: the model version, the source and options, every image listed."""
+    h = hashlib.sha256(json.dumps([champion.name, champion.version, source, batch_size, labelled_manifest,
+                                   SHARD_IMAGES]).encode())
+    for it in items:
+        h.update(f"{it.image}\0{it.location}\0{','.join(it.skip)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _table(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype({c: _TYPES.get(c, "string") for c in columns})
+
+
+def tag_shard(job: tuple[ChampionRef, list[ImageItem], ImageParams, str | None, int, str, int]) -> int:
+    """Tag one shard batch by batch and write its part: tags, review and rejects parquet files in a folder
+    renamed into place when complete, so a part that exists is whole and a rerun skips it. Returns the
+    images it tagged (0: the part was already there)."""
+    champion, items, limits, labelled, batch_size, part, threads = job
+    if os.path.isdir(part):
+        return 0
+    if threads:  # a pool worker: its share of the cores, not all of them
+        torch.set_num_threads(threads)
+    done = [tag_batch(champion, chunk, limits, labelled) for chunk in batches(items, batch_size)]
+    tmp = Path(f"{part}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _table([r for b in done for r in b.rows], COLUMNS).to_parquet(tmp / "tags.parquet", index=False)
+    _table([r for b in done for r in b.review], REVIEW_COLUMNS).to_parquet(tmp / "review.parquet", index=False)
+    _table([r for b in done for r in b.rejects], ["image", "reason"]).to_parquet(tmp / "rejects.parquet", index=False)
+    os.replace(tmp, part)
+    return len(items)
+
+
+def tag_parts(champion: ChampionRef, source: str, items: list[ImageItem], limits: ImageParams,
+              labelled_manifest: str | None, batch_size: int, out_dir: str, workers: int) -> TagParts:
+    """Tag `items` in shards of SHARD_IMAGES on `workers` processes (0: every core), each shard's answers
+    written as a part under `<out_dir>/.parts/<run key>/`; parts already written by a killed run with the
+    same key are kept, not redone. Progress: a line with the images tagged, rate and ETA."""
+    log = task_logger()
+    key = run_key(champion, source, items, batch_size, labelled_manifest)
+    folder = Path(out_dir) / ".parts" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = [items[i:i + SHARD_IMAGES] for i in range(0, len(items), SHARD_IMAGES)]
+    names = [str(folder / f"part-{k:06d}") for k in range(len(shards))]
+    todo = [k for k, name in enumerate(names) if not os.path.isdir(name)]
+    reused = len(shards) - len(todo)
+    if reused:
+        log.info("resuming tagging run %s: %d of %d parts already written", key, reused, len(shards))
+    n = resolve_workers(workers, len(todo), parallel_from=2)
+    threads = max(1, cpu_count() // n) if n > 1 else 0
+    jobs = [(champion, shards[k], limits, labelled_manifest, batch_size, names[k], threads) for k in todo]
+    meter = Meter("tagging", sum(len(shards[k]) for k in todo), log.info)
+    pmap(tag_shard, jobs, workers, parallel_from=2, meter=meter, count=lambda images: images)
+    meter.finish()
+    return TagParts(str(folder), key, len(shards), len(items), reused)
+
+
+def write_tags(parts: TagParts, out_dir: str) -> dict[str, Any]:
     """tags.parquet and tags.csv (the accepted tags), review.csv (the rest, least sure first: smallest
-    margin between the top two classes) and rejects.csv in `out_dir` (each written whole, then renamed
-    into place)."""
+    margin between the top two classes) and rejects.csv in `out_dir`, from the run's parts (the tags are
+    streamed part by part; each file is written whole, then renamed into place); then the parts go.
+    Returns the paths ("outputs") and the row counts ("rows", "review", "rejected")."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tags = pd.DataFrame([r for b in results for r in b.rows], columns=COLUMNS)
-    review = pd.DataFrame([r for b in results for r in b.review], columns=REVIEW_COLUMNS)
-    review = review.sort_values(["margin", "probability", "image", "attribute"], kind="stable")
-    rejects = pd.DataFrame([r for b in results for r in b.rejects], columns=["image", "reason"])
+    folders = [Path(parts.folder) / f"part-{k:06d}" for k in range(parts.parts)]
     paths = {"parquet": out / "tags.parquet", "csv": out / "tags.csv", "review": out / "review.csv",
              "rejects": out / "rejects.csv"}
-    tables = {"parquet": tags, "csv": tags, "review": review, "rejects": rejects}
+    tmp = {k: p.with_name(f".{p.name}.tmp") for k, p in paths.items()}
+    writer, rows = None, 0
+    with open(tmp["csv"], "w", newline="") as csv_out:
+        csv_out.write(",".join(COLUMNS) + "\n")
+        for folder in folders:
+            table = pq.read_table(folder / "tags.parquet")
+            writer = writer or pq.ParquetWriter(tmp["parquet"], table.schema)
+            writer.write_table(table)
+            rows += table.num_rows
+            table.to_pandas().to_csv(csv_out, index=False, header=False)
+    if writer is None:
+        _table([], COLUMNS).to_parquet(tmp["parquet"], index=False)
+    else:
+        writer.close()
+    review = pd.concat([pd.read_parquet(f / "review.parquet") for f in folders] or [_table([], REVIEW_COLUMNS)])
+    review.sort_values(["margin", "probability", "image", "attribute"], kind="stable").to_csv(tmp["review"], index=False)
+    rejects = pd.concat([pd.read_parquet(f / "rejects.parquet") for f in folders] or [_table([], ["image", "reason"])])
+    rejects.to_csv(tmp["rejects"], index=False)
     for kind, path in paths.items():
-        tmp = path.with_name(f".{path.name}.tmp")
-        if kind == "parquet":
-            tags.to_parquet(tmp, index=False)
-        else:
-            tables[kind].to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    return {k: str(v) for k, v in paths.items()}
+        os.replace(tmp[kind], path)
+    shutil.rmtree(parts.folder, ignore_errors=True)
+    return {"outputs": {k: str(v) for k, v in paths.items()}, "rows": rows, "review": len(review),
+            "rejected": len(rejects)}
 
 
 fetch_champion_task = task(fetch_champion, name="fetch-champion")
 list_catalogue_task = task(list_catalogue, name="list-catalogue")
-tag_batch_task = task(tag_batch, name="tag-batch")
+tag_parts_task = task(tag_parts, name="tag-parts")
 write_tags_task = task(write_tags, name="write-tags")

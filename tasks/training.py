@@ -26,7 +26,7 @@ from prefect import task
 from torch import nn
 
 from progattr_core.baselines import train_multilabel, train_one_individual
-from progattr_core.data.arrays import load_arrays
+from progattr_core.data.arrays import load_images
 from progattr_core.data.manifest import read_manifest
 from progattr_core.distill import teacher_probabilities
 from progattr_core.errors import ConfigError
@@ -59,8 +59,8 @@ def load_split(ctx: PipelineContext, data: DataRef, split: str) -> LabelledImage
     params = ctx.params()
     vocab = params.attributes(ctx.article)
     df = read_manifest(ctx.path(data.manifest), params.taxonomy)
-    x, y, _ = load_arrays(df, ctx.path(data.data_root), ctx.path(params.data.cache), params.model.image_size,
-                          list(vocab), split)
+    x, y, _ = load_images(df, ctx.path(data.data_root), ctx.path(params.data.cache), params.model.image_size,
+                          list(vocab), split, workers=params.data.workers, say=task_logger().info)
     return LabelledImages.from_arrays(x, y, list(vocab), vocab)
 
 

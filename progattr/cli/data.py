@@ -84,7 +84,8 @@ def _data_import(args: argparse.Namespace) -> int:
     from progattr_core.data.manifest import relative_to, resolve_inside, write_manifest
 
     p = load(args)
-    common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image}
+    common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image,
+              "workers": p.data.workers}
     name = Path(getattr(args, "table", None) or args.folder).stem
     dest = args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root))
     source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root

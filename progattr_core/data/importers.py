@@ -14,17 +14,19 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import ImageParams, SplitParams
 from ..errors import DataValidationError
-from .images import ImageRejected, check_image_file
+from ..parallel import Meter, pmap
+from .images import ImageRejected, check_image_file, sha256_bytes
 from .manifest import make_manifest, resolve_inside, safe_relative_path
 
 log = logging.getLogger(__name__)
@@ -113,38 +115,70 @@ def _write_image(target: Path, data: bytes) -> None:
     os.replace(tmp, target)
 
 
+CHECK_CHUNK = 8192  # candidates checked at once: a streamed table's memory stays bounded by this, not its rows
+
+
+def _check_job(job: tuple[str, ImageParams]) -> tuple[str | None, str | None]:
+    """(sha256, None) for an image that fully decodes within the limits, else (None, why): a pool job."""
+    try:
+        return check_image_file(job[0], job[1])[1], None
+    except ImageRejected as exc:
+        return None, exc.reason
+
+
+def _target(c: Candidate, root: Path) -> tuple[str, Path] | DataValidationError:
+    try:
+        dest = safe_relative_path(c.dest)
+        target = resolve_inside(root, dest)  # a symlinked folder under root must not lead out of it
+        if c.base is not None:
+            resolve_inside(c.base, Path(c.image_file).relative_to(c.base).as_posix())
+        return dest, target
+    except DataValidationError as exc:
+        return exc
+
+
 def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxonomy, root: str | Path,
-                  split: SplitParams, limits: ImageParams, log_: ImportLog) -> ImportResult:
-    """Check labels and images, drop duplicates, copy images under `root` and build the manifest."""
+                  split: SplitParams, limits: ImageParams, log_: ImportLog, workers: int = 0,
+                  say: Callable[[str], object] | None = log.info) -> ImportResult:
+    """Check labels and images, drop duplicates, copy images under `root` and build the manifest. Images are
+    checked (fully decoded) and hashed on `workers` processes (0: every core from a few hundred up),
+    CHECK_CHUNK candidates at a time; `say` gets a progress line with the rate and count."""
     attrs, root = taxonomy[article], Path(root)
     seen_ids: dict[str, int] = {}
     seen_hash: dict[str, str] = {}
     records = []
-    for c in candidates:
-        if c.image_id in seen_ids:
-            log_.reject(c.source, c.row, "row", "duplicate image id",
-                        f"image id {c.image_id!r} already imported from row {seen_ids[c.image_id]}")
-            continue
-        try:
-            dest = safe_relative_path(c.dest)
-            target = resolve_inside(root, dest)  # a symlinked folder under root must not lead out of it
-            if c.base is not None:
-                resolve_inside(c.base, Path(c.image_file).relative_to(c.base).as_posix())
-            data, sha = check_image_file(c.image_file, limits)
-        except ImageRejected as exc:
-            log_.reject(c.source, c.row, "row", _image_kind(exc.reason), f"image {c.image_id!r}: {exc.reason}")
-            continue
-        except DataValidationError as exc:
-            log_.reject(c.source, c.row, "row", "unsafe path", f"image {c.image_id!r}: {exc}")
-            continue
-        if sha in seen_hash:
-            log_.reject(c.source, c.row, "row", "duplicate image content",
-                        f"image {c.image_id!r} has the same content (sha256 {sha[:12]}...) as {seen_hash[sha]!r}")
-            continue
-        seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
-        _write_image(target, data)
-        records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
-                        **_clean_labels(c, attrs, log_)})
+    meter = Meter("checking and hashing images", None, say)
+    for chunk in _batched(candidates, CHECK_CHUNK):
+        targets = [_target(c, root) for c in chunk]
+        safe = [i for i, t in enumerate(targets) if not isinstance(t, DataValidationError)]
+        checked = dict(zip(safe, pmap(_check_job, [(str(chunk[i].image_file), limits) for i in safe], workers,
+                                      meter=meter), strict=True))
+        for i, c in enumerate(chunk):
+            if c.image_id in seen_ids:
+                log_.reject(c.source, c.row, "row", "duplicate image id",
+                            f"image id {c.image_id!r} already imported from row {seen_ids[c.image_id]}")
+                continue
+            if isinstance(targets[i], DataValidationError):
+                log_.reject(c.source, c.row, "row", "unsafe path", f"image {c.image_id!r}: {targets[i]}")
+                continue
+            sha, reason = checked[i]
+            if reason is None:  # copied from the bytes just checked: a file replaced since is caught here
+                data = Path(c.image_file).read_bytes()
+                reason = None if sha256_bytes(data) == sha else "image file changed while it was imported"
+            if reason is not None:
+                log_.reject(c.source, c.row, "row", _image_kind(reason), f"image {c.image_id!r}: {reason}")
+                continue
+            if sha in seen_hash:
+                log_.reject(c.source, c.row, "row", "duplicate image content",
+                            f"image {c.image_id!r} has the same content (sha256 {sha[:12]}...) as {seen_hash[sha]!r}")
+                continue
+            seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
+            dest, target = targets[i]
+            _write_image(target, data)
+            records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
+                            **_clean_labels(c, attrs, log_)})
+    if meter.done:
+        meter.finish()
     table = pd.DataFrame(records, columns=["image_id", "path", "sha256", "article", *attrs])
     manifest = make_manifest(table, taxonomy, split)
     log_.note("images imported", len(manifest))
@@ -153,11 +187,18 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     return _result(manifest, log_)
 
 
+def _batched(items: Iterable[Candidate], n: int) -> Iterator[list[Candidate]]:
+    it = iter(items)
+    while chunk := list(islice(it, n)):
+        yield chunk
+
+
 def _image_kind(reason: str) -> str:
-    for key in ("not found", "zero-byte", "over data.image.max_bytes", "decompression-bomb", "not an image"):
+    for key in ("not found", "zero-byte", "over data.image.max_bytes", "decompression-bomb", "not an image", "changed"):
         if key in reason:
             return {"over data.image.max_bytes": "image too large (bytes)",
-                    "decompression-bomb": "image too large (pixels)"}.get(key, f"image {key}")
+                    "decompression-bomb": "image too large (pixels)",
+                    "changed": "image changed during import"}.get(key, f"image {key}")
     return "image undecodable or truncated"
 
 
@@ -237,7 +278,8 @@ def _not_utf8(fields: Sequence[str]) -> str:
 
 
 def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
-                dest: str, split: SplitParams, limits: ImageParams, image_column: str = "image") -> ImportResult:
+                dest: str, split: SplitParams, limits: ImageParams, image_column: str = "image",
+                workers: int = 0) -> ImportResult:
     """One row per image, one column per attribute (empty = unlabelled). Images are copied to root/dest/.
     The table is streamed: memory grows with the images imported, not with the rows read."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
@@ -251,7 +293,7 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
             if col != image_column and col not in attrs:
                 log_.note(f"column ignored (not an attribute of {article}): {col}")
         candidates = _wide_candidates(rows, header, image_column, table.name, images_dir, dest, attrs, log_)
-        return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+        return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
 
 
 def _wide_candidates(rows: Iterable[tuple[int, list[str]]], header: list[str], image_column: str, source: str,
@@ -271,7 +313,7 @@ MAX_ROWS_LISTED = 10  # rows named per value in a "conflicting values" reject; t
 
 
 def import_long(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
-                dest: str, split: SplitParams, limits: ImageParams) -> ImportResult:
+                dest: str, split: SplitParams, limits: ImageParams, workers: int = 0) -> ImportResult:
     """Rows (image, attribute, value[, annotator]); disagreeing values for one image+attribute become missing.
     The table is streamed into a tally per (image, attribute): memory grows with those, not with the rows."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
@@ -279,7 +321,7 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     first_row, labels = long_labels(table, attrs, log_)
     candidates = [Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels[ref], images_dir)
                   for ref, line in first_row.items()]
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
 
 
 def long_labels(table: str | Path, attrs: Mapping[str, Sequence[str]], log_: ImportLog, key: str = "image"
@@ -371,7 +413,7 @@ def _more(tally: list[int]) -> str:
 
 
 def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Taxonomy, root: str | Path,
-                  dest: str, split: SplitParams, limits: ImageParams) -> ImportResult:
+                  dest: str, split: SplitParams, limits: ImageParams, workers: int = 0) -> ImportResult:
     """An image tree `<folder>/<class>/<image>` labelling one attribute; images directly in `folder` are unlabelled."""
     folder, log_ = Path(folder), ImportLog()
     if attribute not in taxonomy[article]:
@@ -390,4 +432,4 @@ def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Ta
         parts = ref.split("/")
         label = parts[0] if len(parts) > 1 else None
         candidates.append(Candidate(rel, i, path, ref, f"{dest}/{ref}", {attribute: label}, folder))
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_)
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing as mp
 import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ import pandas as pd
 
 from ..config import Params, SplitParams
 from ..errors import DataValidationError
+from ..parallel import pmap
 from .images import sha256_bytes
 from .manifest import make_manifest, read_manifest, safe_relative_path, write_manifest
 from .synth_draw import draw_garment
@@ -151,7 +151,7 @@ def _prefix_in_root(out_dir: Path, root: str | Path | None) -> str:
 
 def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapping[str, Mapping[str, Sequence[str]]],
                        size: int, full_label_fraction: float, label_rate: float, label_noise: float, seed: int,
-                       split_params: SplitParams, root: str | Path | None = None, workers: int | None = None,
+                       split_params: SplitParams, root: str | Path | None = None, workers: int = 0,
                        ) -> pd.DataFrame:
     """Write n JPEG images of `article` under out_dir/<article>/images; return their manifest.
 
@@ -171,7 +171,7 @@ def generate_catalogue(article: str, n: int, out_dir: str | Path, taxonomy: Mapp
     ids = [f"synth-{article}-s{seed}-{i:06d}" for i in range(n)]
     jobs = [(i, article, attrs, size, str(img_dir / f"{ids[i]}.jpg"), seed, full_label_fraction, q, label_noise)
             for i in range(n)]
-    results = _run(jobs, workers)
+    results = pmap(_make_one, jobs, workers, _PARALLEL_FROM)
     records = pd.DataFrame({
         "image_id": ids,
         "path": [f"{article}/images/{i}.jpg" for i in ids],
@@ -217,15 +217,3 @@ def ensure_catalogue(params: Params, article: str, out_dir: str | Path, n: int |
     say(f"drawing {n} synthetic {article} images ({s.image_size} px) in {Path(out_dir) / article}: {reason}")
     return generate_catalogue(article, n, out_dir, params.taxonomy, s.image_size, s.full_label_fraction,
                               s.label_rate, s.label_noise, seed, params.data.split, root=root), reason
-
-
-def _run(jobs: list[tuple], workers: int | None) -> list[tuple]:
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1) if len(jobs) >= _PARALLEL_FROM else 1
-    if workers <= 1:
-        return [_make_one(j) for j in jobs]
-    # fork: workers only run numpy/PIL, and unlike spawn it needs no `if __name__ == "__main__"` in scripts
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers) as pool:
-        results = pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
-    return sorted(results, key=lambda r: r[0])

@@ -134,3 +134,50 @@ def _cells(summary: dict) -> set[tuple[str, str]]:
     tags, review = pd.read_parquet(summary["outputs"]["parquet"]), pd.read_csv(summary["outputs"]["review"])
     assert set(review["attribute"]) <= {"pattern"} and "pattern" not in set(tags["attribute"])
     return {*zip(tags["image"], tags["attribute"], strict=True), *zip(review["image"], review["attribute"], strict=True)}
+
+
+def _tables(written: dict) -> list[pd.DataFrame]:
+    out = written["outputs"]
+    return [pd.read_parquet(out["parquet"]), pd.read_csv(out["review"]), pd.read_csv(out["rejects"])]
+
+
+def test_a_killed_tagging_run_keeps_its_parts_and_two_workers_agree(tmp_path, monkeypatch):
+    """Shards of 2 images (3 parts here): a run that dies in its third part leaves two whole parts; the
+    rerun tags only the third and writes what an uninterrupted run writes; so do two worker processes."""
+    import tasks.tagging as tagging
+    from progattr_core.model_file import save_model
+
+    folder = tmp_path / "shop"
+    for rel, data in {**IMAGES, **BAD}.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    champion = tagging.ChampionRef("tops", "progattr-tops", "7", str(save_model(tiny_model(2), tmp_path / "m.pt")))
+    items = tagging.list_catalogue(str(folder), None, str(tmp_path), "tops")
+    monkeypatch.setattr(tagging, "SHARD_IMAGES", 2)
+    limits = ImageParams(10**8, 10**8)
+
+    def run(out: str, workers: int) -> dict:
+        return tagging.write_tags(tagging.tag_parts(champion, "shop", items, limits, None, 64, out, workers), out)
+
+    whole = _tables(run(str(tmp_path / "whole"), 1))
+    real, calls = tagging.tag_batch, []
+
+    def dies_in_the_third_part(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 3:
+            raise RuntimeError("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tagging, "tag_batch", dies_in_the_third_part)
+    with pytest.raises(RuntimeError, match="killed"):
+        tagging.tag_parts(champion, "shop", items, limits, None, 64, str(tmp_path / "again"), 1)
+    calls.clear()
+    monkeypatch.setattr(tagging, "tag_batch", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    parts = tagging.tag_parts(champion, "shop", items, limits, None, 64, str(tmp_path / "again"), 1)
+    assert parts.parts == 3 and parts.reused == 2 and calls == [2]
+    for got, want in zip(_tables(tagging.write_tags(parts, str(tmp_path / "again"))), whole, strict=True):
+        pd.testing.assert_frame_equal(got, want)
+    assert not (tmp_path / "again" / ".parts" / parts.key).exists()
+    monkeypatch.setattr(tagging, "tag_batch", real)
+    for got, want in zip(_tables(run(str(tmp_path / "two"), 2)), whole, strict=True):
+        pd.testing.assert_frame_equal(got, want)

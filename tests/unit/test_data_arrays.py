@@ -1,4 +1,5 @@
-"""load_arrays: shapes, codes, split selection, and the decode cache giving identical arrays."""
+"""load_images: shapes, codes, split selection, and the decode cache giving identical arrays, built on
+several processes and read back batch by batch."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from progattr_core.data.arrays import cache_path, load_arrays, trim_cache
+from progattr_core.data.arrays import build_cache, cache_path, load_images, trim_cache
 from progattr_core.data.images import sha256_bytes
 from progattr_core.data.manifest import make_manifest
 from progattr_core.errors import DataValidationError
+from progattr_core.train import _batch_images
 from tests.unit.data_helpers import params, write_image
 
 P = params()
@@ -32,36 +35,57 @@ def catalogue(tmp_path):
 
 def test_shapes_codes_and_order(catalogue, tmp_path):
     root, m = catalogue
-    x, y, ids = load_arrays(m, root, tmp_path / "cache", 16, ATTRS, None)
-    assert x.shape == (12, 3, 16, 16) and x.dtype == np.uint8
+    x, y, ids = load_images(m, root, tmp_path / "cache", 16, ATTRS, None)
+    assert x.shape == (12, 3, 16, 16) and x[:].dtype == torch.uint8 and x[:].shape == (12, 3, 16, 16)
     assert y.dtype == np.int64 and y.shape == (12, 3)
     assert ids == [f"i{i}" for i in range(12)]
     assert y[:3, 0].tolist() == [0, -1, 2] and (y[:, 1] == 2).all() and y[:2, 2].tolist() == [4, -1]
-    xs, ys, ids_s = load_arrays(m, root, tmp_path / "cache", 16, ATTRS, "train")
+    xs, ys, ids_s = load_images(m, root, tmp_path / "cache", 16, ATTRS, "train")
     assert ids_s == m.loc[m["split"] == "train", "image_id"].tolist() and len(xs) == len(ys) == len(ids_s)
 
 
 def test_cached_arrays_equal_fresh_decoding(catalogue, tmp_path):
     root, m = catalogue
-    fresh, _, _ = load_arrays(m, root, tmp_path / "c1", 16, ATTRS, None)
+    fresh, _, _ = load_images(m, root, tmp_path / "c1", 16, ATTRS, None)
     assert cache_path(tmp_path / "c1", m["sha256"][0], 16).is_file()
     for i in range(12):  # the cache is used: the originals can go
         (root / "raw" / f"{i}.png").unlink()
-    cached, _, _ = load_arrays(m, root, tmp_path / "c1", 16, ATTRS, None)
-    np.testing.assert_array_equal(fresh, cached)
+    cached, _, _ = load_images(m, root, tmp_path / "c1", 16, ATTRS, None)
+    np.testing.assert_array_equal(fresh[:], cached[:])
+
+
+def test_cache_built_on_two_processes_resumes_and_reads_any_batch(catalogue, tmp_path):
+    """Two worker processes decode what the cache lacks; a build that stopped halfway decodes only the rest;
+    a batch read by index is those rows of the whole split."""
+    root, m = catalogue
+    serial, _, _ = load_images(m, root, tmp_path / "serial", 16, ATTRS, None, workers=1)
+    assert build_cache(m, root, tmp_path / "two", 16, workers=2) == 12
+    for sha in m["sha256"][:5]:  # as if the build had been killed after 7 entries
+        cache_path(tmp_path / "two", sha, 16).unlink()
+    lines = []
+    assert build_cache(m, root, tmp_path / "two", 16, workers=2, say=lines.append) == 5
+    assert lines and "5/5 images (100%)" in lines[-1]
+    assert build_cache(m, root, tmp_path / "two", 16, workers=2) == 0
+    two, _, _ = load_images(m, root, tmp_path / "two", 16, ATTRS, None)
+    idx = torch.tensor([11, 0, 5, 5])
+    assert torch.equal(two[idx], serial[:][idx]) and torch.equal(two[3], serial[:][3])
+    assert torch.equal(two[2:9], serial[:][2:9])
+    steps = [torch.tensor([3, 1]), torch.tensor([0])]  # a DataLoader worker reading ahead (as for a GPU)
+    read_ahead = list(_batch_images(two, steps, torch.device("cpu"), workers=1))
+    assert [x.tolist() for x in read_ahead] == [serial[:][s].tolist() for s in steps]
 
 
 def test_changed_file_is_detected(catalogue, tmp_path):
     root, m = catalogue
     write_image(root / "raw" / "0.png", seed=99)
     with pytest.raises(DataValidationError, match="content hash differs"):
-        load_arrays(m, root, tmp_path / "cache", 16, ATTRS, None)
+        load_images(m, root, tmp_path / "cache", 16, ATTRS, None)
 
 
 def test_non_categorical_labels_are_refused(catalogue, tmp_path):
     root, m = catalogue
     with pytest.raises(DataValidationError, match="not a Categorical"):
-        load_arrays(m.astype({"fade": object}), root, tmp_path / "cache", 16, ATTRS, None)
+        load_images(m.astype({"fade": object}), root, tmp_path / "cache", 16, ATTRS, None)
 
 
 def test_trim_cache_deletes_unused_entries_oldest_first_and_never_one_in_use(tmp_path):

@@ -38,7 +38,8 @@ def test_normalise():
     assert normalise("NA") is None and normalise("") is None and normalise(None) is None
 
 
-def test_wide_table_keeps_good_rows_and_explains_every_reject(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])  # 0: in this process (few images); 2: checked on a pool
+def test_wide_table_keeps_good_rows_and_explains_every_reject(tmp_path, workers):
     imgs = tmp_path / "imgs"
     _images(imgs, ["a.png", "b.png", "c.png", "sub/d.png"])
     _bad_images(imgs)
@@ -58,7 +59,7 @@ def test_wide_table_keeps_good_rows_and_explains_every_reject(tmp_path):
         "/etc/passwd,no-fade,dark,clean,x\n"
         "a.png,no-fade,dark,clean,x\n"
     )
-    r = import_wide(table, imgs, "jeans", root=tmp_path / "root", dest="raw/wide", **COMMON)
+    r = import_wide(table, imgs, "jeans", root=tmp_path / "root", dest="raw/wide", workers=workers, **COMMON)
     m = r.manifest
     assert m["image_id"].tolist() == ["a.png", "b.png", "sub/d.png"]
     assert m["fade"].tolist()[0] == "heavy-fade" and m["shade"].tolist()[0] == "dark" and pd.isna(m["distress"][0])
