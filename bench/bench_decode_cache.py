@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=PROFILES, default="quick")
     ap.add_argument("--kaggle", action="store_true", help="use the shared Kaggle catalogue's topwear images")
-    ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: every core)")
+    ap.add_argument("--workers", type=int, default=0, help="decoding processes (default 0: every core from 512 images)")
     args = ap.parse_args(argv)
     p = load_params(REPO / "params.yaml")
     size = p.model.image_size

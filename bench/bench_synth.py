@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=PROFILES, default="quick")
     ap.add_argument("--article", default="dresses", help="dresses (7 attributes) is the most expensive to draw")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: min(2, cores) from 400 images)")
+    ap.add_argument("--workers", type=int, default=0, help="processes (default 0: every core from 400 images)")
     args = ap.parse_args(argv)
     p = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     s, n = p.synth, PROFILES[args.profile]

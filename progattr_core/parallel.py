@@ -4,7 +4,8 @@
 back in job order. Workers are forked from a clean, single-threaded server process (the forkserver
 start method), never from the caller: a Prefect flow or a torch process has threads, and a process
 forked while another thread holds a lock (logging's, malloc's, an import's) can hang forever. The
-server imports the function's module once; scripts need no `if __name__ == "__main__"` guard. `Meter` prints a line with the count, rate and ETA at most every
+server imports the function's module once. As with spawn, a script that reaches `pmap` runs its main
+code under `if __name__ == "__main__":` (a worker imports the script; unguarded code would run again). `Meter` prints a line with the count, rate and ETA at most every
 `every` seconds, for imports, cache builds, training epochs and tagging alike.
 """
 

@@ -9,6 +9,7 @@ with DVC, and writes the article's canonical manifest with paths relative to `da
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
@@ -40,8 +41,31 @@ def _bring_in(ctx: PipelineContext, source: str) -> Path:
     if src.is_relative_to(raw_base):
         return src
     raw = raw_base / src.name
-    shutil.copytree(src, raw, dirs_exist_ok=True)
+    copied = _sync_tree(src, raw)
+    task_logger().info("brought %s in: %d new or changed files copied to %s", source, copied, raw)
     return raw
+
+
+def _sync_tree(src: Path, dst: Path) -> int:
+    """Copy the files of `src` that `dst` lacks or holds with another size or mtime (copy2 keeps the mtime,
+    so the next night skips them: a nightly copies what changed, not the catalogue). Returns the count."""
+    copied = 0
+    for folder, _, files in os.walk(src, followlinks=True):
+        for name in files:
+            path = Path(folder) / name
+            target = dst / path.relative_to(src)
+            try:
+                a, b = path.stat(), target.stat()
+                if a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns:
+                    continue
+            except FileNotFoundError:
+                pass
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.copy2(path, tmp)
+            os.replace(tmp, target)
+            copied += 1
+    return copied
 
 
 def source_manifest(raw: Path, article: str) -> Path:

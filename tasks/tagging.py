@@ -184,7 +184,7 @@ def tag_batch(model_ref: ChampionRef, items: list[ImageItem], limits: ImageParam
     return TagBatch(rows, rejects, review)
 
 
-SHARD_IMAGES = 4096  # images per part file: the most a killed run redoes per worker
+SHARD_IMAGES = 1024  # images per part: the most a killed run redoes per worker, and the unit spread over workers
 _TYPES = {"probability": "float64", "threshold": "float64", "margin": "float64"}
 
 

@@ -44,6 +44,9 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--manifest", default=None,
                        help="also add the rows to this manifest (paths relative to data.root), e.g. data/manifest.parquet")
         p.add_argument("--rejects", default=None, help="rejects CSV (default: data.rejects)")
+        p.add_argument("--recheck", action="store_true",
+                       help="check and hash every image again, even those unchanged (size and mtime) since the "
+                            "last import into --dest")
         p.set_defaults(handler=_data_import)
 
     sl = sub.add_parser("slice", parents=[common], help="per-attribute labelled rows and class counts per split")
@@ -89,6 +92,10 @@ def _data_import(args: argparse.Namespace) -> int:
     name = Path(getattr(args, "table", None) or args.folder).stem
     dest = args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root))
     source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root
+    state = Path(p.data.cache) / "imports" / f"{dest.strip('/').replace('/', '__')}.parquet"
+    if args.recheck:
+        state.unlink(missing_ok=True)
+    common["state"] = state
     if args.import_kind == "wide":
         result = importers.import_wide(args.table, args.images, args.article, dest=dest, **common)
     elif args.import_kind == "long":

@@ -15,18 +15,20 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
-from torch import Tensor
 
 from ..config import ImageParams
 from ..errors import DataValidationError
 from ..parallel import Meter, pmap
 from .images import RESIZE_TAG, decode_image, read_image_bytes, sha256_bytes, to_square_array
 from .manifest import resolve_inside
+
+if TYPE_CHECKING:  # torch is imported where images are read, not here: decoding workers start without it
+    from torch import Tensor
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +90,13 @@ class CachedImages:
     process, keeps hot entries). Indexed like a uint8 (N, 3, S, S) tensor (`x[i]`, `x[a:b]`, `x[idx]`
     with an index tensor or array) and gives one; `x[:]` is the whole split in memory."""
 
-    dtype = torch.uint8
     ndim = 4
 
     def __init__(self, cache_dir: str | Path, rel_paths: Sequence[str], sha256s: Sequence[str], image_size: int,
                  root: str | Path, limits: ImageParams) -> None:
+        import torch
+
+        self.dtype = torch.uint8
         self._dir = Path(cache_dir) / f"{RESIZE_TAG}-s{image_size}"
         self._paths, self._shas = np.asarray(rel_paths, dtype=object), np.asarray(sha256s, dtype=object)
         self._root, self._limits, self._size = root, limits, image_size
@@ -102,6 +106,8 @@ class CachedImages:
         return len(self._shas)
 
     def __getitem__(self, index: int | slice | Tensor | np.ndarray | Sequence[int]) -> Tensor:
+        import torch
+
         if isinstance(index, (int, np.integer)):
             return self[[int(index)]][0]
         rows = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index, dtype=np.int64)

@@ -139,20 +139,33 @@ def _target(c: Candidate, root: Path) -> tuple[str, Path] | DataValidationError:
 
 def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxonomy, root: str | Path,
                   split: SplitParams, limits: ImageParams, log_: ImportLog, workers: int = 0,
-                  say: Callable[[str], object] | None = log.info) -> ImportResult:
+                  say: Callable[[str], object] | None = log.info, state: str | Path | None = None) -> ImportResult:
     """Check labels and images, drop duplicates, copy images under `root` and build the manifest. Images are
     checked (fully decoded) and hashed on `workers` processes (0: every core from a few hundred up),
-    CHECK_CHUNK candidates at a time; `say` gets a progress line with the rate and count."""
+    CHECK_CHUNK candidates at a time; `say` gets a progress line with the rate and count.
+
+    `state`: a file recording, for every image imported, its source file's size and mtime, its copy's and
+    its hash. An image whose source and copy both still have the recorded size and mtime is taken as it
+    was (not read, decoded, hashed or copied again: a nightly re-import of a large catalogue touches only
+    what changed, as rsync and DVC decide); the file is rewritten after the import. None: check everything."""
     attrs, root = taxonomy[article], Path(root)
     seen_ids: dict[str, int] = {}
     seen_hash: dict[str, str] = {}
-    records = []
+    records, recorded = [], []
+    known = read_import_state(state) if state is not None else {}
     meter = Meter("checking and hashing images", None, say)
+    unchanged = 0
     for chunk in _batched(candidates, CHECK_CHUNK):
         targets = [_target(c, root) for c in chunk]
-        safe = [i for i, t in enumerate(targets) if not isinstance(t, DataValidationError)]
+        stats = {i: _stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
+                 if not isinstance(t, DataValidationError)}
+        reused = {i: known[str(chunk[i].image_file)][-1] for i, st in stats.items()
+                  if st is not None and known.get(str(chunk[i].image_file), (None,))[:-1] == st}
+        unchanged += len(reused)
+        safe = [i for i in stats if i not in reused]
         checked = dict(zip(safe, pmap(_check_job, [(str(chunk[i].image_file), limits) for i in safe], workers,
                                       meter=meter), strict=True))
+        checked.update({i: (sha, None) for i, sha in reused.items()})
         for i, c in enumerate(chunk):
             if c.image_id in seen_ids:
                 log_.reject(c.source, c.row, "row", "duplicate image id",
@@ -162,7 +175,7 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
                 log_.reject(c.source, c.row, "row", "unsafe path", f"image {c.image_id!r}: {targets[i]}")
                 continue
             sha, reason = checked[i]
-            if reason is None:  # copied from the bytes just checked: a file replaced since is caught here
+            if reason is None and i not in reused:  # copied from the bytes just checked: a file replaced since is caught
                 data = Path(c.image_file).read_bytes()
                 reason = None if sha256_bytes(data) == sha else "image file changed while it was imported"
             if reason is not None:
@@ -174,17 +187,52 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
                 continue
             seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
             dest, target = targets[i]
-            _write_image(target, data)
+            if i not in reused:
+                _write_image(target, data)
+            recorded.append((str(c.image_file), *(_stats(c.image_file, target) or (0, 0, 0, 0)), sha))
             records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
                             **_clean_labels(c, attrs, log_)})
     if meter.done:
         meter.finish()
+    if unchanged and say:
+        say(f"{unchanged:,} images unchanged since the last import (size and mtime of the file and its copy): "
+            "not checked again")
+    if state is not None:
+        write_import_state(state, recorded)
     table = pd.DataFrame(records, columns=["image_id", "path", "sha256", "article", *attrs])
     manifest = make_manifest(table, taxonomy, split)
     log_.note("images imported", len(manifest))
     for attr in attrs:
         log_.note(f"labels present: {attr}", int(manifest[attr].notna().sum()) if len(manifest) else 0)
     return _result(manifest, log_)
+
+
+STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256"]
+
+
+def _stats(source: Path | str, copy: Path) -> tuple[int, int, int, int] | None:
+    """(size, mtime_ns) of an image file and of its copy under the data root; None when either is missing."""
+    try:
+        a, b = os.stat(source), os.stat(copy)
+    except OSError:
+        return None
+    return a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns
+
+
+def read_import_state(path: str | Path) -> dict[str, tuple]:
+    """file -> (size, mtime_ns, copy_size, copy_mtime_ns, sha256) from the last import's state file."""
+    if not Path(path).is_file():
+        return {}
+    df = pd.read_parquet(path, columns=STATE_COLUMNS)
+    return {f: tuple(rest) for f, *rest in df.itertuples(index=False)}
+
+
+def write_import_state(path: str | Path, rows: list[tuple]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pd.DataFrame(rows, columns=STATE_COLUMNS).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _batched(items: Iterable[Candidate], n: int) -> Iterator[list[Candidate]]:
@@ -279,7 +327,7 @@ def _not_utf8(fields: Sequence[str]) -> str:
 
 def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
                 dest: str, split: SplitParams, limits: ImageParams, image_column: str = "image",
-                workers: int = 0) -> ImportResult:
+                workers: int = 0, state: str | Path | None = None) -> ImportResult:
     """One row per image, one column per attribute (empty = unlabelled). Images are copied to root/dest/.
     The table is streamed: memory grows with the images imported, not with the rows read."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
@@ -293,7 +341,7 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
             if col != image_column and col not in attrs:
                 log_.note(f"column ignored (not an attribute of {article}): {col}")
         candidates = _wide_candidates(rows, header, image_column, table.name, images_dir, dest, attrs, log_)
-        return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
+        return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers, state=state)
 
 
 def _wide_candidates(rows: Iterable[tuple[int, list[str]]], header: list[str], image_column: str, source: str,
@@ -313,7 +361,8 @@ MAX_ROWS_LISTED = 10  # rows named per value in a "conflicting values" reject; t
 
 
 def import_long(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
-                dest: str, split: SplitParams, limits: ImageParams, workers: int = 0) -> ImportResult:
+                dest: str, split: SplitParams, limits: ImageParams, workers: int = 0,
+                state: str | Path | None = None) -> ImportResult:
     """Rows (image, attribute, value[, annotator]); disagreeing values for one image+attribute become missing.
     The table is streamed into a tally per (image, attribute): memory grows with those, not with the rows."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
@@ -321,7 +370,7 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     first_row, labels = long_labels(table, attrs, log_)
     candidates = [Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels[ref], images_dir)
                   for ref, line in first_row.items()]
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers, state=state)
 
 
 def long_labels(table: str | Path, attrs: Mapping[str, Sequence[str]], log_: ImportLog, key: str = "image"
@@ -413,7 +462,8 @@ def _more(tally: list[int]) -> str:
 
 
 def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Taxonomy, root: str | Path,
-                  dest: str, split: SplitParams, limits: ImageParams, workers: int = 0) -> ImportResult:
+                  dest: str, split: SplitParams, limits: ImageParams, workers: int = 0,
+                state: str | Path | None = None) -> ImportResult:
     """An image tree `<folder>/<class>/<image>` labelling one attribute; images directly in `folder` are unlabelled."""
     folder, log_ = Path(folder), ImportLog()
     if attribute not in taxonomy[article]:
@@ -432,4 +482,4 @@ def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Ta
         parts = ref.split("/")
         label = parts[0] if len(parts) > 1 else None
         candidates.append(Candidate(rel, i, path, ref, f"{dest}/{ref}", {attribute: label}, folder))
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers, state=state)

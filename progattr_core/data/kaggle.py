@@ -63,8 +63,8 @@ def _keyword_label(name: str, classes: Mapping[str, Sequence[str]], ignore: Sequ
 
 
 def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, taxonomy: Taxonomy,
-                  root: str | Path, dest: str, split: SplitParams, limits: ImageParams, workers: int = 0
-                  ) -> ImportResult:
+                  root: str | Path, dest: str, split: SplitParams, limits: ImageParams, workers: int = 0,
+                  state: str | Path | None = None) -> ImportResult:
     """styles.csv + images/<id>.jpg: rows whose articleType is in `spec` become `article` rows."""
     folder, log_ = Path(folder), ImportLog()
     rows = read_styles(folder / "styles.csv", log_)
@@ -91,7 +91,7 @@ def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, t
                 log_.note(f"{attr}: no keyword in productDisplayName (unlabelled)")
         candidates.append(Candidate("styles.csv", line, images / f"{sid}.jpg", f"kaggle-{sid}",
                                     f"{dest}/images/{sid}.jpg", labels, images))
-    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers)
+    return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers, state=state)
 
 
 def _kaggle_value(raw: str, attr: str, log_: ImportLog) -> str | None:

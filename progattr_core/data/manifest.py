@@ -45,12 +45,13 @@ def safe_relative_path(path: str) -> str:
 
 
 def resolve_inside(root: str | Path, rel: str) -> Path:
-    """The absolute file of a manifest path, refusing anything (symlinks included) outside `root`."""
-    root = Path(root).resolve()
-    full = (root / safe_relative_path(rel)).resolve()
-    if full != root and root not in full.parents:
-        raise DataValidationError(f"path {rel!r} resolves to {full}, outside the data root {root}")
-    return full
+    """The absolute file of a manifest path, refusing anything (symlinks included) outside `root`.
+    (os.path.realpath on strings: an import of 100,000 images calls this twice per image.)"""
+    base = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(base, safe_relative_path(rel)))
+    if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
+        raise DataValidationError(f"path {rel!r} resolves to {full}, outside the data root {base}")
+    return Path(full)
 
 
 def attribute_vocabularies(taxonomy: Taxonomy, articles: Sequence[str]) -> dict[str, tuple[str, ...]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import pytest
 
@@ -205,3 +207,27 @@ def test_keyword_phrases_match_whole_words_in_order():
     assert _keyword_label("Women V-Neck Top", collar) == ("v-neck", ["v-neck"])
     assert _keyword_label("Roundtrip Neckline Tee", collar) == (None, [])  # not whole words
     assert _keyword_label("Polo with round neck", collar) == (None, ["polo", "round"])  # conflict
+
+
+def test_a_reimport_checks_only_what_changed(tmp_path, caplog):
+    """With a state file, images whose file and copy keep their size and mtime are not read again; a
+    changed image is, and the manifest is what a full import gives."""
+    imgs = tmp_path / "imgs"
+    _images(imgs, ["a.png", "b.png", "c.png"])
+    (tmp_path / "t.csv").write_text("image,fade\na.png,no-fade\nb.png,heavy-fade\nc.png,\n")
+    common = {**COMMON, "root": tmp_path / "root", "dest": "raw/w", "state": tmp_path / "state.parquet"}
+    first = import_wide(tmp_path / "t.csv", imgs, "jeans", **common)
+    caplog.set_level(logging.INFO, logger="progattr_core.data.importers")
+    again = import_wide(tmp_path / "t.csv", imgs, "jeans", **common)
+    assert [r.message for r in caplog.records] == [
+        "3 images unchanged since the last import (size and mtime of the file and its copy): not checked again"]
+    pd.testing.assert_frame_equal(again.manifest, first.manifest)
+    write_image(imgs / "b.png", seed=99)  # re-shot: new content
+    caplog.clear()
+    changed = import_wide(tmp_path / "t.csv", imgs, "jeans", **common)
+    assert [r.message.split(":")[1].split(",")[0] for r in caplog.records][:1] == [" 1 images"]
+    assert caplog.records[-1].message.startswith("2 images unchanged")
+    full = import_wide(tmp_path / "t.csv", imgs, "jeans", **{**common, "root": tmp_path / "full", "state": None})
+    pd.testing.assert_frame_equal(changed.manifest, full.manifest)
+    assert changed.manifest["sha256"][1] != first.manifest["sha256"][1]
+    assert (tmp_path / "root" / "raw/w/b.png").read_bytes() == (imgs / "b.png").read_bytes()

@@ -1,0 +1,356 @@
+"""Catalogue scale (issue 32): wall time and peak memory of every pipeline step on synthetic catalogues of
+growing size, each step in its own process (its peak RSS is its own), the growth exponent per step and
+a log-log plot.
+
+Steps, in a scratch project (a git + DVC repository, so ingest tracks the raw folder as a nightly does):
+
+    synth      draw the built-in catalogue (setup: what a real catalogue already has)
+    import     `progattr data import wide` from a table of the drawn images: check, hash, copy
+    ingest     the pipeline's ingest (DVC add of the raw folder, the article's manifest)
+    validate   Great Expectations' label-sparsity suite
+    slice      per-attribute slices
+    store      decode every image into the decode cache (all cores; and one process at the middle size)
+    train      one epoch of the first progressive stage, reading the split from the cache
+    evaluate   the trained model's probabilities on the test split, read from the cache
+    tag        batch tagging of every image of the catalogue (tasks/tagging.tag_batch)
+
+With `--changed 0.01`, the largest catalogue then has 1% of its images replaced (new content, same
+names) and the data steps (import to slice) run again: the nightly's cost when little changed.
+
+    .venv/bin/python -m bench.scale --profile quick     # 1,000 and 10,000 images
+    .venv/bin/python -m bench.scale --profile full      # and 100,000 (about an hour on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import common
+
+ARTICLE = "tops"
+SIZES = {"smoke": [100, 400], "quick": [1_000, 10_000], "full": [1_000, 10_000, 100_000]}
+DATA_STEPS = ("import", "ingest", "validate", "slice")
+STEPS = ("synth", *DATA_STEPS, "store", "train", "evaluate", "tag")
+SMALL_DATA = ["validation.min_class_count=0", "validation.min_label_coverage=0.3"]  # the suite runs whole; no stop
+
+
+# ---- the steps: each runs in a child process (`--child STEP`) and prints one JSON line ----
+
+def _ctx(project: Path, overrides: list[str]) -> Any:
+    from tasks.context import make_context
+
+    return make_context(project / "params.yaml", ARTICLE, overrides, resolve_profile=False)
+
+
+def _data_ref(project: Path) -> Any:
+    from tasks.context import DataRef
+
+    return DataRef(**json.loads((project / "outputs" / ARTICLE / "data_version.json").read_text()))
+
+
+def step_synth(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from progattr_core.data.synth import generate_catalogue
+
+    p = _ctx(project, overrides).params()
+    s = p.synth
+    out = project.parent / "drawn"
+    m = generate_catalogue(ARTICLE, n, out, p.taxonomy, s.image_size, s.full_label_fraction, s.label_rate,
+                           s.label_noise, s.seed, p.data.split, root=out, workers=workers or 0)
+    attrs = list(p.attributes(ARTICLE))
+    table = m[["path", *attrs]].rename(columns={"path": "image"})
+    table.to_csv(project.parent / "table.csv", index=False)
+    return len(m)
+
+
+def step_import(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from progattr_core.data.importers import import_wide
+    from progattr_core.data.manifest import write_manifest
+
+    ctx = _ctx(project, overrides)
+    p = ctx.params()
+    state = ctx.path(p.data.cache) / "imports" / "raw__catalogue.parquet"  # as `progattr data import` keeps it
+    r = import_wide(project.parent / "table.csv", project.parent / "drawn", ARTICLE, p.taxonomy,
+                    project / p.data.root, "raw/catalogue", p.data.split, p.data.image,
+                    workers=p.data.workers if workers is None else workers, state=state)
+    write_manifest(r.manifest, project / p.data.root / "raw" / "catalogue" / "manifest.parquet")
+    return len(r.manifest)
+
+
+def step_ingest(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from tasks.ingest import ingest
+
+    return ingest(_ctx(project, overrides), "data/raw/catalogue").n_images
+
+
+def step_validate(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from tasks.ingest import validate
+
+    ref = _data_ref(project)
+    validate(_ctx(project, overrides), ref)
+    return ref.n_images
+
+
+def step_slice(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from tasks.ingest import slice_data
+
+    ref = _data_ref(project)
+    slice_data(_ctx(project, overrides), ref)
+    return ref.n_images
+
+
+def step_store(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from progattr_core.data.arrays import build_cache
+    from progattr_core.data.images import RESIZE_TAG
+    from progattr_core.data.manifest import read_manifest
+
+    ctx = _ctx(project, overrides)
+    p, ref = ctx.params(), _data_ref(project)
+    cache = ctx.path(p.data.cache)
+    if workers == 1:  # the one-process rate is measured into a cache of its own
+        cache = cache.with_name(cache.name + "-one-process")
+    shutil.rmtree(cache / f"{RESIZE_TAG}-s{p.model.image_size}", ignore_errors=True)  # decoded images only
+    build_cache(read_manifest(ctx.path(ref.manifest)), ctx.path(ref.data_root), cache, p.model.image_size,
+                p.data.image, p.data.workers if workers is None else workers, print)
+    return ref.n_images
+
+
+def step_train(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    import dataclasses
+
+    import torch
+
+    from progattr_core.model import build_model
+    from progattr_core.model_file import save_model
+    from progattr_core.schedule import build_schedule
+    from progattr_core.stages import train_stage
+    from tasks.training import load_split
+
+    ctx = _ctx(project, overrides)
+    p = ctx.params()
+    train = load_split(ctx, _data_ref(project), "train")
+    stage = dataclasses.replace(build_schedule(p, ARTICLE)[0], epochs=1)
+    model = build_model(p.model, p.seed)
+    result = train_stage(model, stage, train, p.train, p.seed, torch.device("cpu"), None, print)
+    save_model(model, project.parent / "model.pt")
+    return result.image_passes
+
+
+def step_evaluate(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from progattr_core.model_file import load_model
+    from progattr_core.predict import predict_proba
+    from tasks.training import load_split
+
+    ctx = _ctx(project, overrides)
+    test = load_split(ctx, _data_ref(project), "test")
+    probs = predict_proba(load_model(project.parent / "model.pt"), test.images, ctx.params().train.batch_size)
+    return len(next(iter(probs.values())))
+
+
+def step_tag(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
+    from tasks.tagging import ChampionRef, list_catalogue, tag_parts, write_tags
+
+    ctx = _ctx(project, overrides)
+    p = ctx.params()
+    champion = ChampionRef(ARTICLE, "bench", "0", str(project.parent / "model.pt"))
+    source = str(project / "data" / "raw" / "catalogue")
+    items = list_catalogue(source, p, str(project), ARTICLE)
+    out = str(project.parent / f"tags-{workers}")
+    parts = tag_parts(champion, source, items, p.data.image, None, p.serving.tag_batch_size, out,
+                      p.data.workers if workers is None else workers)
+    write_tags(parts, out)
+    return parts.images
+
+
+def child(step: str, project: Path, n: int, overrides: list[str], workers: int | None, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    import progattr_core.data.importers  # noqa: F401  (imports are not the step's time)
+    import tasks.ingest  # noqa: F401
+    import tasks.tagging  # noqa: F401
+    import tasks.training  # noqa: F401
+
+    start = time.perf_counter()
+    items = globals()[f"step_{step}"](project, n, overrides, workers)
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"step": step, "seconds": seconds, "items": items, "peak_rss_mb": rss_mb}))
+
+
+# ---- the driver ----
+
+def run_step(step: str, project: Path, n: int, overrides: list[str], threads: int,
+             workers: int | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.scale", "--child", step, "--project", str(project), "--n", str(n),
+           "--threads", str(threads), "--set", *overrides]
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    out = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{step} at n={n} failed:\n{out.stderr[-4000:]}")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  n={n:>7,} {step:9s}{'' if workers is None else f' (workers={workers})':13s} "
+          f"{result['seconds']:8.1f} s  {result['peak_rss_mb']:7.0f} MB peak RSS", flush=True)
+    return result
+
+
+def make_project(folder: Path) -> Path:
+    project = folder / "project"
+    project.mkdir(parents=True)
+    shutil.copyfile(common.ROOT / "params.yaml", project / "params.yaml")
+    for cmd in (["git", "init", "-q"], [str(Path(sys.executable).parent / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=project, check=True, capture_output=True)
+    return project
+
+
+def change_images(project: Path, fraction: float, seed: int = 1) -> int:
+    """Replace `fraction` of the drawn images with new content under the same names (a re-shot product)."""
+    from PIL import Image
+
+    drawn = project.parent / "drawn"
+    files = sorted(p for p in drawn.rglob("*") if p.suffix in (".png", ".jpg", ".jpeg"))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(files), max(1, round(fraction * len(files))), replace=False)
+    for i in chosen:
+        with Image.open(files[i]) as img:
+            pixels = np.asarray(img.convert("RGB")).copy()
+        pixels[0, :] = rng.integers(0, 256, pixels[0, :].shape, dtype=np.uint8)  # a visible change, same size
+        Image.fromarray(pixels).save(files[i])
+    return len(chosen)
+
+
+def exponent(ns: list[int], seconds: list[float]) -> float:
+    """The slope of log(seconds) on log(n): 1 = linear."""
+    return float(np.polyfit(np.log(ns), np.log(np.maximum(seconds, 1e-6)), 1)[0]) if len(ns) > 1 else float("nan")
+
+
+def plot(results: dict[int, dict[str, dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(results)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for step in STEPS:
+        xs = [n for n in ns if step in results[n]]
+        ax1.loglog(xs, [results[n][step]["seconds"] for n in xs], "o-", label=step)
+        ax2.semilogx(xs, [results[n][step]["peak_rss_mb"] for n in xs], "o-", label=step)
+    ax1.set(xlabel="images in the catalogue", ylabel="seconds", title="Wall time per step")
+    ax2.set(xlabel="images in the catalogue", ylabel="MB", title="Peak RSS per step (its own process)")
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    def options(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
+        ap.add_argument("--project", help=argparse.SUPPRESS)
+        ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
+        ap.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+        ap.add_argument("--sizes", type=int, nargs="*", help="catalogue sizes (default: the profile's)")
+        ap.add_argument("--changed", type=float, default=0.01,
+                        help="fraction of the largest catalogue's images replaced for the nightly rerun (0: none)")
+
+    if argv is None and "--child" in sys.argv:
+        args = common.parse_args(__doc__, None, tuple(SIZES), [options])
+        return child(args.child, Path(args.project), args.n, args.set, args.workers, args.threads) or {}
+    args, info, started = common.start("Catalogue scale: time and memory per step", argv, tuple(SIZES), [options])
+    overrides = [*SMALL_DATA, *args.set]
+    sizes = args.sizes or SIZES[args.profile]
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    nightly: dict[str, Any] = {}
+    keep = Path(os.environ.get("PROGATTR_BENCH_SCALE_DIR") or tempfile.mkdtemp(prefix="progattr-scale-"))
+    middle = sizes[-2] if len(sizes) > 1 else sizes[0]
+    try:
+        for n in sizes:
+            folder = keep / f"n{n}"
+            shutil.rmtree(folder, ignore_errors=True)
+            project = make_project(folder)
+            results[n] = {s: run_step(s, project, n, overrides, args.threads) for s in STEPS}
+            if n == middle:  # the one-process rates, against every core's
+                results[n]["store (one process)"] = run_step("store", project, n, overrides, args.threads, 1)
+                results[n]["tag (one process)"] = run_step("tag", project, n, overrides, args.threads, 1)
+            if n == sizes[-1] and args.changed > 0:
+                nightly["changed_images"] = change_images(project, args.changed)
+                nightly["steps"] = {s: run_step(s, project, n, overrides, args.threads) for s in DATA_STEPS}
+            if n != sizes[-1]:
+                shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        if "PROGATTR_BENCH_SCALE_DIR" not in os.environ:
+            shutil.rmtree(keep, ignore_errors=True)
+    return report(args, info, started, sizes, middle, results, nightly)
+
+
+def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes: list[int], middle: int,
+           results: dict[int, dict[str, dict[str, Any]]], nightly: dict[str, Any]) -> dict[str, Any]:
+    big, ten = sizes[-1], middle
+    rows, goals = [], []
+    for step in STEPS:
+        secs = [results[n][step]["seconds"] for n in sizes]
+        per_image = [1e3 * results[n][step]["seconds"] / max(results[n][step]["items"], 1) for n in sizes]
+        rows.append([step, *[round(s, 1) for s in secs], *[round(r, 3) for r in per_image],
+                     *[round(results[n][step]["peak_rss_mb"]) for n in sizes], round(exponent(sizes, secs), 2)])
+        if step != "synth" and big != ten:
+            goals.append(common.goal(f"{step}: time per image at {big:,} / at {ten:,}", per_image[-1] /
+                                     per_image[sizes.index(ten)], 1.5, "<="))
+    columns = ["step", *[f"s @{n:,}" for n in sizes], *[f"ms/image @{n:,}" for n in sizes],
+               *[f"peak MB @{n:,}" for n in sizes], "exponent"]
+    rss = results[big]["train"]["peak_rss_mb"] / results[ten]["train"]["peak_rss_mb"]
+    goals.insert(0, common.goal(f"training stage peak RSS at {big:,} / at {ten:,}", rss, 1.5, "<="))
+    one = results[middle]["store (one process)"]["seconds"]
+    speedup = one / results[middle]["store"]["seconds"]
+    goals.append(common.goal(f"store build at {middle:,}: all cores / one process (rate)", speedup, 1.6, ">="))
+    tag_speedup = results[middle]["tag (one process)"]["seconds"] / results[middle]["tag"]["seconds"]
+    goals.append(common.goal(f"tagging at {middle:,}: all cores / one process with {args.threads} torch threads "
+                             "(rate)", tag_speedup, 1.6, ">="))
+    for extra in ("store (one process)", "tag (one process)"):
+        r = results[middle][extra]
+        at = [n == middle for n in sizes]
+        rows.append([extra, *[round(r["seconds"], 1) if m else "" for m in at],
+                     *[round(1e3 * r["seconds"] / max(r["items"], 1), 3) if m else "" for m in at],
+                     *[round(r["peak_rss_mb"]) if m else "" for m in at], ""])
+    tables = [common.table(f"Time and peak RSS per step, synthetic {ARTICLE} (exponent: slope of log time on "
+                           "log images; 1 = linear)", columns, rows)]
+    ratios: dict[str, Any] = {"train_rss_big_over_middle": rss, "store_speedup_all_cores": speedup,
+                              "tag_speedup_all_cores": tag_speedup}
+    if nightly:
+        full = sum(results[big][s]["seconds"] for s in DATA_STEPS)
+        again = sum(nightly["steps"][s]["seconds"] for s in DATA_STEPS)
+        tables.append(common.table(
+            f"Nightly with {nightly['changed_images']:,} of {big:,} images changed: data steps again vs the first run",
+            ["step", "first run s", "rerun s", "ratio"],
+            [[s, round(results[big][s]["seconds"], 1), round(nightly["steps"][s]["seconds"], 1),
+              round(nightly["steps"][s]["seconds"] / max(results[big][s]["seconds"], 1e-9), 3)] for s in DATA_STEPS]))
+        ratios["nightly_data_steps_over_full"] = again / full
+        goals.append(common.goal("nightly data steps (import..slice) with 1% changed / full run", again / full, 0.1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out / "scale.png")
+    notes = [f"one process per step: peak RSS is that step's alone (torch and the step's imports included); "
+             f"{args.threads} torch threads; data.workers=0 (every core: {os.cpu_count()})",
+             "train: one epoch of the first progressive stage (the images labelled for its attribute), read from "
+             "the decode cache; ms/image per image trained",
+             "tag: the tagging flow's parts (tasks/tagging.tag_parts + write_tags) over every image: read, decode, "
+             "resize, predict, write; one process = one worker with the torch threads of the run",
+             "plot: bench/results/scale.png"]
+    return common.write_results("scale", args, {"sizes": sizes, "overrides": args.set}, tables, ratios, goals,
+                                notes, {"results": {str(n): r for n, r in results.items()}, "nightly": nightly},
+                                info, started)
+
+
+if __name__ == "__main__":
+    main()
