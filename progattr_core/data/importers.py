@@ -9,16 +9,13 @@ line in the rejects table (source, row, level, kind, reason) and a count in the 
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import islice
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +23,19 @@ import pandas as pd
 from ..config import ImageParams, SplitParams
 from ..errors import DataValidationError
 from ..parallel import Meter, pmap
-from .images import ImageRejected, check_image_file, sha256_bytes
-from .manifest import make_manifest, resolve_inside, safe_relative_path
+from .images import sha256_bytes
+from .import_files import (
+    CHECK_CHUNK,
+    batched,
+    check_job,
+    file_stats,
+    read_import_state,
+    target_of,
+    write_image,
+    write_import_state,
+)
+from .manifest import make_manifest, safe_relative_path
+from .tables import table_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,35 +114,6 @@ def _clean_labels(c: Candidate, attrs: Mapping[str, Sequence[str]], log_: Import
     return out
 
 
-def _write_image(target: Path, data: bytes) -> None:
-    if target.exists() and target.stat().st_size == len(data) and target.read_bytes() == data:
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
-
-
-CHECK_CHUNK = 8192  # candidates checked at once: a streamed table's memory stays bounded by this, not its rows
-
-
-def _check_job(job: tuple[str, ImageParams]) -> tuple[str | None, str | None]:
-    """(sha256, None) for an image that fully decodes within the limits, else (None, why): a pool job."""
-    try:
-        return check_image_file(job[0], job[1])[1], None
-    except ImageRejected as exc:
-        return None, exc.reason
-
-
-def _target(c: Candidate, root: Path) -> tuple[str, Path] | DataValidationError:
-    try:
-        dest = safe_relative_path(c.dest)
-        target = resolve_inside(root, dest)  # a symlinked folder under root must not lead out of it
-        if c.base is not None:
-            resolve_inside(c.base, Path(c.image_file).relative_to(c.base).as_posix())
-        return dest, target
-    except DataValidationError as exc:
-        return exc
 
 
 def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxonomy, root: str | Path,
@@ -155,15 +134,15 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     known = read_import_state(state) if state is not None else {}
     meter = Meter("checking and hashing images", None, say)
     unchanged = 0
-    for chunk in _batched(candidates, CHECK_CHUNK):
-        targets = [_target(c, root) for c in chunk]
-        stats = {i: _stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
+    for chunk in batched(candidates, CHECK_CHUNK):
+        targets = [target_of(c, root) for c in chunk]
+        stats = {i: file_stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
                  if not isinstance(t, DataValidationError)}
         reused = {i: known[str(chunk[i].image_file)][-1] for i, st in stats.items()
                   if st is not None and known.get(str(chunk[i].image_file), (None,))[:-1] == st}
         unchanged += len(reused)
         safe = [i for i in stats if i not in reused]
-        checked = dict(zip(safe, pmap(_check_job, [(str(chunk[i].image_file), limits) for i in safe], workers,
+        checked = dict(zip(safe, pmap(check_job, [(str(chunk[i].image_file), limits) for i in safe], workers,
                                       meter=meter), strict=True))
         checked.update({i: (sha, None) for i, sha in reused.items()})
         for i, c in enumerate(chunk):
@@ -188,8 +167,10 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
             seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
             dest, target = targets[i]
             if i not in reused:
-                _write_image(target, data)
-            recorded.append((str(c.image_file), *(_stats(c.image_file, target) or (0, 0, 0, 0)), sha))
+                write_image(target, data)
+            # a reused image's stats were just read; a copied one's copy has a new mtime
+            now = stats[i] if i in reused else file_stats(c.image_file, target)
+            recorded.append((str(c.image_file), *(now or (0, 0, 0, 0)), sha))
             records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
                             **_clean_labels(c, attrs, log_)})
     if meter.done:
@@ -207,38 +188,6 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     return _result(manifest, log_)
 
 
-STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256"]
-
-
-def _stats(source: Path | str, copy: Path) -> tuple[int, int, int, int] | None:
-    """(size, mtime_ns) of an image file and of its copy under the data root; None when either is missing."""
-    try:
-        a, b = os.stat(source), os.stat(copy)
-    except OSError:
-        return None
-    return a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns
-
-
-def read_import_state(path: str | Path) -> dict[str, tuple]:
-    """file -> (size, mtime_ns, copy_size, copy_mtime_ns, sha256) from the last import's state file."""
-    if not Path(path).is_file():
-        return {}
-    df = pd.read_parquet(path, columns=STATE_COLUMNS)
-    return {f: tuple(rest) for f, *rest in df.itertuples(index=False)}
-
-
-def write_import_state(path: str | Path, rows: list[tuple]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pd.DataFrame(rows, columns=STATE_COLUMNS).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _batched(items: Iterable[Candidate], n: int) -> Iterator[list[Candidate]]:
-    it = iter(items)
-    while chunk := list(islice(it, n)):
-        yield chunk
 
 
 def _image_kind(reason: str) -> str:
@@ -267,62 +216,6 @@ def _image_ref(ref: str, source: str, row: int, log_: ImportLog) -> str | None:
 # ---------------------------------------------------------------- wide tables
 
 
-def _table_rows(path: Path, log_: ImportLog) -> Iterator[list[str] | tuple[int, list[str]]]:
-    """Yield the header of a CSV or parquet table, then its (row number, fields) a row at a time: memory
-    stays flat however long the file is. CSV rows of the wrong width or not UTF-8 are rejected on their
-    own; blank lines are skipped. Notes "rows read" once the rows are exhausted."""
-    if path.suffix.lower() in (".parquet", ".pq"):
-        yield from _parquet_rows(path, log_)
-        return
-    # surrogateescape: a row that is not UTF-8 is rejected on its own, its neighbours still import
-    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        if _not_utf8(header):
-            raise DataValidationError(f"{path}: line 1 (the header) is not UTF-8: {_not_utf8(header)}; "
-                                      "save the file as UTF-8")
-        yield header
-        n, width, bad_byte = 0, len(header), _SURROGATE.search
-        for fields in reader:
-            if not (fields and fields[0].strip()) and not any(f.strip() for f in fields):  # blank line
-                continue
-            n += 1
-            if any(map(bad_byte, fields)):
-                log_.reject(path.name, reader.line_num, "row", "not UTF-8",
-                            f"{_not_utf8(fields)}; save the file as UTF-8")
-            elif len(fields) != width:
-                log_.reject(path.name, reader.line_num, "row", "malformed row",
-                            f"expected {width} fields ({header}), got {len(fields)}")
-            else:
-                yield reader.line_num, fields
-    log_.note("rows read", n)
-
-
-def _parquet_rows(path: Path, log_: ImportLog, batch_rows: int = 65536) -> Iterator[list[str] | tuple[int, list[str]]]:
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(path) as table:
-        yield [str(c) for c in table.schema_arrow.names]
-        n = 0
-        for batch in table.iter_batches(batch_size=batch_rows):
-            columns = [["" if v is None or v != v else str(v) for v in col.to_pylist()] for col in batch.columns]
-            for fields in zip(*columns, strict=True):
-                n += 1
-                yield n + 1, list(fields)
-    log_.note("rows read", n)
-
-
-_SURROGATE = re.compile(r"[\udc80-\udcff]")
-
-
-def _not_utf8(fields: Sequence[str]) -> str:
-    """'' if every field decoded as UTF-8, else a description of the first bad field."""
-    for f in fields:
-        bad = _SURROGATE.search(f)
-        if bad:
-            raw = f.encode("utf-8", "surrogateescape")
-            return f"field {raw!r} has byte 0x{ord(bad.group()) - 0xDC00:02x}, which is not UTF-8"
-    return ""
 
 
 def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonomy: Taxonomy, root: str | Path,
@@ -331,7 +224,7 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
     """One row per image, one column per attribute (empty = unlabelled). Images are copied to root/dest/.
     The table is streamed: memory grows with the images imported, not with the rows read."""
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
-    rows = _table_rows(table, log_)
+    rows = table_rows(table, log_)
     with closing(rows):
         header = next(rows)
         if image_column not in header:
@@ -380,7 +273,7 @@ def long_labels(table: str | Path, attrs: Mapping[str, Sequence[str]], log_: Imp
     that disagree for one image and attribute become missing, each with a line in `log_`. Values are
     normalised here and checked against the vocabulary by whoever applies them (`_clean_labels`)."""
     table = Path(table)
-    rows = _table_rows(table, log_)
+    rows = table_rows(table, log_)
     with closing(rows):
         header = next(rows)
         need = [key, "attribute", "value"]
