@@ -35,6 +35,9 @@ def check_values(p: Params, source: str) -> None:
         raise bad("train.base_attributes", p.train.base_attributes, "must be >= 0 (0: every attribute, the paper)")
     if p.data.workers < 0:
         raise bad("data.workers", p.data.workers, "must be >= 0 (0: every core)")
+    if p.pipeline.dask_address and not p.pipeline.dask_address.startswith(("tcp://", "tls://", "ws://", "wss://")):
+        raise bad("pipeline.dask_address", p.pipeline.dask_address,
+                  "a Dask scheduler address such as tcp://host:8786, or \"\" for this machine's processes")
     if p.train.threads < 0:
         raise bad("train.threads", p.train.threads, "must be >= 0 (0: the process's torch threads)")
     for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):

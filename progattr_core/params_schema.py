@@ -177,6 +177,7 @@ class PipelineParams:
     source: str
     outputs: str
     max_workers: int
+    dask_address: str
 
 
 @dataclass(frozen=True)

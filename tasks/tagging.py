@@ -35,6 +35,7 @@ from progattr_core.model_file import load_model
 from progattr_core.parallel import Meter, cpu_count, pmap, resolve_workers
 from progattr_core.predict import predict
 from tasks import s3_images
+from tasks.cluster import dask_map
 from tasks.context import task_logger
 from tracking.registry import Registry, model_name
 from tracking.store import StoreConfig, redact
@@ -235,10 +236,12 @@ def tag_shard(job: tuple[ChampionRef, list[ImageItem], ImageParams, str | None, 
 
 
 def tag_parts(champion: ChampionRef, source: str, items: list[ImageItem], limits: ImageParams,
-              labelled_manifest: str | None, batch_size: int, out_dir: str, workers: int) -> TagParts:
-    """Tag `items` in shards of SHARD_IMAGES on `workers` processes (0: every core), each shard's answers
-    written as a part under `<out_dir>/.parts/<run key>/`; parts already written by a killed run with the
-    same key are kept, not redone. Progress: a line with the images tagged, rate and ETA."""
+              labelled_manifest: str | None, batch_size: int, out_dir: str, workers: int,
+              dask_address: str = "") -> TagParts:
+    """Tag `items` in shards of SHARD_IMAGES on `workers` processes (0: every core), or with `dask_address`
+    on that Dask cluster's workers (tasks.cluster), each shard's answers written as a part under
+    `<out_dir>/.parts/<run key>/`; parts already written by a killed run with the same key are kept, not
+    redone. Progress: a line with the images tagged, rate and ETA."""
     log = task_logger()
     key = run_key(champion, source, items, batch_size, labelled_manifest)
     folder = Path(out_dir) / ".parts" / key
@@ -249,11 +252,15 @@ def tag_parts(champion: ChampionRef, source: str, items: list[ImageItem], limits
     reused = len(shards) - len(todo)
     if reused:
         log.info("resuming tagging run %s: %d of %d parts already written", key, reused, len(shards))
-    n = resolve_workers(workers, len(todo), parallel_from=2)
-    threads = max(1, cpu_count() // n) if n > 1 else 0
+    n = 0 if dask_address else resolve_workers(workers, len(todo), parallel_from=2)
+    threads = max(1, cpu_count() // n) if n > 1 else 0  # on Dask: the worker's own setting
     jobs = [(champion, shards[k], limits, labelled_manifest, batch_size, names[k], threads) for k in todo]
     meter = Meter("tagging", sum(len(shards[k]) for k in todo), log.info)
-    pmap(tag_shard, jobs, workers, parallel_from=2, meter=meter, count=lambda images: images)
+    if dask_address:
+        log.info("tagging %d parts on the Dask cluster at %s", len(jobs), dask_address)
+        dask_map(tag_shard, jobs, dask_address, "tag-shard", meter=meter, count=lambda images: images)
+    else:
+        pmap(tag_shard, jobs, workers, parallel_from=2, meter=meter, count=lambda images: images)
     meter.finish()
     return TagParts(str(folder), key, len(shards), len(items), reused)
 

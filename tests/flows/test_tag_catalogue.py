@@ -181,3 +181,57 @@ def test_a_killed_tagging_run_keeps_its_parts_and_two_workers_agree(tmp_path, mo
     monkeypatch.setattr(tagging, "tag_batch", real)
     for got, want in zip(_tables(run(str(tmp_path / "two"), 2)), whole, strict=True):
         pd.testing.assert_frame_equal(got, want)
+
+
+def test_tagging_on_a_dask_cluster_survives_a_killed_worker(prefect_harness, tmp_path, registry, monkeypatch):
+    """pipeline.dask_address: the shards are Prefect task runs on a real Dask LocalCluster (two worker
+    processes on loopback). One worker is SIGKILLed while it holds a shard; the scheduler gives that shard
+    to the other, and the tables are those of the run on this machine."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    import tasks.tagging as tagging
+    from flows.tag_catalogue import tag_catalogue_flow
+
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.png").write_bytes(png_bytes(36, 44, seed=100 + i))
+    for rel, data in BAD.items():
+        (folder / rel).write_bytes(data)
+    monkeypatch.setattr(tagging, "SHARD_IMAGES", 1)  # 14 shards: task runs outlive a kill's reaction time
+    overrides = _overrides(tmp_path, registry)
+    local = _tables(tag_catalogue_flow(str(folder), "tops", str(ROOT / "params.yaml"), [*overrides, "data.workers=1"],
+                                       output=str(tmp_path / "local")))
+    killed: list[int] = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        pids = client.run(os.getpid)
+        stop = threading.Event()
+
+        def kill_a_busy_worker() -> None:  # once a part is written and a worker holds another shard
+            while not stop.is_set():
+                busy = [w for w, keys in client.processing().items() if keys]
+                if busy and list((tmp_path / "dask").glob(".parts/*/part-*")):
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+                    killed.append(pids[busy[0]])
+                    return
+                time.sleep(0.005)
+
+        killer = threading.Thread(target=kill_a_busy_worker, daemon=True)
+        killer.start()
+        try:
+            summary = tag_catalogue_flow(str(folder), "tops", str(ROOT / "params.yaml"),
+                                         [*overrides, f"pipeline.dask_address={cluster.scheduler_address}"],
+                                         output=str(tmp_path / "dask"))
+        finally:
+            stop.set()
+            killer.join(timeout=10)
+    assert killed, "the map finished before a worker could be killed mid-shard"
+    assert summary["images"] == 14 and summary["parts_reused"] == 0
+    for got, want in zip(_tables(summary), local, strict=True):
+        pd.testing.assert_frame_equal(got, want)

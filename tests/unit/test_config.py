@@ -48,6 +48,7 @@ def test_missing_key_is_named():
     ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
     ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),
     ("train.nope=1", r"unknown key 'train.nope'"),
+    ("pipeline.dask_address=localhost:8786", r"pipeline.dask_address = 'localhost:8786'; a Dask scheduler address"),
     ("imports.kaggle.tshirts.keyword_default={collar: round}",
      r"imports.kaggle.tshirts.keyword_default.collar: 'round' must be a class of a keyword attribute"),
     ("imports.kaggle.tshirts.keyword_default={colour: blue}", r"keyword_default.colour: 'blue' must be a class"),
