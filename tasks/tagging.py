@@ -85,10 +85,10 @@ def _folder_items(folder: Path) -> list[ImageItem]:
     if not folder.is_dir():
         raise DataValidationError(f"tagging source {str(folder)!r} is not a folder, an s3:// prefix or "
                                   f"{MANIFEST_SOURCE!r}")
-    items = []
+    items, dirs = [], {}
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        items.append(ImageItem(rel, str(resolve_inside(folder, rel))))  # refuses symlinks leading outside
+        items.append(ImageItem(rel, str(resolve_inside(folder, rel, dirs))))  # refuses symlinks leading outside
     return items
 
 
@@ -98,11 +98,11 @@ def _manifest_items(params: Params, root: Path, article: str) -> list[ImageItem]
     manifest = read_manifest(root / params.data.manifest, params.taxonomy)
     rows = manifest[manifest["article"] == article]
     data_root = root / params.data.root
-    items = []
+    items, dirs = [], {}
     for rec in rows[["image_id", "path", *attrs]].itertuples(index=False):
         labelled = tuple(a for a, v in zip(attrs, rec[2:], strict=True) if not pd.isna(v))
         if len(labelled) < len(attrs):
-            items.append(ImageItem(str(rec.image_id), str(resolve_inside(data_root, rec.path)), labelled))
+            items.append(ImageItem(str(rec.image_id), str(resolve_inside(data_root, rec.path, dirs)), labelled))
     return items
 
 

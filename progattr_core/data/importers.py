@@ -135,7 +135,8 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     meter = Meter("checking and hashing images", None, say)
     unchanged = 0
     for chunk in batched(candidates, CHECK_CHUNK):
-        targets = [target_of(c, root) for c in chunk]
+        dirs: dict[str, str] = {}  # resolved folders, for this chunk only
+        targets = [target_of(c, root, dirs) for c in chunk]
         stats = {i: file_stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
                  if not isinstance(t, DataValidationError)}
         reused = {i: known[str(chunk[i].image_file)][-1] for i, st in stats.items()

@@ -30,6 +30,9 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9._+\-=@ ()\[\],]+$")
 def safe_relative_path(path: str) -> str:
     """`path` as a normalised POSIX path that stays inside its root; DataValidationError otherwise."""
     text = str(path)
+    parts = text.split("/")  # the common case, already normal: checked without pathlib (100,000s per import)
+    if all(p not in ("", ".", "..") and _SAFE_PART.fullmatch(p) and p[0] != " " and p[-1] != " " for p in parts):
+        return text
     if not text or "\x00" in text or "\\" in text:
         raise DataValidationError(f"path {text!r}: empty, or contains a NUL or a backslash")
     pure = PurePosixPath(text)
@@ -38,20 +41,39 @@ def safe_relative_path(path: str) -> str:
     parts = [p for p in pure.parts if p != "."]
     if not parts or ".." in parts:
         raise DataValidationError(f"path {text!r} escapes the data root ('..') or is empty")
-    bad = [p for p in parts if not _SAFE_PART.match(p) or p.startswith(" ") or p.endswith(" ")]
+    bad = [p for p in parts if not _SAFE_PART.fullmatch(p) or p.startswith(" ") or p.endswith(" ")]
     if bad:
         raise DataValidationError(f"path {text!r}: component {bad[0]!r} has characters outside [A-Za-z0-9._+-=@ ()[],]")
     return "/".join(parts)
 
 
-def resolve_inside(root: str | Path, rel: str) -> Path:
+def resolve_inside(root: str | Path, rel: str, dirs: dict[str, str] | None = None) -> Path:
     """The absolute file of a manifest path, refusing anything (symlinks included) outside `root`.
-    (os.path.realpath on strings: an import of 100,000 images calls this twice per image.)"""
-    base = os.path.realpath(root)
-    full = os.path.realpath(os.path.join(base, safe_relative_path(rel)))
+
+    `dirs`: a cache of resolved folders, for a batch of calls over many files (an import or a tagging run
+    of 100,000 images): each folder is resolved once, then each file costs one lstat (a symlinked file is
+    resolved in full). The caller keeps it for one batch only, so a folder swapped for a symlink later is
+    seen by the next batch."""
+    safe = safe_relative_path(rel)
+    if dirs is None:
+        base = os.path.realpath(root)
+        full = os.path.realpath(os.path.join(base, safe))
+    else:
+        base = _real_folder(dirs, os.fspath(root))
+        head, name = os.path.split(safe)
+        full = os.path.join(_real_folder(dirs, os.path.join(base, head)) if head else base, name)
+        if os.path.islink(full):
+            full = os.path.realpath(full)
     if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
         raise DataValidationError(f"path {rel!r} resolves to {full}, outside the data root {base}")
     return Path(full)
+
+
+def _real_folder(dirs: dict[str, str], folder: str) -> str:
+    real = dirs.get(folder)
+    if real is None:
+        real = dirs[folder] = os.path.realpath(folder)
+    return real
 
 
 def attribute_vocabularies(taxonomy: Taxonomy, articles: Sequence[str]) -> dict[str, tuple[str, ...]]:

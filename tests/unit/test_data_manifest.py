@@ -82,13 +82,26 @@ def test_path_traversal_and_odd_characters_are_rejected(bad):
         safe_relative_path(bad)
 
 
-def test_safe_paths_are_normalised_and_symlinks_out_of_root_refused(tmp_path):
+@pytest.mark.parametrize("dirs", [None, {}], ids=["one-call", "folder-cache"])
+def test_safe_paths_are_normalised_and_symlinks_out_of_root_refused(tmp_path, dirs):
     assert safe_relative_path("./raw//a/b.jpg") == "raw/a/b.jpg"
-    (tmp_path / "root").mkdir()
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
     (tmp_path / "secret.png").write_bytes(b"x")
-    (tmp_path / "root" / "link.png").symlink_to(tmp_path / "secret.png")
-    with pytest.raises(DataValidationError, match="outside the data root"):
-        resolve_inside(tmp_path / "root", "link.png")
+    (root / "link.png").symlink_to(tmp_path / "secret.png")
+    (root / "inner").symlink_to(root / "real")          # a folder symlink that stays inside: allowed
+    (root / "real" / "in.png").write_bytes(b"y")
+    (root / "real" / "also.png").symlink_to(root / "real" / "in.png")
+    (root / "away").symlink_to(tmp_path / "outside")    # a folder symlink that leads out
+    (tmp_path / "outside" / "x.png").write_bytes(b"z")
+    for _ in range(2):  # the second round answers from the folder cache
+        assert resolve_inside(root, "inner/in.png", dirs) == (root / "real" / "in.png").resolve()
+        assert resolve_inside(root, "inner/also.png", dirs) == (root / "real" / "in.png").resolve()
+        assert resolve_inside(root, "real/missing.png", dirs) == (root / "real" / "missing.png").resolve()
+        for bad in ("link.png", "away/x.png"):
+            with pytest.raises(DataValidationError, match="outside the data root"):
+                resolve_inside(root, bad, dirs)
 
 
 def test_articles_sharing_attributes_need_prefix_compatible_vocabularies():
