@@ -31,7 +31,7 @@ from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
 from progattr_core.stages import load_checkpoint
 from tasks.context import DataRef, PipelineContext, task_logger, training_key
-from tasks.evaluation import targets
+from tasks.evaluation import EvaluationRef, targets, write_plots, write_precision_coverage
 from tasks.registry import RegistryRef, champion_or_latest, publish_tags, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
 from tasks.validation import ValidationOutcome, validate_manifest
@@ -60,6 +60,17 @@ class BranchEvaluation:
     publish: dict[str, dict[str, float]] = field(default_factory=dict)      # new model: coverage, ECE, ...
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # new model's, fitted on val
     base_coverage: dict[str, float] = field(default_factory=dict)  # base, with its own calibration, same images
+    out_dir: str = ""                      # outputs/<article>/branch_add/evaluation: curves, confusion, report
+
+    def as_report_input(self) -> EvaluationRef:
+        """The approval report's view (tasks/report.py): this version as METHOD, the base model beside it."""
+        summaries = {**self.learning, "overall": {k: float(np.nanmean([m[k] for m in self.learning.values()]))
+                                                   for k in next(iter(self.learning.values())) if k != "n"}}
+        return EvaluationRef(self.out_dir, "", {METHOD: self.accuracy, "base model": self.base_accuracy},
+                             {METHOD: summaries}, publish={METHOD: self.publish}, calibration=self.calibration)
+
+
+METHOD = "branch_add"  # the new model's name in the evaluation's files and the approval report
 
 
 def load_base(ctx: PipelineContext, attribute: str) -> BaseModelRef:
@@ -143,18 +154,26 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
     p_old = predict_proba(old, test.images, batch, device, old_attrs, calibrated=False)
     identical = all(np.array_equal(p_new[a], p_old[a]) for a in old_attrs)
     labels, vocab = test.labels.numpy(), test.classes
+    goals = targets(ctx)
     fitted, publish = calibrate_attributes(
         predict_proba(new, val.images, batch, device, list(new.classes), calibrated=False), val.labels.numpy(),
-        p_new, labels, test.attributes, targets(ctx))
+        p_new, labels, test.attributes, goals)
     base_coverage = {a: coverage_at(temper(p_old[a], c["temperature"]), labels[:, test.attributes.index(a)],
                                     c["threshold"])[0] for a, c in old.calibration.items() if a in p_old}
-    report_new = evaluate("branch_add", p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
+    report_new = evaluate(METHOD, p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
     report_old = evaluate("base", p_old, labels, test.attributes, vocab, params.evaluation.pr_points)
     learning = {a: m.summary() for a, m in report_new.per_attribute.items()}
+    out = ctx.outputs("branch_add", "evaluation")
+    out.mkdir(parents=True, exist_ok=True)
+    write_plots(out, {METHOD: report_new})
+    write_precision_coverage(out, {METHOD: {a: temper(p_new[a], c.temperature) for a, c in fitted.items()},
+                                   "base model": {a: temper(p_old[a], c["temperature"])
+                                                  for a, c in old.calibration.items() if a in p_old}},
+                             labels, test.attributes, goals)
     evaluation = BranchEvaluation({**{a: v["accuracy"] for a, v in learning.items()}, "overall": report_new.overall},
                                   {**{a: m.accuracy for a, m in report_old.per_attribute.items()},
                                    "overall": report_old.overall}, identical, len(test), learning, publish,
-                                  {a: c.to_dict() for a, c in fitted.items()}, base_coverage)
+                                  {a: c.to_dict() for a, c in fitted.items()}, base_coverage, str(out))
     if ctx.flow_run_id:
         store = Store(ctx.store)
         store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},
@@ -185,8 +204,14 @@ def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: Bas
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)},
             **publish_tags(evaluation.publish)}
-    return register_version(ctx, {"train_key": key}, model_path, tags, gate.passed, gate.reasons,
-                            evaluation.calibration)
+    ref = register_version(ctx, {"train_key": key}, model_path, tags, gate.passed, gate.reasons,
+                           evaluation.calibration)
+    if ref.newly_registered and ctx.flow_run_id:
+        from tasks.report import publish_report
+
+        publish_report(ctx, data, evaluation.as_report_input(), model_path, ref.version,
+                       "passed" if gate.passed else "; ".join(gate.reasons), METHOD)
+    return ref
 
 
 load_base_task = task(load_base, name="load-base-model")

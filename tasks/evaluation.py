@@ -96,10 +96,11 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     publish: dict[str, dict[str, dict[str, float]]] = {}
     curves: dict[str, dict[str, np.ndarray]] = {}
     calibration: dict[str, dict[str, float]] = {}
+    goals = targets(ctx)
     for method, paths in _method_files(ctx, trained).items():
         probs, val_probs, seconds, size_mb = _predict(paths, images, val.images, params.train.batch_size, device)
         fitted, publish[method] = calibrate_attributes(val_probs, val.labels.numpy(), probs, labels, list(vocab),
-                                                       targets(ctx))
+                                                       goals)
         curves[method] = {a: temper(probs[a], c.temperature) for a, c in fitted.items()}
         if method == "progressive":
             mix = {a: predicted_mix(probs[a], vocab[a]) for a in vocab if a in probs}
@@ -118,8 +119,8 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     (out / "metrics.json").write_text(json.dumps(
         {m: {**accuracy[m], **costs[m], **extra[m], **shared[m]} for m in reports}, indent=1))
     (out / "calibration.json").write_text(json.dumps(calibration, indent=1))
-    _write_plots(out, reports)
-    write_precision_coverage(out, curves, labels, list(vocab), targets(ctx))
+    write_plots(out, reports)
+    write_precision_coverage(out, curves, labels, list(vocab), goals)
     if ctx.flow_run_id:
         _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs, publish)
     task_logger().info("evaluation on %d test images:\n%s", len(images), markdown)
@@ -232,7 +233,8 @@ def _has_tabulate() -> bool:
     return True
 
 
-def _write_plots(out: Path, reports: dict[str, EvaluationReport]) -> None:
+def write_plots(out: Path, reports: dict[str, EvaluationReport]) -> None:
+    """pr_curves.png + pr.csv (every method), and confusion/<method>.png (one panel per attribute)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -70,8 +70,9 @@ def _champion(ctx: PipelineContext) -> tuple[Any, Any]:
 def _cases(images: CachedImages | np.ndarray, labels: np.ndarray, attrs: list[str], vocab: dict[str, list[str]],
            mine: dict[str, np.ndarray], theirs: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
     """The SHOWN (image, attribute) cells to look at: with a champion, where the two answers differ,
-    most confident first (the smaller of the two top-1 probabilities); without one, this version's
-    mistakes on labelled images, most confident first."""
+    most confident first (the smaller of the two top-1 probabilities); without one, or for an attribute
+    it does not have (a branch-add's new one), this version's mistakes on labelled images, most confident
+    first."""
     found = []
     for j, attr in enumerate(attrs):
         if attr not in mine:
@@ -82,7 +83,7 @@ def _cases(images: CachedImages | np.ndarray, labels: np.ndarray, attrs: list[st
             b = theirs[attr].argmax(1)
             which = np.flatnonzero(a != b)
             score = np.minimum(p.max(1), theirs[attr].max(1))
-        elif theirs is None:
+        elif theirs is None or attr not in theirs:  # no champion, or one without this attribute
             which = np.flatnonzero((labels[:, j] >= 0) & (a != labels[:, j]))
             score = p.max(1)
         else:
@@ -91,16 +92,17 @@ def _cases(images: CachedImages | np.ndarray, labels: np.ndarray, attrs: list[st
             y = int(labels[i, j])
             found.append({"score": float(score[i]), "i": int(i), "attribute": attr,
                           "mine": (vocab[attr][a[i]], float(p[i, a[i]])),
-                          "theirs": None if theirs is None else (vocab[attr][int(theirs[attr][i].argmax())],
-                                                                 float(theirs[attr][i].max())),
+                          "theirs": None if theirs is None or attr not in theirs else (
+                              vocab[attr][int(theirs[attr][i].argmax())], float(theirs[attr][i].max())),
                           "label": vocab[attr][y] if y >= 0 else None})
     found.sort(key=lambda c: -c["score"])
     return [{**c, "thumb": _png(np.asarray(images[c["i"]]))} for c in found[:SHOWN]]
 
 
 def approval_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, model_path: str,
-                    version: str, gate: str) -> Path:
-    """outputs/<article>/evaluation/report.html for `version` (registered from `model_path`)."""
+                    version: str, gate: str, method: str = "progressive") -> Path:
+    """<evaluation.out_dir>/report.html for `version` (registered from `model_path`), whose numbers are
+    `method`'s in `evaluation` (the training flow's progressive model, or a branch-add's new model)."""
     params = ctx.params()
     vocab = params.attributes(ctx.article)
     attrs = list(vocab)
@@ -117,7 +119,7 @@ def approval_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationR
         theirs = predict_proba(champ_model, images, params.train.batch_size, device, known)
     cases = _cases(images, labels, attrs, vocab, mine, theirs)
     out = Path(evaluation.out_dir) / "report.html"
-    out.write_text(_page(ctx, data, evaluation, version, gate, champ_mv, cases, champ_model is not None
+    out.write_text(_page(ctx, data, evaluation, method, version, gate, champ_mv, cases, champ_model is not None
                          and theirs is None))
     task_logger().info("approval report: %s", out)
     return out
@@ -127,12 +129,12 @@ def _champion_value(mv: Any, metric: str, attr: str) -> str:
     return _pct(mv.tags.get(f"{TAG}{metric}.{attr}")) if mv is not None else "-"
 
 
-def _page(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, version: str, gate: str, champ: Any,
-          cases: list[dict[str, Any]], champion_unusable: bool) -> str:
+def _page(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, method: str, version: str, gate: str,
+          champ: Any, cases: list[dict[str, Any]], champion_unusable: bool) -> str:
     e = html.escape
     name = model_name(ctx.article)
-    summary = evaluation.metrics["progressive"]
-    publish = evaluation.publish.get("progressive", {})
+    summary = evaluation.metrics[method]
+    publish = evaluation.publish.get(method, {})
     cv = f"version {champ.version}" if champ is not None else "none yet"
     rows = []
     for attr in [*[a for a in summary if a != "overall"], "overall"]:
@@ -146,14 +148,15 @@ def _page(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, versio
             f'<td>{_pct(target)}</td><td class="precision">{_pct(p.get("precision_at_threshold"))}</td>'
             f'<td>{_pct(p.get("ece_raw"))} &rarr; {_pct(p.get("ece"))}</td></tr>')
     baselines = "".join(f"<li>{e(m)}: {_pct(a['overall'])}%</li>" for m, a in evaluation.accuracy.items()
-                        if m != "progressive")
+                        if m != method)
     out_dir = Path(evaluation.out_dir)
     if champ is None:
         title = "This version's most confident mistakes (no champion to compare with yet)"
     elif champion_unusable:
         title = "No comparison of answers: the champion takes another image size"
     else:
-        title = f"Where this version and the champion (version {champ.version}) disagree most confidently"
+        title = (f"Where this version and the champion (version {champ.version}) disagree most confidently "
+                 "(an attribute the champion lacks: this version's most confident mistakes)")
     cells = "".join(
         f'<figure><img src="{c["thumb"]}" alt="test image {c["i"]}"><figcaption><b>{e(c["attribute"])}</b><br>'
         f'this: {e(c["mine"][0])} ({100 * c["mine"][1]:.0f}%)<br>'
@@ -162,7 +165,7 @@ def _page(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, versio
     return _TEMPLATE.format(
         title=e(f"{name} version {version}"), name=e(name), version=e(version), data=e(data.data_version),
         recipe=e(ctx.recipe), gate=e(gate), champion=e(cv), rows="\n".join(rows), baselines=baselines,
-        curves=_file_uri(out_dir / "precision_coverage.png"), confusion=_file_uri(out_dir / "confusion" / "progressive.png"),
+        curves=_file_uri(out_dir / "precision_coverage.png"), confusion=_file_uri(out_dir / "confusion" / f"{method}.png"),
         cases_title=e(title), cases=cells or "<p>None.</p>", n=len(cases))
 
 
@@ -187,7 +190,7 @@ img.plot {{ max-width: 100%; }}
 </table>
 <p>Coverage: the share of test images whose answer clears its attribute's threshold, chosen on the validation
 split to reach the target precision; those are published, the rest go to review.</p>
-<p>Baselines, overall accuracy:</p><ul>{baselines}</ul>
+<p>The other models on the same test images, overall accuracy:</p><ul>{baselines}</ul>
 <h2>Precision against coverage</h2>
 <img class="plot" src="{curves}" alt="precision-coverage curves">
 <h2>Confusion matrices (this version)</h2>
@@ -199,14 +202,14 @@ split to reach the target precision; those are published, the rest go to review.
 
 
 def publish_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRef, model_path: str, version: str,
-                   gate: str) -> str | None:
+                   gate: str, method: str = "progressive") -> str | None:
     """Write the report, log it to the version's run (`report/report.html`) and tag the version with its
     URI (`progattr.report`); the URI, or None (with a warning) when it could not be made: the version
     stays registered either way, its approver just has no page."""
     from tracking.store import Store
 
     try:
-        path = approval_report(ctx, data, evaluation, model_path, version, gate)
+        path = approval_report(ctx, data, evaluation, model_path, version, gate, method)
         store = Store(ctx.store)
         store.log_artifacts(ctx.flow_run_id, path.parent / "report.html", "report")
         uri = f"{store.get_run(ctx.flow_run_id).info.artifact_uri.rstrip('/')}/report/report.html"

@@ -207,6 +207,13 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     assert new_attributes(ctx, ingest(ctx, "data/raw/mini")) == []  # announced once, not every night
     assert v2.tags["progattr.added_attribute"] == NEW_ATTRIBUTE and v2.tags["progattr.branch_add_mode"] == "frozen_base"
     assert v2.tags["progattr.base_version"] == "1" and v2.tags["progattr.gate"] == "passed"
+    # its approval report: the new attribute's numbers are the version's, its mistakes shown (v1 lacks it)
+    assert v2.tags["progattr.report"].endswith("report/report.html")
+    page = (folder / "outputs" / ARTICLE / "branch_add" / "evaluation" / "report.html").read_text()
+    row = re.search(rf'<tr data-attribute="{NEW_ATTRIBUTE}">(.*?)</tr>', page, re.S).group(1)
+    shown = float(re.search(r'class="accuracy">([\d.]+)<', row).group(1))
+    assert abs(shown - 100 * float(v2.tags[f"progattr.accuracy.{NEW_ATTRIBUTE}"])) <= 0.051, (shown, row)
+    assert "<script" not in page and page.count("data:image/png;base64,") >= 2  # curves, confusion matrices
     assert Registry.of(store.cfg).alias_version(NAME, "challenger") == "2"
     old = load_model(fetch(store, store.client.get_model_version(NAME, "1").run_id, MODEL, folder / "v1.pt"))
     new = load_model(fetch(store, v2.run_id, MODEL, folder / "v2.pt"))

@@ -1,5 +1,6 @@
 """Which test images the approval report shows (tasks/report._cases): with a champion, the cells where
-the two versions disagree, most confident first; without one, this version's most confident mistakes."""
+the two versions disagree, most confident first; without one (or for an attribute it lacks), this version's
+most confident mistakes."""
 
 from __future__ import annotations
 
@@ -23,3 +24,6 @@ def test_disagreements_most_confident_first_and_mistakes_without_a_champion():
     assert shown[1]["label"] is None and first["thumb"].startswith("data:image/png;base64,")
     alone = _cases(images, labels, ["fade"], VOCAB, mine, None)
     assert [c["i"] for c in alone] == [3] and alone[0]["theirs"] is None  # the one labelled mistake
+    # a champion without the attribute (a branch-add's new one): this version's mistakes for it
+    added = _cases(images, labels, ["fade"], VOCAB, mine, {"other": theirs["fade"]})
+    assert [c["i"] for c in added] == [3] and added[0]["theirs"] is None
