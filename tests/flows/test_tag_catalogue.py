@@ -5,7 +5,9 @@ those go to the review queue."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 
 import boto3
 import pandas as pd
@@ -187,7 +189,6 @@ def test_tagging_on_a_dask_cluster_survives_a_killed_worker(prefect_harness, tmp
     """pipeline.dask_address: the shards are Prefect task runs on a real Dask LocalCluster (two worker
     processes on loopback). One worker is SIGKILLed while it holds a shard; the scheduler gives that shard
     to the other, and the tables are those of the run on this machine."""
-    import os
     import signal
     import threading
     import time
@@ -208,8 +209,10 @@ def test_tagging_on_a_dask_cluster_survives_a_killed_worker(prefect_harness, tmp
     local = _tables(tag_catalogue_flow(str(folder), "tops", str(ROOT / "params.yaml"), [*overrides, "data.workers=1"],
                                        output=str(tmp_path / "local")))
     killed: list[int] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    # a LocalCluster's nannies set OMP_NUM_THREADS=1, PYTHONHASHSEED and more in this process's environment
+    # for the workers they spawn: put it back after, or every later subprocess trains with other threads
+    with _restored_environ(), LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=None) as cluster, Client(cluster) as client:
         pids = client.run(os.getpid)
         stop = threading.Event()
 
@@ -235,3 +238,13 @@ def test_tagging_on_a_dask_cluster_survives_a_killed_worker(prefect_harness, tmp
     assert summary["images"] == 14 and summary["parts_reused"] == 0
     for got, want in zip(_tables(summary), local, strict=True):
         pd.testing.assert_frame_equal(got, want)
+
+
+@contextlib.contextmanager
+def _restored_environ():
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -189,6 +189,9 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
 
     folder, overrides = project
     common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
+    if Registry.of(_store(project).cfg).alias_version(NAME, "champion") is None:  # alone: the approval test's state
+        assert cli(["registry", "approve", "--article", ARTICLE, "--version", "1", "--by", "ana",
+                    "--reason", "first nightly model", *common]) == 0
     add_new_attribute(folder)
     ctx = make_context(folder / "params.yaml", ARTICLE, overrides)
     assert new_attributes(ctx, ingest(ctx, "data/raw/mini")) == [NEW_ATTRIBUTE]  # what the nightly announces
