@@ -61,13 +61,13 @@ class BranchEvaluation:
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)  # new model's, fitted on val
     base_coverage: dict[str, float] = field(default_factory=dict)  # base, with its own calibration, same images
     out_dir: str = ""                      # outputs/<article>/branch_add/evaluation: curves, confusion, report
+    overall: dict[str, float] = field(default_factory=dict)  # new model: EvaluationReport.summaries()["overall"]
 
     def as_report_input(self) -> EvaluationRef:
         """The approval report's view (tasks/report.py): this version as METHOD, the base model beside it."""
-        summaries = {**self.learning, "overall": {k: float(np.nanmean([m[k] for m in self.learning.values()]))
-                                                   for k in next(iter(self.learning.values())) if k != "n"}}
         return EvaluationRef(self.out_dir, "", {METHOD: self.accuracy, "base model": self.base_accuracy},
-                             {METHOD: summaries}, publish={METHOD: self.publish}, calibration=self.calibration)
+                             {METHOD: {**self.learning, "overall": self.overall}}, publish={METHOD: self.publish},
+                             calibration=self.calibration)
 
 
 METHOD = "branch_add"  # the new model's name in the evaluation's files and the approval report
@@ -162,7 +162,8 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
                                     c["threshold"])[0] for a, c in old.calibration.items() if a in p_old}
     report_new = evaluate(METHOD, p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
     report_old = evaluate("base", p_old, labels, test.attributes, vocab, params.evaluation.pr_points)
-    learning = {a: m.summary() for a, m in report_new.per_attribute.items()}
+    summaries = report_new.summaries()
+    learning = {a: v for a, v in summaries.items() if a != "overall"}
     out = ctx.outputs("branch_add", "evaluation")
     out.mkdir(parents=True, exist_ok=True)
     write_plots(out, {METHOD: report_new})
@@ -173,7 +174,8 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
     evaluation = BranchEvaluation({**{a: v["accuracy"] for a, v in learning.items()}, "overall": report_new.overall},
                                   {**{a: m.accuracy for a, m in report_old.per_attribute.items()},
                                    "overall": report_old.overall}, identical, len(test), learning, publish,
-                                  {a: c.to_dict() for a, c in fitted.items()}, base_coverage, str(out))
+                                  {a: c.to_dict() for a, c in fitted.items()}, base_coverage, str(out),
+                                  summaries.get("overall", {}))
     if ctx.flow_run_id:
         store = Store(ctx.store)
         store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},

@@ -45,17 +45,19 @@ def dask_map(fn: Callable[[T], R], jobs: Sequence[T], address: str, name: str, m
     @flow(name=f"{name}-on-dask", task_runner=dask_task_runner(address), log_prints=False)
     def on_dask(jobs: list[T]) -> list[R]:
         futures = [shard.submit(job) for job in jobs]
+        order = {id(f): i for i, f in enumerate(futures)}
+        results: list[R] = [None] * len(futures)  # type: ignore[list-item]
         errors = []
         for done in as_completed(futures):
             try:
-                result = done.result()
+                results[order[id(done)]] = done.result()
             except Exception as e:  # noqa: BLE001 - kept, raised once the other jobs are done
                 errors.append(e)
                 continue
             if meter:
-                meter.add(count(result) if count else 1)
+                meter.add(count(results[order[id(done)]]) if count else 1)
         if errors:
             raise errors[0]
-        return [f.result() for f in futures]
+        return results
 
     return on_dask(list(jobs))

@@ -84,6 +84,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _data_import(args: argparse.Namespace) -> int:
     from progattr_core.data import importers, kaggle
+    from progattr_core.data.import_files import import_state_path
     from progattr_core.data.manifest import relative_to, resolve_inside, write_manifest
 
     p = load(args)
@@ -92,7 +93,7 @@ def _data_import(args: argparse.Namespace) -> int:
     name = Path(getattr(args, "table", None) or args.folder).stem
     dest = args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root))
     source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root
-    state = Path(p.data.cache) / "imports" / f"{dest.strip('/').replace('/', '__')}.parquet"
+    state = import_state_path(p.data.cache, dest)
     if args.recheck:
         state.unlink(missing_ok=True)
     common["state"] = state

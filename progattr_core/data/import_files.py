@@ -59,6 +59,12 @@ def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None) -> t
 STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256"]
 
 
+def import_state_path(cache_dir: str | Path, dest: str) -> Path:
+    """Where `progattr data import` keeps the state of imports into `dest` (under the decode cache's folder,
+    outside DVC's raw folder): <cache_dir>/imports/<dest with / as __>.parquet."""
+    return Path(cache_dir) / "imports" / f"{dest.strip('/').replace('/', '__')}.parquet"
+
+
 def file_stats(source: Path | str, copy: Path) -> tuple[int, int, int, int] | None:
     """(size, mtime_ns) of an image file and of its copy under the data root; None when either is missing."""
     try:

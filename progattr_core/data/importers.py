@@ -114,8 +114,6 @@ def _clean_labels(c: Candidate, attrs: Mapping[str, Sequence[str]], log_: Import
     return out
 
 
-
-
 def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxonomy, root: str | Path,
                   split: SplitParams, limits: ImageParams, log_: ImportLog, workers: int = 0,
                   say: Callable[[str], object] | None = log.info, state: str | Path | None = None) -> ImportResult:
@@ -357,7 +355,7 @@ def _more(tally: list[int]) -> str:
 
 def import_folder(folder: str | Path, article: str, attribute: str, taxonomy: Taxonomy, root: str | Path,
                   dest: str, split: SplitParams, limits: ImageParams, workers: int = 0,
-                state: str | Path | None = None) -> ImportResult:
+                  state: str | Path | None = None) -> ImportResult:
     """An image tree `<folder>/<class>/<image>` labelling one attribute; images directly in `folder` are unlabelled."""
     folder, log_ = Path(folder), ImportLog()
     if attribute not in taxonomy[article]:
