@@ -27,6 +27,9 @@ from bench import common
 
 log = logging.getLogger("bench.accuracy")
 METHODS = ("individual", "multilabel", "multilabel_masked", "progressive", "progressive_lean")
+# progressive_split (--methods): progressive again with model.split_points chosen on validation from the same
+# seed's progressive and individual runs (progattr_core.sharing, the evaluation's advice); runs after both
+SPLIT = "progressive_split"
 BASELINES = ("individual", "multilabel", "multilabel_masked")
 # progressive_lean: no fine-tune stages; the frozen-Base final stage re-fits every Branch to the last Base
 LEAN = ["train.epochs_finetune=0"]
@@ -110,18 +113,20 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
     leaves out its teachers', which are the individual models' own).
     The trained model(s) are appended to `keep` when given."""
     from progattr_core.metrics import evaluate
+    from progattr_core.sharing import validation_accuracy
 
     start = time.perf_counter()
     trained, results = train_method(method, params, splits, article, seed, device, teachers)
     seconds = time.perf_counter() - start
     if keep is not None:
         keep.append(trained)
-    test = splits["test"]
-    probs = _probs(method, trained, test, device)
+    test, val = splits["test"], splits["val"]
+    probs, val_probs = _probs(method, trained, test, device), _probs(method, trained, val, device)
     report = evaluate(method, probs, test.labels.numpy(), test.attributes, test.classes)
     per = {k: {a: m.summary()[k] for a, m in report.per_attribute.items()} for k in LEARNING}
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
-            "publish": publish_measures(probs, _probs(method, trained, splits["val"], device), splits),
+            "val_accuracy": validation_accuracy(val_probs, val.labels.numpy(), list(val.attributes)),
+            "publish": publish_measures(probs, val_probs, splits),
             **per, **{f"overall_{k}": report.mean(k) for k in LEARNING},
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
             "image_passes": int(sum(r.image_passes for r in results)), "train_s": seconds,
@@ -194,17 +199,28 @@ def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: in
     distill = _params(base_set, article, seed).train.distill == "individual"
     if distill:  # the teachers train first
         methods = ["individual", *[m for m in methods if m != "individual"]]
+    if SPLIT in methods:  # chosen from the other two's validation accuracy: it runs last
+        methods = [*[m for m in methods if m != SPLIT], SPLIT]
     runs, kept = {}, []
     for method in methods:
         extra = LEAN if method == "progressive_lean" else []
-        runs[method] = run_method(method, _params(base_set, article, seed, extra), splits, article, seed,
+        if method == SPLIT:
+            chosen = chosen_split_points(_params(base_set, article, seed), runs)
+            if not chosen:  # nothing to share less: the same model as progressive's
+                runs[method] = {**runs["progressive"], "split_points": {}}
+                continue
+            extra = [f"model.split_points={json.dumps(chosen)}"]
+        params = _params(base_set, article, seed, extra)
+        runs[method] = run_method("progressive" if method == SPLIT else method, params, splits, article, seed,
                                   kept if method == "individual" else None, device, kept[0] if kept else None)
+        if method == SPLIT:
+            runs[method]["split_points"] = dict(params.model.split_points)
         log.info("%s seed %d %s: overall %.3f, %d passes, %.0f s", article, seed, method,
                  runs[method]["overall"], runs[method]["image_passes"], runs[method]["train_s"])
     if not compute_matched:
         return {"epoch_matched": runs}
     matched = {}
-    for method in BASELINES:
+    for method in [m for m in BASELINES if m in runs]:
         epochs = matched_epochs(runs[method], runs["progressive"]["image_passes"])
         epochs = min(epochs, matched_cap) if matched_cap else epochs  # smoke: keep it quick
         if epochs == runs[method]["epochs"]:
@@ -213,8 +229,19 @@ def run_seed(base_set: list[str], splits: dict[str, Any], article: str, seed: in
             params = _params(base_set, article, seed, [f"baselines.epochs={epochs}"])
             matched[method] = run_method(method, params, splits, article, seed, device=device)
         matched[method]["epochs"] = epochs
-    matched["progressive"] = runs["progressive"]
+    matched.update({m: runs[m] for m in ("progressive", SPLIT) if m in runs})
     return {"epoch_matched": runs, "compute_matched": matched}
+
+
+def chosen_split_points(params: Any, runs: dict[str, Any]) -> dict[str, str]:
+    """model.split_points from this seed's progressive and individual validation accuracy (never test)."""
+    from progattr_core.sharing import choose_split_points
+
+    if "progressive" not in runs or "individual" not in runs:
+        raise ValueError(f"{SPLIT} chooses from the progressive and individual runs: add both to --methods")
+    return choose_split_points(runs["progressive"]["val_accuracy"], runs["individual"]["val_accuracy"],
+                               params.model.split_point, params.model.split_points,
+                               params.evaluation.split_advice_margin)
 
 
 def run_orders(base_set: list[str], splits: dict[str, Any], article: str, seed: int, limit: int,
@@ -308,7 +335,7 @@ def below_majority(article: str, seeds: list[dict[str, Any]]) -> list[str]:
 def time_ratios(seeds: list[dict[str, Any]]) -> dict[str, float]:
     """Median over seeds of training wall time per method / individual's (same run, same data)."""
     ratios = {}
-    for m in [m for m in ("progressive", "progressive_lean", "multilabel_masked") if m in seeds[0]["epoch_matched"]]:
+    for m in [m for m in ("progressive", "progressive_lean", SPLIT, "multilabel_masked") if m in seeds[0]["epoch_matched"]]:
         ratios[m] = float(np.median([s["epoch_matched"][m]["train_s"] / s["epoch_matched"]["individual"]["train_s"]
                                      for s in seeds]))
     return ratios
@@ -395,9 +422,11 @@ def versus_baselines(label: str, summary: dict[str, Any], measures: Sequence[tup
     out = []
     for kind, runs in summary.items():
         for measure, name in measures:
-            for baseline, target, op in ACCURACY_GOALS:
-                value = 100 * (runs["progressive"][measure][0] - runs[baseline][measure][0])
-                out.append(common.goal(f"{label}, {kind}: progressive - {baseline} {name} (points)", value, target, op))
+            for method in [m for m in ("progressive", SPLIT) if m in runs]:
+                for baseline, target, op in [g for g in ACCURACY_GOALS if g[0] in runs]:
+                    value = 100 * (runs[method][measure][0] - runs[baseline][measure][0])
+                    out.append(common.goal(f"{label}, {kind}: {method} - {baseline} {name} (points)", value, target,
+                                           op))
     return out
 
 
@@ -423,7 +452,7 @@ def fine_goals(label: str, seeds: list[dict[str, Any]], summary: dict[str, Any],
     if not fine:
         return []
     out = versus_baselines(label, summary, (("fine_overall", "fine accuracy"), ("fine_macro_f1", "fine mean macro-F1")))
-    for m in ("progressive", "individual"):
+    for m in [m for m in ("progressive", SPLIT, "individual") if m in runs]:
         for a in fine:
             adjusted = float(np.mean([s["epoch_matched"][m]["adjusted_balanced_accuracy"][a] for s in seeds]))
             margin = 100 * float(np.mean([s["epoch_matched"][m]["accuracy"][a] - s["epoch_matched"][m]["majority"][a]
@@ -477,7 +506,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         seeds = []
         for seed in seed_list:  # results are rewritten after every seed: a cut-short run keeps its part
             seeds.append(run_seed(base_set, splits, article, seed, prof["matched_cap"], args.device,
-                                  prof.get("methods", METHODS), prof.get("compute_matched", True)))
+                                  args.methods.split(",") if args.methods else prof.get("methods", METHODS),
+                                  prof.get("compute_matched", True)))
             out.catalogue(label, article, splits, seeds)
         if label == first and prof["orders"]:  # the 3-attribute article's orders, right after its own table
             run_orders(base_set, splits, article, seed_list[0], prof["orders"], out, args.device)
@@ -489,6 +519,8 @@ def _options(ap: Any) -> None:
                                                      "(on CUDA params' train.amp applies: bf16 + channels-last)")
     ap.add_argument("--real-n", type=int, default=None, help="subsample each real article to this many "
                                                              "images (default: the profile's)")
+    ap.add_argument("--methods", default="", help=f"comma-separated subset of {', '.join([*METHODS, SPLIT])} "
+                                                   "(default: the profile's)")
     ap.add_argument("--attributes", choices=["all", "fine"], default="all",
                     help="fine: train the real articles on their name-derived attributes alone")
 

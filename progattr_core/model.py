@@ -116,12 +116,16 @@ class ProgressiveResNet(AttributeModel):
         std: per-channel normalisation std.
         init: scratch, imagenet, or a path to a saved progattr model / a torchvision ResNet state_dict.
         seed: seeds the scratch weights and every new classifier, so builds are reproducible.
+        split_points: attribute -> an earlier split point for that attribute's Branch (`model.split_points`):
+            it reads the Base's output at that layer and owns copies of the Base's later layers, taken when
+            it is added (sharing less where sharing costs the attribute). Others read the Base's end.
     """
 
     kind = "progressive"
 
     def __init__(self, arch: str, split_point: str, image_size: int, mean: Sequence[float],
-                 std: Sequence[float], init: str = "scratch", seed: int = 0) -> None:
+                 std: Sequence[float], init: str = "scratch", seed: int = 0,
+                 split_points: Mapping[str, str] | None = None) -> None:
         super().__init__(arch, image_size, mean, std, seed)
         if split_point not in SPLIT_POINTS:
             raise ModelError(f"unknown split point {split_point!r}; allowed: {list(SPLIT_POINTS)}")
@@ -137,9 +141,27 @@ class ProgressiveResNet(AttributeModel):
         self.template_from_seed = init == "scratch"
         self.branches = nn.ModuleDict()
         self.base_frozen = False
+        self.split_points: dict[str, str] = {}
+        self.plan_split_points(split_points or {})
+
+    def plan_split_points(self, split_points: Mapping[str, str]) -> None:
+        """Where the Branches of attributes not yet added will start (attribute -> split point no deeper
+        than the Base's end); a Branch already added keeps its own."""
+        depth = SPLIT_POINTS.index(self.split_point)
+        for attr, point in split_points.items():
+            if point not in SPLIT_POINTS or SPLIT_POINTS.index(point) > depth:
+                raise ModelError(f"split point {point!r} for {attr!r}: allowed {list(SPLIT_POINTS[:depth + 1])} "
+                                 f"(a Branch can start at the Base's end, {self.split_point}, or earlier)")
+            if attr not in self.branches:
+                self.split_points[attr] = point
+
+    def branch_split(self, attribute: str) -> str:
+        """Where `attribute`'s Branch reads the Base: its own split point, or the Base's end."""
+        return self.split_points.get(attribute, self.split_point)
 
     def add_branch(self, attribute: str, classes: Sequence[str]) -> None:
-        """Add Branch(attribute): a copy of the tail's initial weights plus a new softmax classifier."""
+        """Add Branch(attribute): a copy of the tail's initial weights plus a new softmax classifier; a
+        Branch with an earlier split point (`split_points`) first copies the Base's layers after it."""
         classes = [str(c) for c in classes]
         if attribute in self.branches:
             raise ModelError(f"branch {attribute!r} already exists")
@@ -149,7 +171,12 @@ class ProgressiveResNet(AttributeModel):
             raise ModelError(f"attribute {attribute!r} has duplicate class names: {classes}")
         if not attribute.isidentifier():
             raise ModelError(f"attribute name {attribute!r} must be a Python identifier (letters, digits, _)")
-        tail = copy.deepcopy(self.tail_template).requires_grad_(True)
+        point = self.branch_split(attribute)
+        layers = list(self.base.named_children())
+        own = layers[[n for n, _ in layers].index(point) + 1:] if point != self.split_point else []
+        tail = nn.Sequential(OrderedDict([(n, copy.deepcopy(m)) for n, m in own] +
+                                         [(n, copy.deepcopy(m)) for n, m in self.tail_template.named_children()]))
+        tail.requires_grad_(True)
         head = make_classifier(self.feature_dim, len(classes), _seed_for(self.seed, attribute))
         branch = nn.Sequential(OrderedDict([("tail", tail), ("pool", nn.AdaptiveAvgPool2d(1)),
                                             ("flatten", nn.Flatten()), ("fc", head)]))
@@ -164,19 +191,39 @@ class ProgressiveResNet(AttributeModel):
         With `rows` (attribute -> boolean mask over the batch), each Branch runs only on its rows and
         returns logits for those rows only; a Branch with no row is left out, and one with a single
         row (too few for BatchNorm in training) runs on the whole batch."""
-        return self.heads(self.base(self.prepare(x)), attributes, rows)
+        return self.heads(self.trunk(self.prepare(x)), attributes, rows)
 
-    def heads(self, features: Tensor, attributes: Sequence[str] | None = None,
+    def trunk(self, x: Tensor) -> dict[str, Tensor]:
+        """The Base's outputs the Branches read, by split point: its end, and the earlier layers that a
+        Branch with its own split point starts from. The Base runs once."""
+        taps = set(self.trunk_points()) - {self.split_point}
+        if not taps:
+            return {self.split_point: self.base(x)}
+        out = {}
+        for name, module in self.base.named_children():
+            x = module(x)
+            if name in taps:
+                out[name] = x
+        out[self.split_point] = x
+        return out
+
+    def trunk_points(self) -> tuple[str, ...]:
+        """The keys of `trunk`'s output: the split points the current Branches read."""
+        return tuple(sorted({self.split_point, *(self.branch_split(a) for a in self.branches)}))
+
+    def heads(self, features: Mapping[str, Tensor], attributes: Sequence[str] | None = None,
               rows: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
-        """The Branches on the Base's output (`forward` without the Base: frozen-Base training reuses it)."""
+        """The Branches on the Base's outputs (`trunk`'s; `forward` without the Base: frozen-Base training
+        reuses them)."""
         names = self._check_attributes(attributes)
         if rows is None:
-            return {a: self.branches[a](features) for a in names}
+            return {a: self.branches[a](features[self.branch_split(a)]) for a in names}
         out = {}
         for a in names:
+            f = features[self.branch_split(a)]
             n = int(rows[a].sum())
             if n:
-                out[a] = self.branches[a](features[rows[a]] if 2 <= n < len(features) else features)
+                out[a] = self.branches[a](f[rows[a]] if 2 <= n < len(f) else f)
         return out
 
     def freeze_base(self) -> None:
@@ -204,7 +251,8 @@ class ProgressiveResNet(AttributeModel):
         return groups
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "split_point": self.split_point}
+        own = {a: self.split_points[a] for a in self.branches if self.branch_split(a) != self.split_point}
+        return {**super().describe(), "split_point": self.split_point, **({"split_points": own} if own else {})}
 
     def extra_state(self) -> dict[str, Tensor]:
         return {} if self.template_from_seed else {"tail_template": self.tail_template.state_dict()}
@@ -276,7 +324,8 @@ class MultiLabelResNet(AttributeModel):
 def build_model(model_params: Any, seed: int = 0) -> ProgressiveResNet:
     """A branch-less ProgressiveResNet from the `model:` section of params."""
     return ProgressiveResNet(model_params.arch, model_params.split_point, model_params.image_size,
-                             model_params.mean, model_params.std, model_params.init, seed)
+                             model_params.mean, model_params.std, model_params.init, seed,
+                             model_params.split_points)
 
 
 def weights_mb(model: nn.Module) -> float:

@@ -48,7 +48,8 @@ def model_from_blob(blob: dict[str, Any], source: str = "<blob>") -> AttributeMo
     vocab = {a: c for a, c in cfg["attributes"]}
     if cfg["kind"] == "progressive":
         model: AttributeModel = ProgressiveResNet(cfg["arch"], cfg["split_point"], cfg["image_size"],
-                                                   cfg["mean"], cfg["std"], "scratch", cfg["seed"])
+                                                   cfg["mean"], cfg["std"], "scratch", cfg["seed"],
+                                                   cfg.get("split_points"))
         if "tail_template" in blob["extra"]:  # else: rebuilt from the seed by the constructor above
             model.tail_template.load_state_dict(blob["extra"]["tail_template"])
             model.template_from_seed = False

@@ -20,6 +20,15 @@ def check_values(p: Params, source: str) -> None:
         raise bad("model.arch", p.model.arch, f"allowed: {list(ARCHS)}")
     if p.model.split_point not in SPLIT_POINTS:
         raise bad("model.split_point", p.model.split_point, f"allowed: {list(SPLIT_POINTS)}")
+    known = {a for attrs in p.taxonomy.values() for a in attrs}
+    for attr, point in p.model.split_points.items():
+        if attr not in known:
+            raise bad(f"model.split_points.{attr}", point, f"no article has attribute {attr!r}")
+        if point not in SPLIT_POINTS[:SPLIT_POINTS.index(p.model.split_point) + 1]:
+            raise bad(f"model.split_points.{attr}", point, f"allowed: {list(SPLIT_POINTS[:SPLIT_POINTS.index(p.model.split_point) + 1])} "
+                      f"(a Branch starts at the Base's end, model.split_point = {p.model.split_point}, or earlier)")
+    if p.evaluation.split_advice_margin < 0:
+        raise bad("evaluation.split_advice_margin", p.evaluation.split_advice_margin, "must be >= 0")
     if p.model.image_size < 32:
         raise bad("model.image_size", p.model.image_size, "must be >= 32")
     if len(p.model.mean) != 3 or len(p.model.std) != 3 or min(p.model.std) <= 0:

@@ -88,6 +88,7 @@ class PretrainParams:
 class ModelParams:
     arch: str
     split_point: str
+    split_points: dict[str, str]   # attribute -> an earlier split point for its Branch (shares less)
     init: str
     image_size: int
     mean: tuple[float, ...]
@@ -141,6 +142,7 @@ class BaselineParams:
 @dataclass(frozen=True)
 class EvaluationParams:
     pr_points: int
+    split_advice_margin: float
 
 
 @dataclass(frozen=True)

@@ -183,24 +183,24 @@ class FitSpec:
 
 
 def frozen_features(model: ProgressiveResNet, data: LabelledImages, device: torch.device, batch_size: int,
-                    amp: torch.dtype | None) -> Tensor | None:
-    """The frozen Base's output for every image of `data`, computed once per (Base weights, images) and
+                    amp: torch.dtype | None) -> dict[str, Tensor] | None:
+    """The frozen Base's outputs (`ProgressiveResNet.trunk`) for every image of `data`, computed once per (Base weights, images) and
     reused by every later frozen-Base stage of the process (the stages of a `train.base_attributes`
     schedule, the final stage, a frozen-Base branch-add). None when it would exceed FEATURE_CACHE_BYTES."""
-    key = (weights_digest(model.base), str(device))
+    key = (weights_digest(model.base), model.trunk_points(), str(device))
     entry = _features.get("entry")
     if entry and entry[0] == key and entry[1]() is data.images:
         return entry[2]
     _features.clear()
     fmt = torch.channels_last if amp is not None else torch.contiguous_format
-    chunks = []
+    chunks: list[dict[str, Tensor]] = []
     with torch.no_grad(), torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
         for start in range(0, len(data), batch_size):
             x = data.images[start:start + batch_size].to(device).contiguous(memory_format=fmt)
-            chunks.append(model.base(model.prepare(x)))
-            if start == 0 and chunks[0][0].nbytes * len(data) > FEATURE_CACHE_BYTES:
+            chunks.append(model.trunk(model.prepare(x)))
+            if start == 0 and sum(f[0].nbytes for f in chunks[0].values()) * len(data) > FEATURE_CACHE_BYTES:
                 return None
-    features = torch.cat(chunks)
+    features = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
     _features["entry"] = (key, weakref.ref(data.images), features)
     return features
 
@@ -304,7 +304,8 @@ def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams,
             rows = {a: y[:, columns[a]] >= 0 for a in spec.attributes} if spec.branch_rows else None
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 if cached is not None:
-                    out = model.heads(cached[idx.to(cached.device)], list(spec.attributes), rows=rows)
+                    out = model.heads({k: f[idx.to(f.device)] for k, f in cached.items()}, list(spec.attributes),
+                                      rows=rows)
                 else:
                     x = _augment(next(images), gen, tp.augment.hflip,  # type: ignore[arg-type]
                                  tp.augment.crop_padding).contiguous(memory_format=fmt)

@@ -30,6 +30,7 @@ from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, 
 from progattr_core.model import resolve_device, weights_mb
 from progattr_core.model_file import load_model
 from progattr_core.predict import predict_proba
+from progattr_core.sharing import advice, validation_accuracy
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.training import TrainedRef, baseline_path, load_split
 from tracking.store import Store
@@ -97,8 +98,10 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     curves: dict[str, dict[str, np.ndarray]] = {}
     calibration: dict[str, dict[str, float]] = {}
     goals = targets(ctx)
+    val_accuracy: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
         probs, val_probs, seconds, size_mb = _predict(paths, images, val.images, params.train.batch_size, device)
+        val_accuracy[method] = validation_accuracy(val_probs, val.labels.numpy(), list(vocab))
         fitted, publish[method] = calibrate_attributes(val_probs, val.labels.numpy(), probs, labels, list(vocab),
                                                        goals)
         curves[method] = {a: temper(probs[a], c.temperature) for a, c in fitted.items()}
@@ -112,6 +115,9 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     out = ctx.outputs("evaluation")
     out.mkdir(parents=True, exist_ok=True)
     markdown = _write_tables(out, reports, costs, params.registry.min_adjusted_balanced_accuracy, publish)
+    if {"progressive", "individual"} <= set(val_accuracy):
+        markdown += "\n\n" + advice(val_accuracy["progressive"], val_accuracy["individual"], params.model.split_point,
+                                    params.model.split_points, params.evaluation.split_advice_margin)
     summaries = {m: r.summaries() for m, r in reports.items()}
     accuracy = {m: {a: v["accuracy"] for a, v in s.items()} for m, s in summaries.items()}
     extra = {m: {k: {a: v[k] for a, v in s.items()} for k in _EXTRA} for m, s in summaries.items()}

@@ -87,6 +87,9 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
     device = resolve_device(params.device)
     with tempfile.TemporaryDirectory(prefix="progattr-stage-") as tmp:
         model = initial() if previous is None else load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
+        points = {a: p for a, p in params.model.split_points.items() if a in stage.attributes}
+        if points:  # a Branch this stage adds starts at its own split point (a checkpoint holds only added ones)
+            model.plan_split_points(points)
         train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
         all_tags = {**tags, "stage_name": stage.name, "stage_kind": stage.kind, "article": ctx.article,
                     "data_version": data.data_version, **run_tags}

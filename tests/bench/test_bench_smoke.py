@@ -111,9 +111,13 @@ def test_synth_backbone_smoke_writes_a_backbone_a_run_can_start_from(tmp_path: P
 
 
 def test_accuracy_smoke_distils_progressive_from_the_individual_models(tmp_path: Path) -> None:
-    """train.distill=individual: the teachers train first and every progressive stage sees every image."""
+    """train.distill=individual: the teachers train first and every progressive stage sees every image.
+    progressive_split runs last, with the split points validation chose from the other two."""
+    from progattr_core.sharing import choose_split_points
+
     proc = subprocess.run([sys.executable, "-m", "bench.accuracy", "--profile", "smoke", "--threads", "1", "--out",
-                           str(tmp_path), "--set", "train.distill=individual"], cwd=ROOT, capture_output=True,
+                           str(tmp_path), "--set", "train.distill=individual", "evaluation.split_advice_margin=0",
+                           "--methods", "progressive_split,individual,progressive"], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "accuracy.json").read_text())
@@ -123,4 +127,8 @@ def test_accuracy_smoke_distils_progressive_from_the_individual_models(tmp_path:
         runs = seed["epoch_matched"]
         assert list(runs)[0] == "individual"  # the teachers, whatever the seed's rotation
         assert all(f["image_passes"] % n_train == 0 for f in runs["progressive"]["fits"])  # epochs x every image
+        assert list(runs)[-1] == "progressive_split"
+        chosen = choose_split_points(runs["progressive"]["val_accuracy"], runs["individual"]["val_accuracy"],
+                                     "layer3", {}, 0.0)
+        assert runs["progressive_split"]["split_points"] == chosen
     assert "train.distill=individual" in result["command"]

@@ -98,6 +98,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert set(result["accuracy"]) == {"progressive", "individual"}
     assert result["stages_trained"] == list(range(6))
     assert "overall" in result["table"] and result["registry"]["version"] == "1"
+    assert "Sharing: " in result["table"]  # validation's word on model.split_points (progressive and individual ran)
     store_a = _store(params_a, over_a)
     flow_run = store_a.get_run(result["mlflow_run_id"])
     assert flow_run.info.status == "FINISHED" and flow_run.data.tags["progattr.validation"] == "passed"

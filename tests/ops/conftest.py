@@ -102,8 +102,11 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
 
     pd.read_parquet(manifest).drop(columns=[NEW_ATTRIBUTE]).to_parquet(manifest)
     raw_params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    # Branches that share less of the Base: one trained nightly and served, the added one branch-added
+    raw_params["model"]["split_points"] = {"shade": "layer2", NEW_ATTRIBUTE: "layer2"}
     (folder / "params-with-distress.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     del raw_params["taxonomy"][ARTICLE][NEW_ATTRIBUTE]
+    del raw_params["model"]["split_points"][NEW_ATTRIBUTE]
     (folder / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     overrides = [*tiny_overrides(folder), "baselines.methods=[]", "pipeline.source=data/raw/mini",
                  f"operations.articles=[{ARTICLE},{SECOND}]", f"operations.work_pool={POOL}", "operations.approval_poll_s=1",

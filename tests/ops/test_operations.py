@@ -221,6 +221,7 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     old = load_model(fetch(store, store.client.get_model_version(NAME, "1").run_id, MODEL, folder / "v1.pt"))
     new = load_model(fetch(store, v2.run_id, MODEL, folder / "v2.pt"))
     assert list(new.classes) == [*old.classes, NEW_ATTRIBUTE]
+    assert old.branch_split("shade") == new.branch_split("shade") == new.branch_split(NEW_ATTRIBUTE) == "layer2"
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         a, b = old.eval()(images), new.eval()(images, list(old.classes))

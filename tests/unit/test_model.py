@@ -216,3 +216,37 @@ def test_size_counts_the_weights_a_model_predicts_with_not_its_branch_template(t
     file_mb = save_model(started, tmp_path / "started.pt").stat().st_size / 1e6
     template_mb = sum(t.numel() * t.element_size() for t in started.tail_template.state_dict().values()) / 1e6
     assert file_mb > weights_mb(started) + 0.9 * template_mb  # the file carries the template; the size does not
+
+
+def test_a_branch_with_an_earlier_split_point_owns_the_later_layers_and_survives_save_load(tmp_path):
+    m = ProgressiveResNet("resnet18", "layer4.1", 32, [0.5] * 3, [0.25] * 3, split_points={"neck": "layer3"})
+    for a, c in CLASSES.items():
+        m.add_branch(a, c)
+    m.eval()
+    own, shared = m.branches["neck"].tail, m.branches["sleeve_length"].tail
+    assert [n for n, _ in own.named_children()] == ["layer4", "layer4_last"]  # layer4's first block, copied
+    assert [n for n, _ in shared.named_children()] == ["layer4_last"]
+    assert own.layer4[0].conv1.weight.data_ptr() != m.base.layer4[0].conv1.weight.data_ptr()
+    x = _images()
+    trunk = m.trunk(m.prepare(x))
+    assert set(trunk) == {"layer3", "layer4.1"}
+    with torch.no_grad():
+        expected = m.branches["neck"](m.base.layer3(m.base.layer2(m.base.layer1(
+            m.base.maxpool(m.base.relu(m.base.bn1(m.base.conv1(m.prepare(x)))))))))
+        assert torch.allclose(m(x)["neck"], expected, atol=1e-6)
+    # the Branch's own layers learn from its loss alone; the Base's layer4 does not see it
+    m.train()
+    torch.nn.functional.cross_entropy(m(x, ["neck"])["neck"], torch.zeros(4, dtype=torch.long)).backward()
+    assert own.layer4[0].conv1.weight.grad is not None and m.base.layer4[0].conv1.weight.grad is None
+    m.eval()
+    path = save_model(m, tmp_path / "m.pt")
+    assert torch.load(path, weights_only=True)["config"]["split_points"] == {"neck": "layer3"}
+    back = load_model(path)
+    assert back.branch_split("neck") == "layer3" and back.branch_split("sleeve_length") == "layer4.1"
+    for a, v in m(x).items():
+        assert torch.equal(v, back(x)[a])
+    back.plan_split_points({"pattern": "layer2"})  # a branch-add's new attribute: planned, then added
+    back.add_branch("pattern", ["solid", "striped"])
+    assert back(x)["pattern"].shape == (4, 2) and set(back.trunk_points()) == {"layer2", "layer3", "layer4.1"}
+    with pytest.raises(ModelError, match="allowed"):
+        ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, split_points={"neck": "layer4.1"})
