@@ -212,6 +212,33 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
     return params
 
 
+def fill_from(old: dict[str, Any], current: dict[str, Any], cls: type = Params) -> dict[str, Any]:
+    """An older params mapping (a registered version's snapshot) readable by this schema: each key the
+    schema gained since is taken from `current` (this project's params), each retired one is dropped.
+    Mappings the user names (taxonomy, profiles, ...) are left as they were. For reading what the
+    version was trained with; its own commit trained it with its own params."""
+    out = copy.deepcopy(old)
+    for dotted in RETIRED:
+        *parents, leaf = dotted.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+
+    def fill(node: dict[str, Any], cur: dict[str, Any], tp: type) -> None:
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            if f.name not in node and f.name in cur:
+                node[f.name] = copy.deepcopy(cur[f.name])
+            elif dataclasses.is_dataclass(hints[f.name]) and isinstance(node.get(f.name), dict) \
+                    and isinstance(cur.get(f.name), dict):
+                fill(node[f.name], cur[f.name], hints[f.name])
+
+    fill(out, current, cls)
+    return out
+
+
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read, select the profile, override and validate params; every problem is a ConfigError naming
     key and file."""

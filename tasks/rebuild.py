@@ -28,7 +28,7 @@ import yaml
 from prefect import task
 
 from progattr_core.backbone import init_identity
-from progattr_core.config import load_params
+from progattr_core.config import fill_from
 from progattr_core.determinism import device_kind
 from progattr_core.errors import ProgattrError
 from progattr_core.metrics import evaluate
@@ -150,13 +150,15 @@ def write_params(ctx: PipelineContext, p: RebuildPlan, work: Path) -> tuple[Path
                                f"is not in run {p.run_id}: {exc}") from None
         params_file = work / PARAMS_FILE
         shutil.copyfile(snapshot, params_file)
-    params = load_params(params_file)
+    # read as data, not through this checkout's schema: the version's own commit validates its params when it
+    # trains, and a key added or retired since must not make an older version unbuildable
+    raw = yaml.safe_load(params_file.read_text())
     for key in ("data.root", "data.raw"):
         section, leaf = key.split(".")
-        if Path(getattr(getattr(params, section), leaf)).is_absolute():
+        if Path(str(raw[section][leaf])).is_absolute():
             raise RebuildError(f"{p.name} version {p.version}: {key} was an absolute path "
-                               f"({getattr(getattr(params, section), leaf)}); a rebuild needs it inside the project")
-    _backbone(ctx, p, params.model.init)
+                               f"({raw[section][leaf]}); a rebuild needs it inside the project")
+    _backbone(ctx, p, str(raw["model"]["init"]))
     overrides = [f"mlflow.tracking_uri=sqlite:///{work}/rebuild-mlflow.db", f"mlflow.artifact_root={work}/rebuild-mlartifacts",
                  "pipeline.outputs=rebuild-outputs", "data.slices=rebuild-slices", "data.cache=data/cache"]
     return params_file, overrides
@@ -205,7 +207,11 @@ def compare(ctx: PipelineContext, p: RebuildPlan, work: Path, overrides: list[st
             seconds: float) -> dict[str, Any]:
     """The rebuilt and the registered model side by side: weight checksums, the training keys they
     were trained under, and per-attribute test accuracy on the rebuilt test split."""
-    wctx = make_context(work / PARAMS_FILE, p.article, overrides)
+    # the snapshot as this checkout's schema reads it: keys added since from this project's params
+    readable = work / "rebuild-params-read.json"
+    readable.write_text(json.dumps(fill_from(yaml.safe_load((work / PARAMS_FILE).read_text()),
+                                             yaml.safe_load(Path(ctx.params_path).read_text()))))
+    wctx = make_context(readable, p.article, overrides)
     data = DataRef(**json.loads(wctx.outputs("data_version.json").read_text()))
     test = load_split(wctx, data, "test")
     registry = Registry.of(ctx.store)

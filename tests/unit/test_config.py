@@ -161,3 +161,21 @@ def test_a_retired_key_says_what_became_of_it(tmp_path):
         load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
     with pytest.raises(ConfigError, match=r"serving.tag_min_probability is removed: each attribute's threshold"):
         load_params(ROOT / "params.yaml", ["serving.tag_min_probability=0.5"])
+
+
+def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_and_retired_ones_dropped():
+    """`registry rebuild` reads a version's params snapshot with this checkout's schema (tasks/rebuild.compare)."""
+    import copy
+
+    from progattr_core.config import fill_from
+
+    current = yaml.safe_load((ROOT / "params.yaml").read_text())
+    old = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del old["model"]["split_points"], old["evaluation"]["split_advice_margin"], old["taxonomy"]["dresses"]
+    old["evaluation"]["top_k"] = 3  # retired since
+    old["model"]["split_point"] = "layer2"  # what the version was trained with stays
+    with pytest.raises(ConfigError):
+        params_from_dict(copy.deepcopy(old))
+    p = params_from_dict(fill_from(old, current))
+    assert p.model.split_points == {} and p.evaluation.split_advice_margin == 0.02
+    assert p.model.split_point == "layer2" and "dresses" not in p.taxonomy  # user mappings are not filled in
