@@ -78,6 +78,7 @@ class ImportParams:
 class PretrainParams:
     source: str
     columns: dict[str, str]
+    keywords: dict[str, dict[str, tuple[str, ...]]]   # heads from words of the product names, as imports.kaggle
     exclude_article_types: tuple[str, ...]
     min_class_count: int
     max_images: int

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .config import KaggleArticleParams, Params
 from .data.importers import ImportLog, ImportResult, normalise
-from .data.kaggle import import_kaggle, read_styles
+from .data.kaggle import import_kaggle, keyword_label, read_styles
 from .errors import DataValidationError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ def catalogue_vocabularies(styles_csv: str | Path, params: Params) -> dict[str, 
             raise DataValidationError(f"{styles_csv}: column {column!r} ({attr}) has {len(kept)} value(s) with at "
                                       f"least pretrain.min_class_count={spec.min_class_count} rows; a head needs 2")
         vocab[attr] = kept
+    for attr, classes in spec.keywords.items():  # fine details named in the product names (pattern, ...)
+        counts = Counter(keyword_label(r["productDisplayName"], classes)[0] for r in rows)
+        kept = tuple(c for c in classes if counts[c] >= spec.min_class_count)
+        if len(kept) < 2:
+            raise DataValidationError(f"{styles_csv}: pretrain.keywords.{attr} names {len(kept)} class(es) with at "
+                                      f"least pretrain.min_class_count={spec.min_class_count} rows; a head needs 2")
+        vocab[attr] = kept
     return vocab
 
 
@@ -70,7 +77,8 @@ def import_catalogue(params: Params, folder: str | Path, root: str | Path, dest:
     styles = read_styles(folder / "styles.csv", ImportLog())
     excluded = set(params.pretrain.exclude_article_types)
     kept = sorted({r["articleType"] for _, r in styles} - excluded)
-    spec = KaggleArticleParams(tuple(kept), dict(params.pretrain.columns), {}, (), {})
+    spec = KaggleArticleParams(tuple(kept), dict(params.pretrain.columns),
+                               {a: dict(c) for a, c in params.pretrain.keywords.items()}, (), {})
     return import_kaggle(folder, ARTICLE, spec, params.taxonomy, root, dest, params.data.split, params.data.image,
                          params.data.workers)
 
@@ -86,7 +94,9 @@ def lineage(manifest: pd.DataFrame, params: Params, source: str, vocab: dict[str
     """What a backbone saw: every image's content hash, the article types and columns, what was excluded."""
     return {"source": source, "n_images": int(len(manifest)), "sha256": sorted(manifest["sha256"]),
             "excluded_article_types": list(params.pretrain.exclude_article_types),
-            "columns": dict(params.pretrain.columns), "classes": {a: list(v) for a, v in vocab.items()},
+            "columns": dict(params.pretrain.columns),
+            **({"keywords": {a: dict(c) for a, c in params.pretrain.keywords.items()}} if params.pretrain.keywords else {}),
+            "classes": {a: list(v) for a, v in vocab.items()},
             "epochs": params.pretrain.epochs, "arch": params.model.arch, "image_size": params.model.image_size}
 
 

@@ -51,7 +51,7 @@ def _words(text: str) -> str:
     return " " + " ".join(re.findall(r"[a-z]+", text.lower())) + " "
 
 
-def _keyword_label(name: str, classes: Mapping[str, Sequence[str]], ignore: Sequence[str] = ()
+def keyword_label(name: str, classes: Mapping[str, Sequence[str]], ignore: Sequence[str] = ()
                    ) -> tuple[str | None, list[str]]:
     """The class whose keyword (a word, or a phrase like 'round neck' / 'v-neck') is in the name, once
     the phrases in `ignore` are dropped from it."""
@@ -80,7 +80,7 @@ def import_kaggle(folder: str | Path, article: str, spec: KaggleArticleParams, t
         sid = rec["id"].strip()
         labels = {attr: _kaggle_value(rec[col], attr, log_) for attr, col in spec.columns.items()}
         for attr, classes in spec.keywords.items():
-            labels[attr], hits = _keyword_label(rec["productDisplayName"], classes, spec.name_ignore)
+            labels[attr], hits = keyword_label(rec["productDisplayName"], classes, spec.name_ignore)
             if len(hits) > 1:
                 log_.reject("styles.csv", line, "label", "conflicting keywords",
                             f"id {sid}: productDisplayName {rec['productDisplayName']!r} matches {hits} for {attr!r}; missing")

@@ -55,7 +55,7 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
 
     folder = kaggle_folder(tmp_path)
     out = tmp_path / "models" / "backbone.pt"
-    args = _args(tmp_path, "mlflow", "pretrain.epochs=2")
+    args = _args(tmp_path, "mlflow", "pretrain.epochs=2", "pretrain.keywords={pattern: {striped: [striped], solid: [solid]}}")
     assert cli(["pretrain", "--out", str(out), "--source", str(folder), *args]) == 0
     printed = capsys.readouterr().out
     assert "backbone models:/progattr-backbone/1: 24 images of 2 article types (excluded: Tshirts, Shirts, Tops)" \
@@ -67,7 +67,8 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert record["excluded_article_types"] == ["Tshirts", "Shirts", "Tops"]
     assert record["article_types"] == ["Jeans", "Watches"]
     backbone = load_model(out)
-    assert backbone.kind == "multilabel" and list(backbone.classes) == ["gender", "article_type", "colour"]
+    assert backbone.kind == "multilabel" and list(backbone.classes) == ["gender", "article_type", "colour", "pattern"]
+    assert record["keywords"] == {"pattern": {"striped": ["striped"], "solid": ["solid"]}}
     started = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init=str(out))
     assert torch.equal(started.base.conv1.weight, backbone.net.conv1.weight)
     assert torch.equal(started.tail_template.layer4[1].conv2.weight, backbone.net.layer4[1].conv2.weight)
@@ -78,7 +79,7 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     tags = {k.removeprefix("progattr."): v for k, v in version.tags.items()}
     assert tags["n_images"] == "24" and tags["article_types"] == "Jeans, Watches" and tags["n_article_types"] == "2"
     assert tags["excluded_article_types"] == "Tshirts, Shirts, Tops" and len(tags["data_version"]) == 16
-    assert tags["heads"] == "gender, article_type, colour" and tags["pretrain_key"] and tags["params_digest"]
+    assert tags["heads"] == "gender, article_type, colour, pattern" and tags["pretrain_key"] and tags["params_digest"]
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     assert [m.step for m in client.get_metric_history(version.run_id, "loss")] == [0, 1]
     assert {f.path for f in client.list_artifacts(version.run_id, "checkpoint")} == {"checkpoint/epoch.pt"}

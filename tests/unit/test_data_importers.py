@@ -200,13 +200,13 @@ def test_missing_required_columns_is_an_error(tmp_path, header):
 
 
 def test_keyword_phrases_match_whole_words_in_order():
-    from progattr_core.data.kaggle import _keyword_label
+    from progattr_core.data.kaggle import keyword_label
 
     collar = {"polo": ("polo",), "round": ("round neck",), "v-neck": ("v-neck", "v neck")}
-    assert _keyword_label("Men Navy Round Neck T-shirt", collar) == ("round", ["round"])
-    assert _keyword_label("Women V-Neck Top", collar) == ("v-neck", ["v-neck"])
-    assert _keyword_label("Roundtrip Neckline Tee", collar) == (None, [])  # not whole words
-    assert _keyword_label("Polo with round neck", collar) == (None, ["polo", "round"])  # conflict
+    assert keyword_label("Men Navy Round Neck T-shirt", collar) == ("round", ["round"])
+    assert keyword_label("Women V-Neck Top", collar) == ("v-neck", ["v-neck"])
+    assert keyword_label("Roundtrip Neckline Tee", collar) == (None, [])  # not whole words
+    assert keyword_label("Polo with round neck", collar) == (None, ["polo", "round"])  # conflict
 
 
 def test_a_reimport_checks_only_what_changed(tmp_path, caplog):

@@ -23,7 +23,9 @@ def kaggle_folder(tmp_path, n: int = 36):
     for i in range(1, n + 1):
         colour = "Fluorescent Green" if i == 1 else "NA" if i == 2 else COLOURS[i % 3]
         kind = TYPES[(i // 3) % 3]
-        lines.append(f"{i},{'Men' if i % 2 else 'Women'},Apparel,Topwear,{kind},{colour},Summer,2012,Casual,Item {i}")
+        pattern = ("Striped", "Solid", "Printed", "")[i % 4]  # a fine detail in the name, or none
+        lines.append(f"{i},{'Men' if i % 2 else 'Women'},Apparel,Topwear,{kind},{colour},Summer,2012,Casual,"
+                     f"{pattern} Item {i}")
         write_image(folder / "images" / f"{i}.jpg", seed=i, fmt="JPEG")
     (folder / "styles.csv").write_text("\n".join(lines) + "\n")
     return folder
@@ -38,6 +40,19 @@ def test_vocabularies_come_from_the_kept_rows_with_enough_images(tmp_path):
     assert set(vocab["gender"]) == {"men", "women"}
     with pytest.raises(DataValidationError, match=r"'masterCategory' \(master_category\) has 1 value"):
         catalogue_vocabularies(folder / "styles.csv", params("pretrain.min_class_count=2"))  # one value: no head
+
+
+
+def test_heads_from_words_of_the_product_names(tmp_path):
+    """pretrain.keywords: a fine detail of the other article types (here the pattern) as a head."""
+    folder = kaggle_folder(tmp_path)
+    keywords = "pretrain.keywords={pattern: {striped: [striped], checked: [checked], solid: [solid, plain]}}"
+    vocab = catalogue_vocabularies(folder / "styles.csv", params(keywords, "pretrain.min_class_count=2",
+                                                                 "pretrain.columns={gender: gender}"))
+    assert vocab["pattern"] == ("striped", "solid")  # no name says checked: no class; 'printed' is not a keyword
+    with pytest.raises(DataValidationError, match=r"pretrain.keywords.pattern names 1 class"):
+        catalogue_vocabularies(folder / "styles.csv", params("pretrain.keywords={pattern: {solid: [solid], x: [y]}}",
+                                                             "pretrain.min_class_count=2", "pretrain.columns={gender: gender}"))
 
 
 def test_a_backbone_that_saw_a_test_image_is_refused_naming_both(tmp_path, caplog):
