@@ -20,7 +20,7 @@ import numpy as np
 from bench import common
 from bench.accuracy import group_mean
 
-MARKERS = {"individual": "o", "multilabel": "v", "multilabel_masked": "s", "progressive": "*"}
+MARKERS = {"individual": "o", "multilabel": "v", "multilabel_masked": "s", "progressive": "*", "progressive_split": "P"}
 
 
 def method_mb(params: Any, article: str, method: str) -> float:
@@ -32,7 +32,7 @@ def method_mb(params: Any, article: str, method: str) -> float:
     if method.startswith("multilabel"):
         return disk_mb([MultiLabelResNet(m.arch, dict(params.attributes(article)), m.image_size, m.mean, m.std)])
     prog, indiv = article_models(params, article, m.arch, m.split_point, m.image_size)
-    return disk_mb([prog] if method == "progressive" else list(indiv.values()))
+    return disk_mb([prog] if method.startswith("progressive") else list(indiv.values()))
 
 
 def points(path: Path) -> list[dict[str, Any]]:
@@ -56,8 +56,15 @@ def points(path: Path) -> list[dict[str, Any]]:
                         "fine_macro_f1": 100 * float(np.mean([group_mean(r, "macro_f1", fine) for r in runs])),
                         "fine_accuracy": 100 * float(np.mean([group_mean(r, "accuracy", fine) for r in runs])),
                         "train_s": float(np.mean([r["train_s"] for r in runs])),
-                        "mb": method_mb(params, article, method), "seeds": len(runs)})
+                        "mb": float(np.mean([method_mb(_with_splits(result, r), article, method) for r in runs])),
+                        "seeds": len(runs)})
     return out
+
+
+def _with_splits(result: dict[str, Any], run: dict[str, Any]) -> Any:
+    """The run's params; a progressive_split run's with the split points its seed chose (they set its size)."""
+    extra = [f"model.split_points={json.dumps(run['split_points'])}"] if run.get("split_points") else []
+    return common.bench_params([*result["params"]["overrides"], *extra])
 
 
 def plot(article: str, pts: list[dict[str, Any]], out: Path) -> Path:

@@ -45,13 +45,14 @@ def article_models(params: Any, article: str, arch: str, split: str, size: int) 
     m = params.model
     attrs = params.attributes(article)
 
-    def build(names: list[str]) -> ProgressiveResNet:
-        model = ProgressiveResNet(arch, split, size, m.mean, m.std, "scratch", params.seed)
+    def build(names: list[str], split_points: dict[str, str]) -> ProgressiveResNet:
+        model = ProgressiveResNet(arch, split, size, m.mean, m.std, "scratch", params.seed, split_points)
         for a in names:
             model.add_branch(a, attrs[a])
         return model.eval()
 
-    return build(list(attrs)), {a: build([a]) for a in attrs}
+    # the progressive model with params' per-attribute split points (whose Branches own more layers)
+    return build(list(attrs), dict(m.split_points)), {a: build([a], {}) for a in attrs}
 
 
 def disk_mb(models: list[nn.Module]) -> float:

@@ -56,9 +56,11 @@ def catalogue_vocabularies(styles_csv: str | Path, params: Params) -> dict[str, 
     for attr, classes in spec.keywords.items():  # fine details named in the product names (pattern, ...)
         counts = Counter(keyword_label(r["productDisplayName"], classes)[0] for r in rows)
         kept = tuple(c for c in classes if counts[c] >= spec.min_class_count)
-        if len(kept) < 2:
-            raise DataValidationError(f"{styles_csv}: pretrain.keywords.{attr} names {len(kept)} class(es) with at "
-                                      f"least pretrain.min_class_count={spec.min_class_count} rows; a head needs 2")
+        if len(kept) < 2:  # a catalogue whose names do not say it: no such head, and a line saying so
+            log.warning("pretrain.keywords.%s: %d class(es) named in at least pretrain.min_class_count=%d product "
+                        "names of the kept rows; a head needs 2: pretraining without it", attr, len(kept),
+                        spec.min_class_count)
+            continue
         vocab[attr] = kept
     return vocab
 
