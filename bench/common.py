@@ -11,7 +11,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -65,16 +64,13 @@ def start(description: str, argv: Sequence[str] | None = None, profiles: Sequenc
 
 
 def git_commit() -> tuple[str, bool]:
-    """(HEAD commit, whether tracked files differ from it). Outside git (a copy of the tree sent to
-    another machine): (PROGATTR_GIT_COMMIT or 'unknown', False)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        # bench/results is left out: a run rewrites its own results files after every part
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                                  ":(exclude)bench/results"))
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("PROGATTR_GIT_COMMIT", "unknown"), False
+    """(HEAD commit, whether tracked files differ from it; bench/results left out: a run rewrites its own
+    results files after every part). Outside git (a copy of the tree sent to another machine):
+    (PROGATTR_GIT_COMMIT or 'unknown', False)."""
+    from tasks.context import git_commit as commit
+    from tasks.context import git_dirty
+
+    return commit(ROOT), bool(git_dirty(ROOT, ("bench/results",)))
 
 
 def machine() -> dict[str, Any]:

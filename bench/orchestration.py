@@ -94,7 +94,7 @@ def run_flow(folder: Path, article: str, overrides: list[str]) -> dict[str, Any]
     with get_client(sync_client=True) as client:  # an ephemeral server starts here, not inside the timing
         client.api_healthcheck()
     # a new project's MLflow database is created here (a nightly run finds it in place)
-    store = Store(make_context(folder / "params.yaml", article, overrides, resolve_profile=False).store)
+    store = Store.of(make_context(folder / "params.yaml", article, overrides, resolve_profile=False).store)
     start = time.perf_counter()
     result = run_train_flow(article, "", str(folder / "params.yaml"), overrides)
     wall = time.perf_counter() - start

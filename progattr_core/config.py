@@ -153,7 +153,6 @@ def _resolve_per_article(raw: dict[str, Any], source: str) -> None:
     model["image_size"] = sizes.get(article, sizes["default"])
 
 
-_MISSING = object()
 # keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
 RETIRED = {
     "evaluation.top_k": "removed: no code read it (serving.top_k sets how many classes an answer lists); delete it",
@@ -163,12 +162,19 @@ RETIRED = {
 }
 
 
+def _parent(raw: dict[str, Any], dotted: str) -> tuple[dict[str, Any] | None, str]:
+    """The mapping that holds `dotted`'s last key (None where a section on the way is missing), and that key."""
+    *parents, leaf = dotted.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def _check_retired(raw: dict[str, Any], source: str) -> None:
     for dotted, what in RETIRED.items():
-        node: Any = raw
-        for part in dotted.split("."):
-            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
-        if node is not _MISSING:
+        node, leaf = _parent(raw, dotted)
+        if node is not None and leaf in node:
             raise ConfigError(f"{source}: {dotted} is {what}")
 
 
@@ -219,11 +225,8 @@ def fill_from(old: dict[str, Any], current: dict[str, Any], cls: type = Params) 
     version was trained with; its own commit trained it with its own params."""
     out = copy.deepcopy(old)
     for dotted in RETIRED:
-        *parents, leaf = dotted.split(".")
-        node: Any = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict):
+        node, leaf = _parent(out, dotted)
+        if node is not None:
             node.pop(leaf, None)
 
     def fill(node: dict[str, Any], cur: dict[str, Any], tp: type) -> None:

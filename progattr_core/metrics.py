@@ -12,7 +12,7 @@ for a perfect one (scikit-learn's `balanced_accuracy_score(adjusted=True)`). `le
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +81,20 @@ class EvaluationReport:
         if out:
             out["overall"] = {k: self.mean(k) for k in next(iter(out.values())) if k != "n"}
         return out
+
+
+def labelled_accuracy(probs: Mapping[str, np.ndarray], labels: np.ndarray, attributes: Sequence[str]
+                      ) -> dict[str, dict[str, float]]:
+    """Per attribute present in `probs`: accuracy on the rows labelled for it (`labels[:, i]` -1: missing;
+    NaN with none) and their number. The one quick score: best-epoch selection and the split-point advice."""
+    out = {}
+    for i, attr in enumerate(attributes):
+        if attr not in probs:
+            continue
+        keep = labels[:, i] >= 0
+        acc = float((probs[attr][keep].argmax(1) == labels[keep, i]).mean()) if keep.any() else float("nan")
+        out[attr] = {"accuracy": acc, "n": int(keep.sum())}
+    return out
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:

@@ -197,8 +197,6 @@ class ProgressiveResNet(AttributeModel):
         """The Base's outputs the Branches read, by split point: its end, and the earlier layers that a
         Branch with its own split point starts from. The Base runs once."""
         taps = set(self.trunk_points()) - {self.split_point}
-        if not taps:
-            return {self.split_point: self.base(x)}
         out = {}
         for name, module in self.base.named_children():
             x = module(x)

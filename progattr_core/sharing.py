@@ -16,19 +16,6 @@ import numpy as np
 from .params_schema import SPLIT_POINTS
 
 
-def validation_accuracy(probs: Mapping[str, np.ndarray], labels: np.ndarray, attributes: list[str]
-                        ) -> dict[str, dict[str, float]]:
-    """Per attribute: accuracy on its labelled rows (label -1: missing; NaN with none) and their number."""
-    out = {}
-    for i, attr in enumerate(attributes):
-        if attr not in probs:
-            continue
-        keep = labels[:, i] >= 0
-        acc = float((probs[attr][keep].argmax(1) == labels[keep, i]).mean()) if keep.any() else float("nan")
-        out[attr] = {"accuracy": acc, "n": int(keep.sum())}
-    return out
-
-
 def _lead(progressive: Mapping[str, float], individual: Mapping[str, float]) -> tuple[float, float]:
     """(individual's lead in accuracy, twice the standard error of that difference)."""
     p, q, n = progressive["accuracy"], individual["accuracy"], max(progressive["n"], 1)
@@ -39,7 +26,7 @@ def choose_split_points(progressive: Mapping[str, Mapping[str, float]], individu
                         split_point: str, current: Mapping[str, str], margin: float) -> dict[str, str]:
     """`current` split points, with one step earlier for every attribute whose individual model leads
     progressive's Branch on validation by more than `margin` and than twice the difference's standard
-    error (and that has an earlier point left). Inputs: `validation_accuracy`'s."""
+    error (and that has an earlier point left). Inputs: `metrics.labelled_accuracy` on the validation split."""
     out = dict(current)
     for attr, prog in progressive.items():
         if attr not in individual:

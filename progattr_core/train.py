@@ -154,15 +154,12 @@ def _schedule(opt: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.
 def accuracy_on(model: nn.Module, data: LabelledImages, attributes: Sequence[str], device: torch.device,
                 batch_size: int = 256) -> dict[str, float]:
     """Per-attribute accuracy on the images labelled for each (used for best-epoch selection)."""
+    from .metrics import labelled_accuracy
     from .predict import predict_proba
 
     probs = predict_proba(model, data.images, batch_size=batch_size, device=device, attributes=attributes)
-    out = {}
-    for attr in attributes:
-        col = data.column(attr).numpy()
-        keep = col >= 0
-        out[attr] = float((probs[attr][keep].argmax(1) == col[keep]).mean()) if keep.any() else float("nan")
-    return out
+    labels = np.stack([data.column(a).numpy() for a in attributes], 1) if attributes else np.zeros((len(data), 0))
+    return {a: v["accuracy"] for a, v in labelled_accuracy(probs, labels, attributes).items()}
 
 
 @dataclass

@@ -37,7 +37,7 @@ def new_attributes(ctx: PipelineContext, data: DataRef) -> list[str]:
 
     Nothing is new before the first registered version: the first training covers every attribute.
     """
-    store, registry = Store(ctx.store), Registry.of(ctx.store)
+    store, registry = Store.of(ctx.store), Registry.of(ctx.store)
     name = model_name(ctx.article)
     found = champion_or_latest(registry, name)
     if found is None:

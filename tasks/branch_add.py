@@ -24,14 +24,13 @@ from progattr_core.calibration import calibrate_attributes, coverage_at, temper
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.gates import decide_branch_add
-from progattr_core.metrics import evaluate
 from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
 from progattr_core.stages import load_checkpoint
 from tasks.context import DataRef, PipelineContext, task_logger, training_key
-from tasks.evaluation import EvaluationRef, targets, write_plots, write_precision_coverage
+from tasks.evaluation import EvaluationRef, scored, targets, write_plots, write_precision_coverage
 from tasks.registry import RegistryRef, champion_or_latest, publish_tags, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
 from tasks.validation import ValidationOutcome, validate_manifest
@@ -75,7 +74,7 @@ METHOD = "branch_add"  # the new model's name in the evaluation's files and the 
 
 def load_base(ctx: PipelineContext, attribute: str) -> BaseModelRef:
     """The article's champion (or latest) model, which must not already have `attribute`."""
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     name = model_name(ctx.article)
     found = champion_or_latest(Registry.of(ctx.store), name)
     if found is None:
@@ -102,7 +101,7 @@ def validate_attribute(ctx: PipelineContext, data: DataRef, attribute: str) -> V
     outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, {attribute: vocab[attribute]},
                                 params.validation, ctx.outputs("branch_add", f"validation-{attribute}"))
     if ctx.flow_run_id:
-        store = Store(ctx.store)
+        store = Store.of(ctx.store)
         store.log_artifacts(ctx.flow_run_id, outcome.report_dir, f"validation-{attribute}")
         store.set_tags(ctx.flow_run_id, {"validation": "passed" if outcome.success else "failed"})
     if not outcome.success:
@@ -136,7 +135,7 @@ def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseMo
 
 def export_branch_model(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
     """The last stage's checkpoint as a plain saved model: outputs/<article>/branch_add/model.pt."""
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     with tempfile.TemporaryDirectory(prefix="progattr-branch-final-") as tmp:
         model, _ = load_checkpoint(store.download(stages[-1].run_id, stages[-1].artifact, tmp))
     return str(save_model(model, ctx.outputs("branch_add", "model.pt")))
@@ -150,18 +149,16 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
     new, old = load_model(model_path), load_model(base.path)
     old_attrs = list(base.attributes)
     batch = params.train.batch_size
-    p_new = predict_proba(new, test.images, batch, device, list(new.classes), calibrated=False)
-    p_old = predict_proba(old, test.images, batch, device, old_attrs, calibrated=False)
+    p_new, report_new = scored(METHOD, new, test, params, device, list(new.classes))
+    p_old, report_old = scored("base", old, test, params, device, old_attrs)
     identical = all(np.array_equal(p_new[a], p_old[a]) for a in old_attrs)
-    labels, vocab = test.labels.numpy(), test.classes
+    labels = test.labels.numpy()
     goals = targets(ctx)
     fitted, publish = calibrate_attributes(
         predict_proba(new, val.images, batch, device, list(new.classes), calibrated=False), val.labels.numpy(),
         p_new, labels, test.attributes, goals)
     base_coverage = {a: coverage_at(temper(p_old[a], c["temperature"]), labels[:, test.attributes.index(a)],
                                     c["threshold"])[0] for a, c in old.calibration.items() if a in p_old}
-    report_new = evaluate(METHOD, p_new, labels, test.attributes, vocab, params.evaluation.pr_points)
-    report_old = evaluate("base", p_old, labels, test.attributes, vocab, params.evaluation.pr_points)
     summaries = report_new.summaries()
     learning = {a: v for a, v in summaries.items() if a != "overall"}
     out = ctx.outputs("branch_add", "evaluation")
@@ -177,7 +174,7 @@ def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef,
                                   {a: c.to_dict() for a, c in fitted.items()}, base_coverage, str(out),
                                   summaries.get("overall", {}))
     if ctx.flow_run_id:
-        store = Store(ctx.store)
+        store = Store.of(ctx.store)
         store.log_metrics(ctx.flow_run_id, {**{f"test.{a}.accuracy": v for a, v in evaluation.accuracy.items()},
                                             **{f"test.base.{a}.accuracy": v for a, v in evaluation.base_accuracy.items()},
                                             "old_predictions_identical": float(identical)})

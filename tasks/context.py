@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from mlflow.entities import Run
+
 from progattr_core.backbone import imagenet_weights, init_identity
 from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, Params, load_params
 from progattr_core.determinism import compute_identity
@@ -168,25 +170,28 @@ def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     return training_key(p, ctx.article, data.data_version, p.digest("seed", "model", "train", "baselines"))
 
 
+def git(root: str | Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The one way the pipeline runs git: `git -C root ...`, output captured; where git itself cannot
+    run, a failed result (returncode 127) rather than an exception."""
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=timeout)
+    except OSError as exc:
+        return subprocess.CompletedProcess(["git", *args], 127, "", str(exc))
+
+
 def git_commit(root: str | Path) -> str:
     """The checkout's commit; where there is no checkout (the Docker image leaves .git out), the
     commit the image was built from (env PROGATTR_GIT_COMMIT, the Dockerfile's GIT_COMMIT build arg)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        commit = out.stdout.strip() if out.returncode == 0 else ""
-    except OSError:
-        commit = ""
-    return commit or os.environ.get("PROGATTR_GIT_COMMIT") or "unknown"
+    out = git(root, "rev-parse", "HEAD", timeout=10)
+    return (out.stdout.strip() if out.returncode == 0 else "") or os.environ.get("PROGATTR_GIT_COMMIT") or "unknown"
 
 
-def git_dirty(root: str | Path) -> bool | None:
+def git_dirty(root: str | Path, exclude: tuple[str, ...] = ()) -> bool | None:
     """Whether tracked files differ from the checkout's commit (None outside a checkout): a version
-    trained from uncommitted changes cannot be rebuilt from its commit alone."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
-                             text=True, timeout=30)
-    except OSError:
-        return None
+    trained from uncommitted changes cannot be rebuilt from its commit alone. `exclude`: paths under
+    `root` left out (a benchmark rewrites its own results)."""
+    spec = ["--", ".", *(f":(exclude){e}" for e in exclude)] if exclude else []
+    out = git(root, "status", "--porcelain", "--untracked-files=no", *spec, timeout=30)
     return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
@@ -201,11 +206,25 @@ def task_logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("progattr.pipeline")
 
 
+def completed_run(store: Store, tags: dict[str, object], what: str) -> Run | None:
+    """The one reuse-or-resume rule of every checkpointed run (progressive and branch-add stages, baselines,
+    pretraining): the completed MLflow run with `tags`, reused as it is; else None, after closing every
+    interrupted run with those tags as failed, with a warning (a pretraining then resumes from the newest
+    one's epoch checkpoint; the others train again)."""
+    done = store.find_completed(tags)
+    if done is not None:
+        task_logger().info("%s already completed in MLflow run %s: not retraining", what, done.info.run_id)
+        return done
+    for stale in store.close_interrupted(tags):
+        task_logger().warning("%s: MLflow run %s was interrupted", what, stale)
+    return None
+
+
 @contextmanager
 def flow_run(ctx: PipelineContext, name: str, tags: dict[str, str]) -> Iterator[PipelineContext]:
     """The MLflow run of one flow invocation, with the params snapshot; the context it yields carries
     its id. The run ends FINISHED when the block completes, FAILED when it raises."""
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     with store.run(name, {"kind": "flow", "article": ctx.article, "git_commit": git_commit(ctx.root), **tags}) as run_id:
         # an override may carry a URL with a password (--set mlflow.tracking_uri=...): never log it
         store.log_params(run_id, {"params_path": ctx.params_path, "overrides": redact(" ".join(ctx.overrides)) or "-",

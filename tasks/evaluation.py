@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,14 +27,28 @@ from prefect import task
 
 from progattr_core.calibration import PUBLISH_METRICS, calibrate_attributes, precision_coverage, temper
 from progattr_core.data.arrays import CachedImages
-from progattr_core.metrics import EvaluationReport, comparison_table, evaluate, not_learnt, predicted_mix
+from progattr_core.metrics import (
+    EvaluationReport,
+    comparison_table,
+    evaluate,
+    labelled_accuracy,
+    not_learnt,
+    predicted_mix,
+)
 from progattr_core.model import resolve_device, weights_mb
 from progattr_core.model_file import load_model
 from progattr_core.predict import predict_proba
-from progattr_core.sharing import advice, validation_accuracy
+from progattr_core.sharing import advice
 from tasks.context import DataRef, PipelineContext, task_logger
 from tasks.training import TrainedRef, baseline_path, load_split
 from tracking.store import Store
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from progattr_core.config import Params
+    from progattr_core.train import LabelledImages
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,15 @@ def _predict(paths: list[Path], images: CachedImages, val_images: CachedImages, 
     return probs, val, seconds, size
 
 
+def scored(method: str, model: nn.Module, data: LabelledImages, params: Params, device: torch.device,
+           attributes: list[str] | None = None) -> tuple[dict[str, np.ndarray], EvaluationReport]:
+    """The one predict-and-score: `model`'s raw probabilities on a split (evaluation, calibration and the
+    gates read the raw ones) for its attributes (or the named ones), and their EvaluationReport."""
+    probs = predict_proba(model, data.images, params.train.batch_size, device, attributes, calibrated=False)
+    return probs, evaluate(method, probs, data.labels.numpy(), data.attributes, data.classes,
+                           params.evaluation.pr_points)
+
+
 def targets(ctx: PipelineContext) -> dict[str, float]:
     """Each attribute's target precision (serving.target_precision, or its own)."""
     params = ctx.params()
@@ -101,7 +125,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     val_accuracy: dict[str, dict[str, float]] = {}
     for method, paths in _method_files(ctx, trained).items():
         probs, val_probs, seconds, size_mb = _predict(paths, images, val.images, params.train.batch_size, device)
-        val_accuracy[method] = validation_accuracy(val_probs, val.labels.numpy(), list(vocab))
+        val_accuracy[method] = labelled_accuracy(val_probs, val.labels.numpy(), list(vocab))
         fitted, publish[method] = calibrate_attributes(val_probs, val.labels.numpy(), probs, labels, list(vocab),
                                                        goals)
         curves[method] = {a: temper(probs[a], c.temperature) for a, c in fitted.items()}
@@ -128,7 +152,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     write_plots(out, reports)
     write_precision_coverage(out, curves, labels, list(vocab), goals)
     if ctx.flow_run_id:
-        _log(Store(ctx.store), ctx.flow_run_id, out, summaries, costs, publish)
+        _log(Store.of(ctx.store), ctx.flow_run_id, out, summaries, costs, publish)
     task_logger().info("evaluation on %d test images:\n%s", len(images), markdown)
     return EvaluationRef(str(out), markdown, accuracy, summaries, mix, publish, calibration)
 

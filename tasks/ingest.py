@@ -132,7 +132,7 @@ def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
     outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, params.attributes(ctx.article),
                                 params.validation, ctx.outputs("validation"))
     if ctx.flow_run_id:
-        store = Store(ctx.store)
+        store = Store.of(ctx.store)
         store.log_artifacts(ctx.flow_run_id, outcome.report_dir, "validation")
         store.log_metrics(ctx.flow_run_id, {"validation.fully_labelled_fraction": outcome.fully_labelled_fraction,
                                             **{f"validation.coverage.{a}": c for a, c in outcome.coverage.items()}})
@@ -173,7 +173,7 @@ def slice_data(ctx: PipelineContext, data: DataRef) -> str:
     out = ctx.path(params.data.slices)
     summary = slice_by_attribute(df, ctx.article, params.attributes(ctx.article), out)
     if ctx.flow_run_id:
-        Store(ctx.store).log_artifacts(ctx.flow_run_id, out / ctx.article, "slices")
+        Store.of(ctx.store).log_artifacts(ctx.flow_run_id, out / ctx.article, "slices")
     task_logger().info("slices: %s", summary["attributes"])
     return str(out / ctx.article)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +21,7 @@ from typing import Any
 from progattr_core.config import Params, load_params
 from progattr_core.errors import ProgattrError
 from tasks.context import task_logger
-from tracking.store import redact
+from tracking.store import redact, with_backoff
 
 EVENTS = ("run_failed", "gate_failed", "awaiting_approval")
 ATTEMPTS, TIMEOUT_S = 3, 10.0
@@ -42,15 +41,16 @@ def notify(params: Params, event: str, text: str, **fields: Any) -> bool:
     if not url:
         return False
     body = json.dumps({"event": event, "text": text, **fields}, default=str).encode()
-    error = ""
-    for attempt in range(ATTEMPTS):
+
+    def post() -> bool:
         request = urllib.request.Request(url, body, {"Content-Type": "application/json"}, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S):
-                return True
-        except (urllib.error.URLError, OSError) as exc:  # HTTPError (4xx/5xx) is a URLError
-            error = redact(str(exc)).replace(url, where(url))
-            time.sleep(0.5 * 2 ** attempt)
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S):
+            return True
+
+    try:   # HTTPError (4xx/5xx) is a URLError
+        return with_backoff(post, ATTEMPTS - 1, 0.5, lambda exc: isinstance(exc, (urllib.error.URLError, OSError)))
+    except (urllib.error.URLError, OSError) as exc:
+        error = redact(str(exc)).replace(url, where(url))
     task_logger().warning("the %s message to the webhook at %s failed %d times (%s); not sent", event, where(url),
                           ATTEMPTS, error)
     return False

@@ -43,7 +43,7 @@ from progattr_core.pretrain import (
     write_lineage,
 )
 from progattr_core.train import LabelledImages, fit
-from tasks.context import PipelineContext, git_commit, git_dirty, task_logger, training_key
+from tasks.context import PipelineContext, completed_run, git_commit, git_dirty, task_logger, training_key
 from tracking.registry import BACKBONE, MODEL_FILE, MODEL_FOLDER, Registry
 from tracking.store import TAG, Store
 
@@ -145,15 +145,12 @@ def train_backbone(ctx: PipelineContext, data: PretrainData) -> PretrainedRef:
     with its lineage in `model/` (what a `progattr-backbone` version points at)."""
     log = task_logger()
     p = ctx.params()
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     key = pretrain_key(ctx, data)
     tags = {"kind": "pretrain", "pretrain_key": key}
-    done = store.find_completed(tags)
+    done = completed_run(store, tags, f"pretraining {key}")
     if done is not None:
-        log.info("pretraining %s already completed in MLflow run %s: not retraining", key, done.info.run_id)
         return PretrainedRef(done.info.run_id, key, False, 0, done.data.metrics.get("seconds", 0.0))
-    for stale in store.close_interrupted(tags):
-        log.warning("pretraining run %s was interrupted", stale)
     device = resolve_device(p.device)
     with tempfile.TemporaryDirectory(prefix="progattr-pretrain-") as tmp:
         tmp = Path(tmp)
@@ -206,8 +203,8 @@ def register_pretrained(ctx: PipelineContext, data: PretrainData, ref: Pretraine
     registry = Registry.of(ctx.store)
     existing = registry.versions_with_tags(BACKBONE, {"pretrain_key": ref.key})
     with tempfile.TemporaryDirectory(prefix="progattr-backbone-") as tmp:
-        local = Store(ctx.store).download(ref.run_id, f"{MODEL_FOLDER}/{MODEL_FILE}", tmp)
-        Store(ctx.store).download(ref.run_id, f"{MODEL_FOLDER}/{lineage_path(MODEL_FILE).name}", tmp)
+        local = Store.of(ctx.store).download(ref.run_id, f"{MODEL_FOLDER}/{MODEL_FILE}", tmp)
+        Store.of(ctx.store).download(ref.run_id, f"{MODEL_FOLDER}/{lineage_path(MODEL_FILE).name}", tmp)
         if existing:
             version = str(existing[-1].version)
             log.info("%s version %s already holds this backbone (pretraining %s)", BACKBONE, version, ref.key)

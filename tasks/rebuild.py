@@ -31,12 +31,11 @@ from progattr_core.backbone import init_identity
 from progattr_core.config import fill_from
 from progattr_core.determinism import device_kind
 from progattr_core.errors import ProgattrError
-from progattr_core.metrics import evaluate
 from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model, weights_digest
-from progattr_core.predict import predict_proba
 from tasks import dvc_store
-from tasks.context import DataRef, PipelineContext, make_context, task_logger
+from tasks.context import DataRef, PipelineContext, git, make_context, task_logger
+from tasks.evaluation import scored
 from tasks.training import load_split
 from tracking.registry import Registry, VersionRef, fetch_backbone, model_name
 from tracking.store import TAG, Store
@@ -89,26 +88,22 @@ def plan(ctx: PipelineContext, version: str) -> RebuildPlan:
     return RebuildPlan(ctx.article, name, str(version), str(mv.run_id or ""), tags)
 
 
-def _git(root: str | Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=300)
-
-
 def checkout(root: str | Path, commit: str, dest: Path) -> Path:
     """`commit` checked out (detached) as a git worktree at `dest`."""
-    if _git(root, "rev-parse", "--git-dir").returncode != 0:
+    if git(root, "rev-parse", "--git-dir").returncode != 0:
         raise RebuildError(f"{root} is not a git checkout: a rebuild checks out the version's commit")
-    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+    if git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise RebuildError(f"commit {commit} is not in the repository at {root} (fetch it first)")
-    out = _git(root, "worktree", "add", "--detach", str(dest), commit)
+    out = git(root, "worktree", "add", "--detach", str(dest), commit)
     if out.returncode != 0:
         raise RebuildError(f"git worktree add {dest} {commit} failed: {out.stderr.strip()}")
     return dest
 
 
 def remove_checkout(root: str | Path, dest: Path) -> None:
-    _git(root, "worktree", "remove", "--force", str(dest))
+    git(root, "worktree", "remove", "--force", str(dest))
     shutil.rmtree(dest, ignore_errors=True)
-    _git(root, "worktree", "prune")
+    git(root, "worktree", "prune")
 
 
 def pull_data(root: str | Path, work: Path, p: RebuildPlan) -> Path:
@@ -141,7 +136,7 @@ def pull_data(root: str | Path, work: Path, p: RebuildPlan) -> Path:
 def write_params(ctx: PipelineContext, p: RebuildPlan, work: Path) -> tuple[Path, list[str]]:
     """The version's params snapshot as the worktree's params file, and the overrides that keep the
     rebuild's files and MLflow runs inside the worktree (none of them is part of the training key)."""
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     with tempfile.TemporaryDirectory(prefix="progattr-rebuild-params-") as tmp:
         try:
             snapshot = Path(store.download(p.run_id, p.tags["params_snapshot"], tmp))
@@ -223,11 +218,8 @@ def compare(ctx: PipelineContext, p: RebuildPlan, work: Path, overrides: list[st
     device = resolve_device(params.device)
     accuracy: dict[str, dict[str, float]] = {}
     for which, model in models.items():
-        probs = predict_proba(model, test.images, params.train.batch_size, device)
-        summaries = evaluate(which, probs, test.labels.numpy(), list(vocab), vocab,
-                             params.evaluation.pr_points).summaries()
-        accuracy[which] = {a: s["accuracy"] for a, s in summaries.items()}
-    stages = Store(wctx.store).search({"kind": "stage"})
+        accuracy[which] = {a: s["accuracy"] for a, s in scored(which, model, test, params, device)[1].summaries().items()}
+    stages = Store.of(wctx.store).search({"kind": "stage"})
     keys = sorted({s.data.tags.get(TAG + "train_key", "") for s in stages})
     checksums = {"registered_tag": p.tags["weights_sha256"], "registered": weights_digest(registered),
                  "rebuilt": weights_digest(models["rebuilt"])}

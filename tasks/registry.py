@@ -75,7 +75,7 @@ def register_version(ctx: PipelineContext, identity: dict[str, str], model_path:
                 "flow_run_id": ctx.flow_run_id,
                 "article": ctx.article, **rebuild_facts(ctx, model_path),
                 "gate": "passed" if passed else "; ".join(reasons)}
-        _log_model_folder(Store(ctx.store), ctx.flow_run_id, model_path, calibration)
+        _log_model_folder(Store.of(ctx.store), ctx.flow_run_id, model_path, calibration)
         version, new = registry.register(name, ctx.flow_run_id, tags), True
     if passed:
         registry.move_alias(name, CHALLENGER, version)

@@ -210,7 +210,7 @@ def publish_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationRe
 
     try:
         path = approval_report(ctx, data, evaluation, model_path, version, gate, method)
-        store = Store(ctx.store)
+        store = Store.of(ctx.store)
         store.log_artifacts(ctx.flow_run_id, path.parent / "report.html", "report")
         uri = f"{store.get_run(ctx.flow_run_id).info.artifact_uri.rstrip('/')}/report/report.html"
         Registry.of(ctx.store).set_tags(model_name(ctx.article), version, {"report": uri})

@@ -48,7 +48,7 @@ def apply_retention(ctx: PipelineContext, articles: list[str], dry_run: bool = F
     """Apply params `retention:` to these articles' MLflow runs, to pretraining, the decode cache and
     the DVC cache; what was (or, with `dry_run`, would be) deleted, and how many bytes."""
     log = task_logger()
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     report: dict[str, Any] = {"dry_run": dry_run, "articles": {}}
     for article in articles:
         report["articles"][article] = _prune_article(ctx, store, article, dry_run)

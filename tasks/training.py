@@ -35,7 +35,7 @@ from progattr_core.model_file import load_model, save_model
 from progattr_core.schedule import Stage, build_schedule
 from progattr_core.stages import load_checkpoint, save_checkpoint, train_stage
 from progattr_core.train import FitResult, LabelledImages, accuracy_on
-from tasks.context import DataRef, PipelineContext, baseline_key, task_logger
+from tasks.context import DataRef, PipelineContext, baseline_key, completed_run, task_logger
 from tracking.store import Store
 
 CHECKPOINT = "checkpoint/checkpoint.pt"
@@ -76,14 +76,11 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
     loss per epoch, validation accuracy and checkpoint. MLflow is the only resume source. `teachers`:
     the training split -> teacher probabilities on it, for a distilled stage (called only to train)."""
     log = task_logger()
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     params = ctx.params()
-    done = store.find_completed(tags)
+    done = completed_run(store, tags, run_name)
     if done is not None:
-        log.info("%s already completed in MLflow run %s: not retraining", run_name, done.info.run_id)
         return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False, done.data.metrics.get("seconds", 0.0))
-    for stale in store.close_interrupted(tags):
-        log.warning("%s: run %s was interrupted; training the stage again", run_name, stale)
     device = resolve_device(params.device)
     with tempfile.TemporaryDirectory(prefix="progattr-stage-") as tmp:
         model = initial() if previous is None else load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
@@ -127,7 +124,7 @@ def _teacher_targets(ctx: PipelineContext, data: DataRef) -> Callable[[LabelledI
     """The completed individual model of every attribute under this run's baseline key (checked now: the
     key is in the stages' training key), as a function of the training split that fetches them and
     returns their probabilities on it (called only when a stage trains)."""
-    store, attributes = Store(ctx.store), list(ctx.params().attributes(ctx.article))
+    store, attributes = Store.of(ctx.store), list(ctx.params().attributes(ctx.article))
     bkey = baseline_key(ctx, data)
     runs = {a: store.find_completed({"kind": "baseline", "baseline_key": bkey, "method": "individual", "attribute": a})
             for a in attributes}
@@ -150,7 +147,7 @@ def _teacher_targets(ctx: PipelineContext, data: DataRef) -> Callable[[LabelledI
 def export_progressive(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
     """The last stage's checkpoint as a plain saved model (the registry format), plus the stage list,
     in outputs/<article>/progressive/."""
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     with tempfile.TemporaryDirectory(prefix="progattr-final-") as tmp:
         model, _ = load_checkpoint(store.download(stages[-1].run_id, stages[-1].artifact, tmp))
     write_refs(ctx.outputs("progressive", "stages.json"), stages)
@@ -169,17 +166,15 @@ def read_refs(path: Path) -> list[TrainedRef]:
 def run_baseline(ctx: PipelineContext, data: DataRef, key: str, method: str, attribute: str | None) -> TrainedRef:
     """One baseline model (a method, or one attribute of `individual`), reused from MLflow if done."""
     log = task_logger()
-    store = Store(ctx.store)
+    store = Store.of(ctx.store)
     params = ctx.params()
     name = f"{method}:{attribute}" if attribute else method
     tags = {"kind": "baseline", "baseline_key": key, "method": method, "attribute": attribute or "all"}
     local = baseline_path(ctx, name)
-    done = store.find_completed(tags)
+    done = completed_run(store, tags, f"baseline {name}")
     if done is not None:
-        log.info("baseline %s already completed in MLflow run %s: not retraining", name, done.info.run_id)
         fetch(store, done.info.run_id, MODEL, local)
         return TrainedRef("baseline", name, done.info.run_id, MODEL, False, done.data.metrics.get("seconds", 0.0))
-    store.close_interrupted(tags)
     device = resolve_device(params.device)
     train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
     with store.run(f"baseline-{name}", {**tags, "article": ctx.article, "data_version": data.data_version},

@@ -16,6 +16,7 @@ Run layout in the experiment (every run carries `progattr.*` tags, searched by t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -88,23 +89,37 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, (OSError, ConnectionError, TimeoutError)) or type(exc).__name__ == "OperationalError"
 
 
+def with_backoff(fn: Callable[[], T], retries: int, delay_s: float, transient: Callable[[BaseException], bool],
+                 on_retry: Callable[[BaseException, int, float], Any] | None = None) -> T:
+    """The one retry rule: `fn()`, tried again up to `retries` times after a transient error, waiting
+    `delay_s`, then twice as long each time; any other error, or the last one, is raised as it is."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc) or attempt == retries:
+                raise
+            delay = delay_s * 2**attempt
+            if on_retry:
+                on_retry(exc, attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def call_with_retries(uri: str, retries: int, delay_s: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """`fn(*args, **kwargs)`, retried with exponential backoff on transient I/O errors; a permanent
     error (no such version, bad parameter) is raised at once; TrackingUnavailableError at the end."""
-    for attempt in range(retries + 1):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            if not _transient(exc):
-                raise
-            if attempt == retries:
-                raise TrackingUnavailableError(
-                    f"MLflow at {redact(uri)} failed {attempt + 1} time(s) in {fn.__name__}, "
-                    f"giving up (params mlflow.retries={retries}): {redact(str(exc))}") from None
-            delay = delay_s * 2**attempt
-            log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, redact(str(exc)), attempt + 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    def say(exc: BaseException, attempt: int, delay: float) -> None:
+        log.warning("MLflow call %s failed (%s); retry %d in %.1fs", fn.__name__, redact(str(exc)), attempt, delay)
+
+    try:
+        return with_backoff(lambda: fn(*args, **kwargs), retries, delay_s, _transient, say)
+    except Exception as exc:
+        if not _transient(exc):
+            raise
+        raise TrackingUnavailableError(
+            f"MLflow at {redact(uri)} failed {retries + 1} time(s) in {fn.__name__}, "
+            f"giving up (params mlflow.retries={retries}): {redact(str(exc))}") from None
 
 
 class Store:
@@ -116,6 +131,11 @@ class Store:
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # of a run, password included
         self.client = MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
         self.experiment_id = self._call(self._ensure_experiment)
+
+    @classmethod
+    def of(cls, cfg: StoreConfig) -> Store:
+        """The one Store of `cfg` in this process: a run's steps share its client and experiment lookup."""
+        return _store_of(cfg)
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return call_with_retries(self.cfg.tracking_uri, self.cfg.retries, self.cfg.retry_delay_s, fn, *args, **kwargs)
@@ -227,3 +247,8 @@ class Store:
             self.set_tags(run.info.run_id, {"status": "interrupted"})
             self._call(self.client.set_terminated, run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
         return [r.info.run_id for r in stale]
+
+
+@functools.lru_cache(maxsize=16)
+def _store_of(cfg: StoreConfig) -> Store:
+    return Store(cfg)   # a failed construction raises and is not cached: the next call retries

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
 from progattr_core.config import load_params
-from tasks import notify as notify_module
 from tasks.notify import notify, where
 from tests.paths import ROOT
 
@@ -22,9 +22,11 @@ def test_no_url_no_message_and_a_failing_webhook_is_a_warning(monkeypatch, caplo
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("PROGATTR_WEBHOOK_URL", f"http://127.0.0.1:{port}/hooks/secret-token-123?k=secret-key")
-    monkeypatch.setattr(notify_module.time, "sleep", lambda s: None)
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
     with caplog.at_level(logging.WARNING):
         assert notify(params, "gate_failed", "x", version="3") is False
+    assert waits == [0.5, 1.0]  # the one retry rule (tracking.store.with_backoff): no wait after the last try
     assert f"to the webhook at http://127.0.0.1:{port} failed 3 times" in caplog.text
     assert "secret" not in caplog.text
     with pytest.raises(ValueError, match="unknown notification event"):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from progattr_core.sharing import advice, choose_split_points, validation_accuracy
+from progattr_core.metrics import labelled_accuracy
+from progattr_core.sharing import advice, choose_split_points
 
 
-def test_validation_accuracy_counts_labelled_rows_only():
+def test_labelled_accuracy_counts_labelled_rows_only():
     probs = {"a": np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), "b": np.array([[0.1, 0.9]] * 3)}
     labels = np.array([[0, -1], [0, -1], [-1, -1]])
-    acc = validation_accuracy(probs, labels, ["a", "b"])
+    acc = labelled_accuracy(probs, labels, ["a", "b"])
     assert acc["a"] == {"accuracy": 0.5, "n": 2} and np.isnan(acc["b"]["accuracy"]) and acc["b"]["n"] == 0
 
 
