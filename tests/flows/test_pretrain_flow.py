@@ -16,7 +16,7 @@ from progattr_core.model import ProgressiveResNet
 from progattr_core.model_file import load_model, weights_digest
 from progattr_core.pretrain import lineage_path
 from tests.paths import ROOT
-from tests.unit.test_pretrain import TYPES, kaggle_folder
+from tests.support import TYPES, kaggle_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 COLUMNS = "pretrain.columns={gender: gender, article_type: articleType, colour: baseColour}"

@@ -17,9 +17,8 @@ import pytest
 from progattr_core.config import load_params
 from progattr_core.data.synth import generate_catalogue
 from tests.paths import ROOT
+from tests.support import tiny_overrides
 from tracking.registry import Registry
-
-from .conftest import tiny_overrides
 
 pytestmark = pytest.mark.flows
 ARTICLE = "jeans"

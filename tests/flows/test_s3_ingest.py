@@ -11,8 +11,7 @@ from progattr_core.data.manifest import read_manifest
 from tasks.context import make_context
 from tasks.ingest import ingest, validate
 from tests.paths import ROOT
-
-from .test_train_flow import ARTICLE, make_project
+from tests.support import FLOW_ARTICLE, make_project
 
 pytestmark = pytest.mark.flows
 
@@ -30,7 +29,7 @@ def test_ingest_from_an_s3_prefix(tmp_path, s3_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     (tmp_path / "project").mkdir()
     shutil.copyfile(ROOT / "params.yaml", tmp_path / "project/params.yaml")
-    ctx = make_context(tmp_path / "project/params.yaml", ARTICLE, over)
+    ctx = make_context(tmp_path / "project/params.yaml", FLOW_ARTICLE, over)
     data = ingest(ctx, "s3://catalogue/drops/2026-11/mini", track=False)
     assert data.raw_dir == "data/raw/mini" and data.n_images == 40
     df = read_manifest(ctx.path(data.manifest))

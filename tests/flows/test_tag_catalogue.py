@@ -16,9 +16,9 @@ import pytest
 from progattr_core.config import ImageParams
 from progattr_core.data.images import decode_image, to_square_array
 from progattr_core.predict import predict
-from tests.flows.conftest import tiny_overrides
 from tests.paths import ROOT
 from tests.serving.helpers import png_bytes, register_versions, set_alias, tiny_model
+from tests.support import tiny_overrides
 
 pytestmark = pytest.mark.flows
 IMAGES = {"a/one.png": png_bytes(40, 50, seed=1), "a/two.jpg": png_bytes(64, 64, seed=2, fmt="JPEG"),

@@ -23,44 +23,16 @@ import pytest
 import torch
 
 from progattr_core.config import load_params
-from progattr_core.data.synth import generate_catalogue
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.model_file import load_model
 from tasks.context import make_context
 from tests.paths import ROOT
+from tests.support import FLOW_ARTICLE, flow_store, make_project, processes_with, stage_runs, stage_weights
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import processes_with, tiny_overrides
-
 pytestmark = pytest.mark.flows
-ARTICLE = "jeans"
-
-
-def make_project(folder: Path, n: int = 120) -> tuple[Path, list[str]]:
-    """A project folder: params.yaml, a synthetic catalogue in data/raw/mini; flow-test overrides."""
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "params.yaml", folder / "params.yaml")
-    p = load_params(folder / "params.yaml")
-    raw = folder / "data" / "raw" / "mini"
-    generate_catalogue(ARTICLE, n, raw, p.taxonomy, 32, p.synth.full_label_fraction, p.synth.label_rate,
-                       p.synth.label_noise, 0, p.data.split, root=raw, workers=1)
-    return folder / "params.yaml", tiny_overrides(folder)
-
-
-def _store(params_path: Path, overrides: list[str]) -> Store:
-    return Store(make_context(params_path, ARTICLE, overrides).store)
-
-
-def _stage_runs(store: Store) -> dict[int, list[str]]:
-    runs: dict[int, list[str]] = {}
-    for r in store.search({"kind": "stage"}):
-        runs.setdefault(int(r.data.tags["progattr.stage_index"]), []).append(r.info.status)
-    return runs
-
-
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+ARTICLE = FLOW_ARTICLE
 
 
 def _kill_mid_stage(cmd: list[str], store: Store, env: dict, log: Path, marker: str
@@ -99,7 +71,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert result["stages_trained"] == list(range(6))
     assert "overall" in result["table"] and result["registry"]["version"] == "1"
     assert "Sharing: " in result["table"]  # validation's word on model.split_points (progressive and individual ran)
-    store_a = _store(params_a, over_a)
+    store_a = flow_store(params_a, over_a)
     flow_run = store_a.get_run(result["mlflow_run_id"])
     assert flow_run.info.status == "FINISHED" and flow_run.data.tags["progattr.validation"] == "passed"
     listed = {f.path for f in store_a.client.list_artifacts(result["mlflow_run_id"], "evaluation")}
@@ -127,7 +99,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     mix = Registry.of(store_a.cfg).predicted_mix(Registry.of(store_a.cfg).resolve("models:/progattr-jeans/1"))
     assert set(mix) == set(load_params(params_a).attributes(ARTICLE))  # serving's drift reference
     assert all(abs(sum(m.values()) - 1) < 1e-3 for m in mix.values())
-    n_stages = len(_stage_runs(store_a))
+    n_stages = len(stage_runs(store_a))
     messages, _ = webhook  # a new version passed its gates: someone should approve it
     assert [(m["event"], m["version"]) for m in messages] == [("awaiting_approval", "1")]
     assert "registry approve --article jeans --version 1" in messages[0]["text"]
@@ -136,7 +108,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     params_b, over_b = make_project(tmp_path / "b")
     # neither is part of the training key; no 1-epoch 32 px model clears a 0.99 learning gate
     over_b = [*over_b, "baselines.methods=[multilabel_masked]", "registry.min_adjusted_balanced_accuracy=0.99"]
-    store_b = _store(params_b, over_b)
+    store_b = flow_store(params_b, over_b)
     # as a new user runs it: no PREFECT_API_URL, so the run starts Prefect's temporary server; every
     # process of the run carries a marker in its environment
     marker = f"progattr-killed-run-{uuid.uuid4().hex}"
@@ -145,7 +117,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_b), *[a for o in over_b for a in ("--set", o)]]
     killed, seen, pid = _kill_mid_stage(cmd, store_b, env, tmp_path / "killed.log", marker)
-    before = _stage_runs(store_b)
+    before = stage_runs(store_b)
     assert all(before[i] == ["FINISHED"] for i in range(killed)) and before[killed] == ["RUNNING"]
     # nothing outlives the killed run (progattr/cli/watchdog.py): its temporary server included
     assert any("uvicorn" in c or "prefect" in c for c in seen.values()), f"no Prefect server among {seen}"
@@ -157,7 +129,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert not list(Path(env.get("TMPDIR") or tempfile.gettempdir()).glob(f"progattr-run-{pid}-*"))
 
     resumed = train_flow(ARTICLE, "data/raw/mini", str(params_b), over_b)
-    after = _stage_runs(store_b)
+    after = stage_runs(store_b)
     assert resumed["stages_trained"] == list(range(killed, n_stages))
     for i in range(n_stages):  # earlier stages: still exactly one run each, i.e. not retrained
         expected = ["FINISHED"] if i != killed else ["KILLED", "FINISHED"]
@@ -170,7 +142,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert "NOT LEARNT" in resumed["table"] and "Macro-F1" in resumed["table"]
     assert [m["event"] for m in messages[1:]] == ["gate_failed"]  # the killed run never got to register
     assert "fade: has not learnt" in messages[1]["text"] and messages[1]["reasons"] == list(reg["reasons"])
-    a, b = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
+    a, b = stage_weights(tmp_path / "a/outputs/jeans/progressive/model.pt"), stage_weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     render_report(tmp_path / "a/outputs/jeans/evaluation/report.html", tmp_path / "report.png")  # last: it may skip
 
@@ -226,7 +198,7 @@ def test_a_manifest_failing_validation_stops_the_flow_before_training(tmp_path, 
     assert [m["event"] for m in messages] == ["run_failed"] and "expectations failed" in messages[0]["text"]
     assert messages[0]["flow"] == "progattr-train" and messages[0]["article"] == ARTICLE
     assert token not in caplog.text
-    store = _store(params, over)
+    store = flow_store(params, over)
     (flow_run,) = store.search({"kind": "flow"})
     assert flow_run.info.status == "FAILED" and flow_run.data.tags["progattr.validation"] == "failed"
     names = {f.path for f in store.client.list_artifacts(flow_run.info.run_id, "validation")}
@@ -247,7 +219,7 @@ def test_distillation_trains_the_teachers_first_and_keys_the_stages_by_them(tmp_
     distil = [*over, "train.distill=individual"]
     result = train_flow(ARTICLE, "data/raw/mini", str(params), distil)
     assert set(result["accuracy"]) == {"progressive", "individual"} and result["stages_trained"] == list(range(6))
-    store = _store(params, distil)
+    store = flow_store(params, distil)
     teachers, stages = store.search({"kind": "baseline"}), store.search({"kind": "stage"})
     assert len(teachers) == 3 and max(r.info.end_time for r in teachers) <= min(r.info.start_time for r in stages)
     assert caplog.text.count("distilling from the individual models") == 6  # every stage trained on them
@@ -276,7 +248,7 @@ def test_a_backbone_that_saw_the_test_images_is_refused_before_training(tmp_path
     with pytest.raises(DataLeakageError, match=rf"model.init={backbone} was pretrained on 1 image\(s\) of jeans "
                                                rf"\(data version [^)]+\)'s test split .*e.g. {seen[:12]}"):
         train_flow(ARTICLE, "data/raw/mini", str(params), over)
-    store = _store(params, over)
+    store = flow_store(params, over)
     (flow_run,) = store.search({"kind": "flow"})
     assert flow_run.info.status == "FAILED" and store.search({"kind": "stage"}) == []
 

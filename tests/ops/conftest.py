@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.flows.conftest import _wait_http, free_port, tiny_overrides
 from tests.paths import ROOT
+from tests.support import free_port, tiny_overrides, wait_http
 
 ARTICLE = "jeans"
 SECOND = "tops"                    # a second article: its own nightly deployment, served beside the first
@@ -71,7 +71,7 @@ def prefect_server(prefect_home):
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        _wait_http(f"{url}/health", proc, timeout=180)
+        wait_http(f"{url}/health", proc, timeout=180)
         with temporary_settings({PREFECT_API_URL: url}):
             _restart_api_workers()
             try:
@@ -114,10 +114,18 @@ def project(tmp_path_factory) -> tuple[Path, list[str]]:
     return folder, overrides
 
 
-def add_new_attribute(folder: Path) -> None:
-    """What a data team does: the attribute's column into the annotations, its vocabulary into params."""
-    shutil.copyfile(folder / "manifest-with-distress.parquet", folder / "data/raw/mini" / ARTICLE / "manifest.parquet")
-    shutil.copyfile(folder / "params-with-distress.yaml", folder / "params.yaml")
+@pytest.fixture
+def new_attribute_added(project):
+    """What a data team does: the attribute's column into the annotations, its vocabulary into params. Put
+    back as they were afterwards, so a test after this one (in any order) sees the data the nightly trained on."""
+    folder, _ = project
+    files = [folder / "data/raw/mini" / ARTICLE / "manifest.parquet", folder / "params.yaml"]
+    saved = {path: path.read_bytes() for path in files}
+    shutil.copyfile(folder / "manifest-with-distress.parquet", files[0])
+    shutil.copyfile(folder / "params-with-distress.yaml", files[1])
+    yield
+    for path, content in saved.items():
+        path.write_bytes(content)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Operations against a real Prefect server and process worker on loopback, MLflow on SQLite:
 the nightly deployment skips when nothing changed, the approval flow pauses for input and moves
 `champion`, and the attribute-added event runs the branch-add deployment (frozen_base: old
-predictions bit-identical). The tests share one server, worker and project, in this order."""
+predictions bit-identical). The tests share one server, worker and project; the state each needs comes from the module's
+fixtures (trained, approved), so they pass alone and in any order."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.paths import ROOT
 from tracking.registry import Registry
 from tracking.store import Store
 
-from .conftest import ARTICLE, NEW_ATTRIBUTE, SECOND, add_new_attribute
+from .conftest import ARTICLE, NEW_ATTRIBUTE, SECOND
 
 pytestmark = pytest.mark.flows
 NAME = f"progattr-{ARTICLE}"
@@ -133,6 +134,7 @@ def test_nightly_deployment_through_the_worker_skips_when_nothing_changed(projec
     assert f"progattr-nightly/nightly-{ARTICLE}" in worker
     store = _store(project)
     stage_runs = len(store.search({"kind": "stage"}))
+    versions = [str(v.version) for v in Registry.of(store.cfg).versions_with_tags(NAME, {"article": ARTICLE})]
     # Two runs at once for one article: the deployment's limit queues the second behind the first.
     ids = [run_deployment(f"progattr-nightly/nightly-{ARTICLE}", timeout=0).id for _ in range(2)]
     runs = sorted((_wait(i, ()) for i in ids), key=lambda r: r.start_time)
@@ -140,7 +142,7 @@ def test_nightly_deployment_through_the_worker_skips_when_nothing_changed(projec
     assert runs[0].end_time <= runs[1].start_time, "two nightly runs of one article overlapped"
     assert all(_logged(r.id, "nothing changed") for r in runs), [_logs(r.id)[-2000:] for r in runs]
     assert len(store.search({"kind": "stage"})) == stage_runs  # no training
-    assert [str(v.version) for v in Registry.of(store.cfg).versions_with_tags(NAME, {"article": ARTICLE})] == ["1"]
+    assert [str(v.version) for v in Registry.of(store.cfg).versions_with_tags(NAME, {"article": ARTICLE})] == versions
 
 
 def test_nightly_deployment_has_cron_and_one_at_a_time_limit(prefect_server, worker):
@@ -158,27 +160,39 @@ def test_nightly_deployment_has_cron_and_one_at_a_time_limit(prefect_server, wor
     assert automation.actions[0].deployment_id == branch.id
 
 
-def test_approval_flow_pauses_for_input_then_moves_champion(project, worker, trained, capsys):
+@pytest.fixture(scope="module")
+def approved(project, worker, trained) -> dict:
+    """Version 1 of jeans approved as a reviewer does it: the approval deployment pauses for input and
+    `progattr registry answer` approves it (ana, "first nightly model"). The one approval of version 1: every
+    test that needs jeans' champion takes it from here, so the tests pass alone and in any order. Returns
+    what was seen while the run waited, and the run once done."""
     from prefect.deployments import run_deployment
 
-    folder, overrides = project
     run = run_deployment("progattr-approval/approval", parameters={"article": ARTICLE}, timeout=0)
     paused = _wait(run.id, ("Paused",))
-    assert paused.state.name == "Paused", paused.state
-    assert _logged(run.id, "live: serving not reachable")  # the form's live-evidence line (no service here)
     store = _store(project)
-    assert store.client.get_model_version(NAME, "1").tags["progattr.approval.status"] == "pending"
-    assert Registry.of(store.cfg).alias_version(NAME, "champion") is None
-    assert cli(["registry", "answer", "--flow-run", str(run.id), "--approve", "--by", "ana",
-                "--reason", "first nightly model"]) == 0
-    done = _wait(run.id, ())
-    assert done.state.is_completed(), done.state
-    assert Registry.of(store.cfg).alias_version(NAME, "champion") == "1"
+    seen = {"paused": paused.state, "live_line": _logged(run.id, "live: serving not reachable"),
+            "status": store.client.get_model_version(NAME, "1").tags.get("progattr.approval.status"),
+            "champion": Registry.of(store.cfg).alias_version(NAME, "champion")}
+    seen["answered"] = cli(["registry", "answer", "--flow-run", str(run.id), "--approve", "--by", "ana",
+                            "--reason", "first nightly model"])
+    return {**seen, "done": _wait(run.id, ())}
+
+
+def test_approval_flow_pauses_for_input_then_moves_champion(project, approved):
+    assert approved["paused"].name == "Paused", approved["paused"]
+    assert approved["live_line"]  # the form's live-evidence line (no service here)
+    assert approved["status"] == "pending" and approved["champion"] is None
+    assert approved["answered"] == 0
+    assert approved["done"].state.is_completed(), approved["done"].state
+    store = _store(project)
+    assert Registry.of(store.cfg).alias_version(NAME, "champion") == "1"  # also after the branch-add test's rollback
     tags = store.client.get_model_version(NAME, "1").tags
     assert tags["progattr.approval.status"] == "approved" and tags["progattr.approval.by"] == "ana"
 
 
-def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_history(project, worker, trained,
+def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_history(project, approved,
+                                                                                      new_attribute_added,
                                                                                       prefect_home, capsys):
     import torch
 
@@ -189,10 +203,6 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
 
     folder, overrides = project
     common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
-    if Registry.of(_store(project).cfg).alias_version(NAME, "champion") is None:  # alone: the approval test's state
-        assert cli(["registry", "approve", "--article", ARTICLE, "--version", "1", "--by", "ana",
-                    "--reason", "first nightly model", *common]) == 0
-    add_new_attribute(folder)
     ctx = make_context(folder / "params.yaml", ARTICLE, overrides)
     assert new_attributes(ctx, ingest(ctx, "data/raw/mini")) == [NEW_ATTRIBUTE]  # what the nightly announces
     since = datetime.now(UTC)
@@ -240,15 +250,14 @@ def test_attribute_added_event_runs_branch_add_deployment_then_approve_rollback_
     assert "distress too noisy" in history
 
 
-def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion(project, worker, trained):
+def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion(project, approved):
     """The second article's nightly deployment trains it on the same worker pool; one `progattr serve
     --articles jeans tops` (two workers) starts while tops has no champion yet (ready, serving jeans,
-    naming tops as waiting), then picks up tops' first champion while jeans' stays. The test builds
-    the state it needs: it passes alone and in any order."""
+    naming tops as waiting), then picks up tops' first champion while jeans' stays."""
     from prefect.deployments import run_deployment
 
-    from tests.flows.conftest import _wait_http, free_port
     from tests.serving.helpers import png_bytes
+    from tests.support import free_port, wait_http
 
     folder, overrides = project
     common = ["--params", str(folder / "params.yaml"), "--set", *overrides]
@@ -257,9 +266,6 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
     registry = Registry.of(_store(project).cfg)
     assert registry.alias_version(f"progattr-{SECOND}", "challenger") == "1"
     assert registry.alias_version(f"progattr-{SECOND}", "champion") is None
-    if registry.alias_version(NAME, "champion") is None:  # alone, no earlier test approved one
-        assert cli(["registry", "approve", "--article", ARTICLE, "--version", "1", "--by", "dee",
-                    "--reason", "first jeans", *common]) == 0
     champions = {ARTICLE: registry.alias_version(NAME, "champion"), SECOND: None}
 
     port = free_port()
@@ -269,7 +275,7 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
                              "--host", "127.0.0.1", "--port", str(port), *common, "serving.poll_interval_s=0.3"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_http(f"{url}/readyz", proc, timeout=150)
+        wait_http(f"{url}/readyz", proc, timeout=150)
         ready = requests.get(f"{url}/readyz", timeout=30, headers={"Connection": "close"}).json()
         assert ready["ready"] and ready["waiting_for_version"] == [SECOND] and ready["serving"][SECOND] is None
 

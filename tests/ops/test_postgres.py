@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasks import approvals
-from tests.flows.conftest import _wait_http, free_port, s3_server  # noqa: F401  (fixture)
+from tests.support import free_port, wait_http
 from tracking.registry import Registry
 from tracking.store import Store, StoreConfig
 
@@ -65,7 +65,7 @@ def mlflow_on_postgres(postgres, s3_server, tmp_path):  # noqa: F811
     url = f"http://127.0.0.1:{port}"
     try:
         try:
-            _wait_http(f"{url}/health", proc, timeout=180)
+            wait_http(f"{url}/health", proc, timeout=180)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(f"{exc}; mlflow server log:\n{(tmp_path / 'mlflow.log').read_text()[-3000:]}") from None
         yield url, s3_server

@@ -1,5 +1,5 @@
-"""Fixtures of the reliability suite: the flow suite's Prefect harness and S3 server re-exported, an
-MLflow server a test can stop and restart, and the CLI run against a data root under tmp_path."""
+"""Fixtures of the reliability suite: an MLflow server a test can stop and restart, and the CLI run
+against a data root under tmp_path. (Prefect's harness and the S3 server: tests/conftest.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import _wait_http, free_port, prefect_harness, s3_server
 from tests.paths import ROOT
-
-__all__ = ["ROOT", "free_port", "prefect_harness", "s3_server"]
+from tests.support import free_port, wait_http
 
 PARAMS = str(ROOT / "params.yaml")
 
@@ -48,7 +46,7 @@ class MlflowServer:
         self.proc = subprocess.Popen([str(ROOT / "mlflow" / "start-server.sh")], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
-            _wait_http(f"{self.url}/health", self.proc, timeout=120)
+            wait_http(f"{self.url}/health", self.proc, timeout=120)
         return self
 
     def stop(self) -> None:

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from progattr_core.locks import hold
-from tests.flows.test_train_flow import ARTICLE, _store, make_project
 from tests.paths import ROOT
+from tests.support import FLOW_ARTICLE, flow_store, make_project
 
 pytestmark = pytest.mark.flows
 ONE_ATTRIBUTE = ["taxonomy.jeans={fade: [no-fade, light-fade, heavy-fade]}", "baselines.methods=[]"]
@@ -32,7 +32,7 @@ def _project(folder):
 
 def test_two_nightly_runs_started_at_once_one_runs_the_other_exits_cleanly(tmp_path, prefect_harness):
     params_path, overrides = _project(tmp_path / "p")
-    cmd = [sys.executable, "-m", "progattr", "nightly", "--article", ARTICLE, "--source", "data/raw/mini",
+    cmd = [sys.executable, "-m", "progattr", "nightly", "--article", FLOW_ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     env = {**os.environ, "PREFECT_API_URL": prefect_harness}
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -45,13 +45,13 @@ def test_two_nightly_runs_started_at_once_one_runs_the_other_exits_cleanly(tmp_p
     result = json.loads(outs[winner][0][outs[winner][0].index("{"):])
     assert result["skipped"] is False and result["registry"]["version"] == "1"
     message = outs[loser][1].strip().splitlines()[-1]
-    lock = params_path.parent / "outputs" / ARTICLE / "nightly.lock"
-    assert re.fullmatch(rf"progattr nightly: the nightly run of '{ARTICLE}' is already running \(pid "
+    lock = params_path.parent / "outputs" / FLOW_ARTICLE / "nightly.lock"
+    assert re.fullmatch(rf"progattr nightly: the nightly run of '{FLOW_ARTICLE}' is already running \(pid "
                         rf"{procs[winner].pid} on \S+, started \S+; lock {re.escape(str(lock))}\); this run did nothing",
                         message), message
     assert "Traceback" not in outs[loser][1]
     assert json.loads(outs[loser][0][outs[loser][0].index("{"):])["reason"] == "busy"
 
-    assert [str(v.version) for v in _store(params_path, overrides).client.search_model_versions()] == ["1"]
+    assert [str(v.version) for v in flow_store(params_path, overrides).client.search_model_versions()] == ["1"]
     with hold(lock, "a later run"):  # the winner let it go on exit
         pass

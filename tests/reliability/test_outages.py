@@ -15,25 +15,29 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.flows.test_train_flow import ARTICLE, make_project
 from tests.paths import ROOT
-
-from .conftest import free_port
+from tests.support import (
+    FLOW_ARTICLE,
+    MLFLOW_HTTP_NO_RETRIES,
+    TWO_ATTRIBUTE_STAGES,
+    bucket_with_catalogue,
+    free_port,
+    make_project,
+    two_attribute_project,
+)
 
 pytestmark = pytest.mark.flows
-# MLflow's own HTTP layer retries 7 times with long backoff: leave retrying to ours (params mlflow.retries).
-HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def _progattr(project, *argv: str, env: dict, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "progattr", *argv, "--params", str(project / "params.yaml"),
            "--set", *overrides]
-    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **HTTP, **env}, stdout=subprocess.PIPE,
+    return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **MLFLOW_HTTP_NO_RETRIES, **env}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
 def _ingest(project, uri: str, retries: int, delay: float, source: str = "data/raw/mini") -> subprocess.Popen:
-    return _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source", source,
+    return _progattr(project, "pipeline", "ingest", "--article", FLOW_ARTICLE, "--source", source,
                      env={"MLFLOW_TRACKING_URI": uri}, overrides=(f"mlflow.retries={retries}",
                                                                   f"mlflow.retry_delay_s={delay}"))
 
@@ -69,15 +73,13 @@ def test_mlflow_dying_mid_training_fails_cleanly_then_the_rerun_resumes(tmp_path
                                                                         monkeypatch):
     from flows.train_flow import train_flow
 
-    from .test_training_faults import N_STAGES, _project
-
-    params_path, overrides = _project(tmp_path / "p")
+    params_path, overrides = two_attribute_project(tmp_path / "p")
     overrides = [o for o in overrides if not o.startswith("mlflow.")] + ["mlflow.retries=3", "mlflow.retry_delay_s=0.2"]
     mlflow_control.start()
     client = MlflowClient(mlflow_control.url)
-    cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", ARTICLE, "--source", "data/raw/mini",
+    cmd = [sys.executable, "-m", "progattr", "pipeline", "run", "--article", FLOW_ARTICLE, "--source", "data/raw/mini",
            "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
-    env = {**os.environ, **HTTP, "MLFLOW_TRACKING_URI": mlflow_control.url, "PREFECT_API_URL": prefect_harness}
+    env = {**os.environ, **MLFLOW_HTTP_NO_RETRIES, "MLFLOW_TRACKING_URI": mlflow_control.url, "PREFECT_API_URL": prefect_harness}
     with open(tmp_path / "flow.log", "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -93,11 +95,11 @@ def test_mlflow_dying_mid_training_fails_cleanly_then_the_rerun_resumes(tmp_path
     mlflow_control.start()
     assert client.search_registered_models() == [] and client.search_model_versions() == []  # nothing half-registered
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_control.url)
-    for key, value in HTTP.items():
+    for key, value in MLFLOW_HTTP_NO_RETRIES.items():
         monkeypatch.setenv(key, value)
-    resumed = train_flow(ARTICLE, "data/raw/mini", str(params_path), overrides)
-    assert resumed["stages_trained"] == list(range(1, N_STAGES))  # stage 0's checkpoint was still usable
-    (version,) = client.search_model_versions(f"name = 'progattr-{ARTICLE}'")
+    resumed = train_flow(FLOW_ARTICLE, "data/raw/mini", str(params_path), overrides)
+    assert resumed["stages_trained"] == list(range(1, TWO_ATTRIBUTE_STAGES))  # stage 0's checkpoint was still usable
+    (version,) = client.search_model_versions(f"name = 'progattr-{FLOW_ARTICLE}'")
     assert version.version == "1"
 
 
@@ -179,32 +181,15 @@ class FaultyProxy(LoopbackFront):
         return head + b"\r\n\r\n" + body
 
 
-def _bucket_with_catalogue(s3_server: str, tmp_path, bucket: str) -> int:
-    import boto3
-
-    from progattr_core.config import load_params
-    from progattr_core.data.synth import generate_catalogue
-
-    p = load_params(ROOT / "params.yaml")
-    local = tmp_path / "catalogue"
-    generate_catalogue(ARTICLE, 8, local, p.taxonomy, 32, 0.5, 0.8, 0.0, 0, p.data.split, root=local, workers=1)
-    s3 = boto3.client("s3", endpoint_url=s3_server)
-    s3.create_bucket(Bucket=bucket)
-    files = [f for f in local.rglob("*") if f.is_file()]
-    for f in files:
-        s3.upload_file(str(f), bucket, f"cat/{f.relative_to(local).as_posix()}")
-    return len(files)
-
-
 @pytest.mark.parametrize("cut, ok", [(2, True), (None, False)], ids=["two-cuts-recovered", "always-cut-fails"])
 def test_s3_downloads_cut_mid_body_retry_then_fail_without_a_dataset_version(tmp_path, s3_server, cut, ok):
-    n_files = _bucket_with_catalogue(s3_server, tmp_path, f"flaky-{'ok' if ok else 'bad'}")
+    n_files = bucket_with_catalogue(s3_server, tmp_path, f"flaky-{'ok' if ok else 'bad'}")
     proxy = FaultyProxy(s3_server, cut)
     project = tmp_path / "p"
     project.mkdir()
     (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     try:
-        proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source",
+        proc = _progattr(project, "pipeline", "ingest", "--article", FLOW_ARTICLE, "--source",
                          f"s3://flaky-{'ok' if ok else 'bad'}/cat", env={"AWS_ENDPOINT_URL": proxy.url},
                          overrides=(f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",))
         out, _ = proc.communicate(timeout=300)
@@ -229,7 +214,7 @@ def test_an_s3_endpoint_refusing_connections_fails_with_one_line(tmp_path):
     project.mkdir()
     (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())
     endpoint = f"http://127.0.0.1:{free_port()}"
-    proc = _progattr(project, "pipeline", "ingest", "--article", ARTICLE, "--source", "s3://gone/cat",
+    proc = _progattr(project, "pipeline", "ingest", "--article", FLOW_ARTICLE, "--source", "s3://gone/cat",
                      env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"},
                      overrides=(f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",))
     out, _ = proc.communicate(timeout=300)

@@ -21,9 +21,9 @@ from progattr_core.model import build_model
 from progattr_core.model_file import load_model
 from progattr_core.stages import load_checkpoint
 from tests.paths import ROOT
+from tests.support import FLOW_ARTICLE, MLFLOW_HTTP_NO_RETRIES, bucket_with_catalogue
 
 from .conftest import PARAMS
-from .test_outages import ARTICLE, HTTP, _bucket_with_catalogue
 
 pytestmark = pytest.mark.flows
 DB_PASSWORD = "hunter2-db-pw-7f3a"
@@ -31,9 +31,9 @@ AWS_SECRET = "wJalrXUtnFEMI-fake-secret-9c1e"
 
 
 def _cli(project, env: dict, *argv: str) -> tuple[int, str]:
-    cmd = [sys.executable, "-m", "progattr", "-v", *argv, "--article", ARTICLE, "--params",
+    cmd = [sys.executable, "-m", "progattr", "-v", *argv, "--article", FLOW_ARTICLE, "--params",
            str(project / "params.yaml")]
-    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **HTTP, **env}, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **MLFLOW_HTTP_NO_RETRIES, **env}, capture_output=True, text=True, timeout=600)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -47,7 +47,7 @@ def _files_holding(folder, secrets: tuple[str, ...]) -> list[str]:
 
 
 def test_secrets_stay_out_of_logs_mlflow_files_and_errors(tmp_path, mlflow_control, s3_server):
-    _bucket_with_catalogue(s3_server, tmp_path, "secret-test")
+    bucket_with_catalogue(s3_server, tmp_path, "secret-test")
     project = tmp_path / "p"
     project.mkdir()
     (project / "params.yaml").write_bytes((ROOT / "params.yaml").read_bytes())

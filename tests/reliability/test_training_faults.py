@@ -9,29 +9,25 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 import torch
 
-from tests.flows.test_train_flow import ARTICLE, _stage_runs, _store, _weights, make_project
 from tests.paths import ROOT
+from tests.support import (
+    FLOW_ARTICLE,
+    TWO_ATTRIBUTE_STAGES,
+    flow_store,
+    stage_runs,
+    stage_weights,
+    two_attribute_project,
+)
 
 pytestmark = pytest.mark.flows
-TWO_ATTRIBUTES = ["taxonomy.jeans={fade: [no-fade, light-fade, heavy-fade], shade: [light, medium, dark, black]}",
-                  "baselines.methods=[]"]
-N_STAGES = 4  # first:fade, add:shade, finetune:fade+shade, final
-EVERY_POINT = [f"{kind}:{k}" for k in range(N_STAGES) for kind in ("kill-mid", "kill-after")]
-
-
-def _project(folder):
-    params_path, overrides = make_project(folder, n=60)
-    manifest = folder / "data/raw/mini/jeans/manifest.parquet"
-    pd.read_parquet(manifest).drop(columns=["distress"]).to_parquet(manifest)
-    return params_path, [*overrides, *TWO_ATTRIBUTES]
+EVERY_POINT = [f"{kind}:{k}" for k in range(TWO_ATTRIBUTE_STAGES) for kind in ("kill-mid", "kill-after")]
 
 
 def _inject(fault: str, params_path, overrides, api_url: str, log) -> int:
-    cmd = [sys.executable, "-m", "tests.reliability.inject", fault, "--", "--article", ARTICLE, "--source",
+    cmd = [sys.executable, "-m", "tests.reliability.inject", fault, "--", "--article", FLOW_ARTICLE, "--source",
            "data/raw/mini", "--params", str(params_path), *[a for o in overrides for a in ("--set", o)]]
     with open(log, "w") as out:
         return subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PREFECT_API_URL": api_url}, stdout=out,
@@ -45,18 +41,18 @@ def _completed(runs: dict[int, list[str]]) -> set[int]:
 def _run_faults(tmp_path, prefect_harness, faults: list[str]) -> None:
     from flows.train_flow import train_flow
 
-    params_a, over_a = _project(tmp_path / "a")
-    reference = train_flow(ARTICLE, "data/raw/mini", str(params_a), over_a)
-    assert reference["stages_trained"] == list(range(N_STAGES))
+    params_a, over_a = two_attribute_project(tmp_path / "a")
+    reference = train_flow(FLOW_ARTICLE, "data/raw/mini", str(params_a), over_a)
+    assert reference["stages_trained"] == list(range(TWO_ATTRIBUTE_STAGES))
 
-    params_b, over_b = _project(tmp_path / "b")
-    store = _store(params_b, over_b)
+    params_b, over_b = two_attribute_project(tmp_path / "b")
+    store = flow_store(params_b, over_b)
     for n, fault in enumerate(faults):
         kind, k = fault.split(":")
-        done_before = _completed(_stage_runs(store))
+        done_before = _completed(stage_runs(store))
         rc = _inject(fault, params_b, over_b, prefect_harness, tmp_path / f"{n}-{fault}.log")
         log = (tmp_path / f"{n}-{fault}.log").read_text()
-        runs = _stage_runs(store)
+        runs = stage_runs(store)
         if kind == "enospc":  # the flow fails with the disk error; the stage is not marked complete
             assert rc != 0 and "No space left on device" in log, log[-3000:]
             assert int(k) not in _completed(runs) and runs[int(k)][-1] == "FAILED"
@@ -65,14 +61,14 @@ def _run_faults(tmp_path, prefect_harness, faults: list[str]) -> None:
             expected = set(range(int(k))) | ({int(k)} if kind == "kill-after" else set())
             assert _completed(runs) == done_before | expected, (fault, runs)
         assert not list((tmp_path / "b/outputs").rglob("model.pt")), "no model exported from a broken run"
-    runs_before = _stage_runs(store)
-    resumed = train_flow(ARTICLE, "data/raw/mini", str(params_b), over_b)
-    assert resumed["stages_trained"] == sorted(set(range(N_STAGES)) - _completed(runs_before))
-    after = _stage_runs(store)
-    assert all(after[i][-1] == "FINISHED" and after[i].count("FINISHED") == 1 for i in range(N_STAGES)), after
+    runs_before = stage_runs(store)
+    resumed = train_flow(FLOW_ARTICLE, "data/raw/mini", str(params_b), over_b)
+    assert resumed["stages_trained"] == sorted(set(range(TWO_ATTRIBUTE_STAGES)) - _completed(runs_before))
+    after = stage_runs(store)
+    assert all(after[i][-1] == "FINISHED" and after[i].count("FINISHED") == 1 for i in range(TWO_ATTRIBUTE_STAGES)), after
     assert all(state in ("KILLED", "FAILED", "FINISHED") for states in after.values() for state in states), after
-    a = _weights(tmp_path / "a/outputs/jeans/progressive/model.pt")
-    b = _weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
+    a = stage_weights(tmp_path / "a/outputs/jeans/progressive/model.pt")
+    b = stage_weights(tmp_path / "b/outputs/jeans/progressive/model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     assert resumed["registry"]["version"] == "1"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import _wait_http, free_port
 from tests.paths import ROOT
 from tests.serving.helpers import register_versions, set_alias
+from tests.support import free_port, wait_http
 
 TOKEN = "test-token-not-a-secret"
 MAX_BODY = 200_000
@@ -69,7 +69,7 @@ def served(registry) -> Served:
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{url}/readyz", proc, timeout=150)
+        wait_http(f"{url}/readyz", proc, timeout=150)
         _wait_all_workers(url, workers=2, timeout=60)
         yield Served(url, uri, versions, root)
     finally:

@@ -8,27 +8,8 @@ import pytest
 
 from progattr_core.errors import DataValidationError
 from progattr_core.pretrain import DataLeakageError, catalogue_vocabularies, check_no_leakage, lineage_path
-from tests.unit.data_helpers import params, write_image
-
-HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
-TYPES = ["Watches", "Jeans", "Tshirts"]  # Tshirts: excluded by the committed params
-COLOURS = ["Black", "Blue", "Red"]
-
-
-def kaggle_folder(tmp_path, n: int = 36):
-    """styles.csv + images/<id>.jpg: n rows cycling over three article types and colours; one rare
-    colour (below any min_class_count > 1) and one literal NA."""
-    folder = tmp_path / "kaggle"
-    lines = [HEADER]
-    for i in range(1, n + 1):
-        colour = "Fluorescent Green" if i == 1 else "NA" if i == 2 else COLOURS[i % 3]
-        kind = TYPES[(i // 3) % 3]
-        pattern = ("Striped", "Solid", "Printed", "")[i % 4]  # a fine detail in the name, or none
-        lines.append(f"{i},{'Men' if i % 2 else 'Women'},Apparel,Topwear,{kind},{colour},Summer,2012,Casual,"
-                     f"{pattern} Item {i}")
-        write_image(folder / "images" / f"{i}.jpg", seed=i, fmt="JPEG")
-    (folder / "styles.csv").write_text("\n".join(lines) + "\n")
-    return folder
+from tests.support import kaggle_folder
+from tests.unit.data_helpers import params
 
 
 def test_vocabularies_come_from_the_kept_rows_with_enough_images(tmp_path):
