@@ -53,8 +53,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                       "train.augment.crop_padding=4"]},  # augmentation on: longer runs than the demo's
     # params' `pretrained` profile on the real catalogue at the CPU benchmarks' size (1,800 images, 64 px), every
     # method from the newest backbone `progattr pretrain` registered (or --set model.init=<file>). The labels-hidden
-    # half (--only "labels hidden") took 20 min on a 2-core CPU at 182 GFLOP/s (bench/README.md); the natural-labels
-    # half trains the same methods on the same images with every label kept (not timed yet)
+    # half (--only "labels hidden") took 20 min on a 2-core CPU at 182 GFLOP/s (bench/README.md); the other half
+    # (--only "natural labels") trains the same methods on the same images with every label kept
     # progressive_lean is left out: with a joint first stage there are no fine-tunes to drop
     "pretrained": {"articles": [], "n": None, "orders": 0, "real": ["tshirts", "topwear"], "real_n": 1800,
                    "real_seeds": [0, 1, 2], "matched_cap": None, "set": ["profile=pretrained"],
@@ -112,8 +112,7 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
     all and per fit: each progressive stage, each individual model; a distilled progressive's time
     leaves out its teachers', which are the individual models' own).
     The trained model(s) are appended to `keep` when given."""
-    from progattr_core.metrics import evaluate
-    from progattr_core.sharing import validation_accuracy
+    from progattr_core.metrics import evaluate, labelled_accuracy
 
     start = time.perf_counter()
     trained, results = train_method(method, params, splits, article, seed, device, teachers)
@@ -125,7 +124,7 @@ def run_method(method: str, params: Any, splits: dict[str, Any], article: str, s
     report = evaluate(method, probs, test.labels.numpy(), test.attributes, test.classes)
     per = {k: {a: m.summary()[k] for a, m in report.per_attribute.items()} for k in LEARNING}
     return {"accuracy": {a: m.accuracy for a, m in report.per_attribute.items()}, "overall": report.overall,
-            "val_accuracy": validation_accuracy(val_probs, val.labels.numpy(), list(val.attributes)),
+            "val_accuracy": labelled_accuracy(val_probs, val.labels.numpy(), list(val.attributes)),
             "publish": publish_measures(probs, val_probs, splits),
             **per, **{f"overall_{k}": report.mean(k) for k in LEARNING},
             "majority": {a: m.majority_rate for a, m in report.per_attribute.items()},
@@ -406,7 +405,7 @@ def datasets(prof: dict[str, Any], base_set: list[str], real_n: int | None = Non
            for a, seeds in prof["articles"]]
     for hide in (True, False):
         for a in prof["real"]:
-            label = f"real {a}, labels hidden to 45% full / 80% per attribute" if hide else f"real {a}"
+            label = f"real {a}, labels hidden to 45% full / 80% per attribute" if hide else f"real {a}, natural labels"
             out.append((label, a, lambda a=a, hide=hide: real_splits(params, a, real_n, hide, 0), prof["real_seeds"]))
     return out
 

@@ -315,8 +315,11 @@ NOTES = ["ratio = progressive / individual (lower is better); latency: all attri
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args, info, started = common.start("Tables 5-6: size, speed, training time, split points, GFLOP/s, levers", argv)
+    args, info, started = common.start("Tables 5-6: size, speed, training time, split points, GFLOP/s, levers", argv,
+                                       extra=[_options])
     prof = PROFILES[args.profile]
+    if args.article:   # size and speed depend only on the taxonomy: any article of params, real ones included
+        prof = {**prof, "article": args.article}
     params = common.bench_params(args.set)
     archs = [a or params.model.arch for a in prof["archs"]]
     rows: dict[str, Any] = {}
@@ -350,6 +353,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     emit()
     rows["levers"], data["levers"] = lever_rows(model, splits["test"], prof["batch"], prof["repeats"], prof["levers"])
     return emit()
+
+
+def _options(ap: Any) -> None:
+    ap.add_argument("--article", default="", help="measure size and speed on this article of params' taxonomy "
+                                                  "(e.g. tshirts; default: the profile's)")
 
 
 def _tables(params: Any, prof: dict, rows: dict[str, Any]) -> list[dict[str, Any]]:
