@@ -32,13 +32,18 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+    """SIGTERM; a second one after 5 s if it is still finishing (`prefect worker start` turns the first into
+    a graceful SIGINT of its worker and the second into a SIGKILL of it; uvicorn, under `prefect server
+    start`, exits at once on the second); SIGKILL after 30 s more."""
+    for signal_, wait in ((proc.terminate, 5), (proc.terminate, 30), (proc.kill, None)):
+        if proc.poll() is not None:
+            return
+        signal_()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=wait)
+            return
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            continue
 
 
 def _restart_api_workers() -> None:
