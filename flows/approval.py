@@ -17,7 +17,7 @@ from prefect.input import RunInput
 from prefect.logging import get_run_logger
 
 from tasks import approvals
-from tasks.context import make_context
+from tasks.context import PipelineContext, make_context
 from tracking.registry import CHALLENGER, Registry, model_name
 
 
@@ -30,9 +30,9 @@ class ApprovalDecision(RunInput):
     override_gates: bool = False
 
 
-def _pending_version(params_path: str, article: str, overrides: list[str], version: str) -> dict:
+def _pending_version(ctx: PipelineContext, version: str) -> dict:
     """The version to decide on (default: @challenger), marked pending; its `registry show` entry."""
-    registry = Registry.of(make_context(params_path, article, overrides, resolve_profile=False).store)
+    registry, article = Registry.of(ctx.store), ctx.article
     if not version:
         version = registry.alias_version(model_name(article), CHALLENGER) or ""
         if not version:
@@ -41,8 +41,8 @@ def _pending_version(params_path: str, article: str, overrides: list[str], versi
     return next(v for v in approvals.describe(registry, article)["versions"] if v["version"] == version)
 
 
-def _decide(params_path: str, article: str, overrides: list[str], version: str, decision: ApprovalDecision) -> list[dict]:
-    ctx = make_context(params_path, article, overrides, resolve_profile=False)
+def _decide(ctx: PipelineContext, version: str, decision: ApprovalDecision) -> list[dict]:
+    article = ctx.article
     registry, audit = Registry.of(ctx.store), approvals.AuditLog(ctx.path(ctx.params().operations.audit_log))
     if decision.approve:
         moves = approvals.approve(registry, audit, article, version, decision.by, decision.reason, decision.override_gates)
@@ -62,7 +62,7 @@ def approval_flow(article: str, version: str = "", params_path: str = "params.ya
     overrides = overrides or []
     ctx = make_context(params_path, article, overrides, resolve_profile=False)
     ops = ctx.params().operations
-    shown = pending_task(params_path, article, overrides, version)
+    shown = pending_task(ctx, version)
     live = approvals.live_line(approvals.live_evidence(approvals.metrics_url(ctx.params()), article, shown["version"]))
     description = (f"**{model_name(article)} version {shown['version']}**\n\ngate: `{shown.get('gate', 'unknown')}`\n\n"
                    f"test accuracy: `{json.dumps(shown['accuracy'])}`\n\n"
@@ -75,7 +75,7 @@ def approval_flow(article: str, version: str = "", params_path: str = "params.ya
     decision = pause_flow_run(wait_for_input=ApprovalDecision.with_initial_data(description=description, by="",
                                                                                 reason="", approve=False),
                               timeout=ops.approval_timeout_s, poll_interval=ops.approval_poll_s)
-    moves = decide_task(params_path, article, overrides, shown["version"], decision)
+    moves = decide_task(ctx, shown["version"], decision)
     get_run_logger().info("%s by %s: %s", "approved" if decision.approve else "rejected", decision.by, moves)
     return {"version": shown["version"], "approved": decision.approve, "by": decision.by, "moves": moves}
 

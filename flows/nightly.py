@@ -54,6 +54,6 @@ def _retrain_if_changed(ctx: PipelineContext, source: str, params_path: str, ove
                               "version %s; no training", ctx.article, data.data_version, registered["params_hash"],
                               registered["version"])
         return {"skipped": True, "reason": "nothing changed", "registered": registered, "announced": announced}
-    result = run_train_flow(ctx.article, source, params_path, overrides)
+    result = run_train_flow(ctx.article, source, params_path, overrides, list(ctx.resolved) or None)
     return {"skipped": False, "announced": announced, "registry": result["registry"],
             "stages_trained": result["stages_trained"], "data_version": result["data"]["data_version"]}

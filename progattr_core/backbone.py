@@ -1,14 +1,12 @@
-"""torchvision ResNets, the progressive model's raw material: build one (from scratch with a seed,
-with ImageNet weights, or from the weights of a saved model file) and split it into Base and tail."""
+"""torchvision ResNets, the progressive model's raw material: build one from `model.init` (from scratch
+with a seed, with ImageNet weights, or from the weights of a saved file; model_init.ModelInit tells the
+forms apart) and split it into Base and tail."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 import torch
 import torchvision
@@ -16,8 +14,7 @@ from torch import Tensor, nn
 
 from .config import ARCHS, SPLIT_POINTS
 from .errors import ModelError, WeightsUnavailableError
-
-FORMAT = "progattr-model/1"  # a saved model file's format (model_file.py); read here to start from one
+from .model_init import ModelInit
 
 
 def seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
@@ -74,61 +71,16 @@ def tail_template_state(arch: str, split_point: str, seed: int) -> dict[str, Ten
 def load_backbone(arch: str, init: str, seed: int) -> torchvision.models.ResNet:
     if arch not in ARCHS:
         raise ModelError(f"unknown architecture {arch!r}; allowed: {list(ARCHS)}")
-    if init == "scratch":
+    start = ModelInit.parse(init)
+    if start.kind == "scratch":
         return seeded_backbone(arch, seed)
-    if init == "imagenet":
+    if start.kind == "imagenet":
         return imagenet_backbone(arch)
-    path = Path(init)
-    if not path.is_file():
-        raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
+    from .model_file import backbone_state  # the file format module builds models from this one
+
     backbone = seeded_backbone(arch, seed)
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = _backbone_state_from(blob, path)
+    state = backbone_state(start.path)
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.startswith("fc.")]:
-        raise ModelError(f"{path}: not a {arch} backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ModelError(f"{start.path}: not a {arch} backbone (missing {missing[:5]}, unexpected {unexpected[:5]})")
     return backbone
-
-
-def _backbone_state_from(blob: Any, path: Path) -> dict[str, Tensor]:
-    """A torchvision ResNet state_dict from a saved progattr model (its Base + tail template) or as is."""
-    if isinstance(blob, dict) and blob.get("format") == FORMAT:
-        cfg = blob["config"]
-        if cfg["kind"] == "multilabel":
-            return {k[len("net."):]: v for k, v in blob["state_dict"].items() if k.startswith("net.") and
-                    not k.startswith("net.fc.")}
-        state = {k[len("base."):]: v for k, v in blob["state_dict"].items() if k.startswith("base.")}
-        tail = blob["extra"].get("tail_template") or tail_template_state(cfg["arch"], cfg["split_point"], cfg["seed"])
-        if cfg["split_point"] == "layer4.1":
-            n_blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layer4."))
-            state.update({f"layer4.{n_blocks}.{k.split('.', 1)[1]}": v for k, v in tail.items()})
-        else:
-            state.update(tail)
-        return state
-    if isinstance(blob, dict) and all(isinstance(v, Tensor) for v in blob.values()):
-        return {k: v for k, v in blob.items() if not k.startswith("fc.")}
-    raise ModelError(f"{path}: neither a progattr model nor a ResNet state_dict")
-
-
-def init_identity(init: str) -> str:
-    """What a model starts from, as part of a training's identity: `scratch` and `imagenet` as they
-    are (torchvision names one ImageNet weight file per architecture), a file by the sha256 of its
-    content, so a backbone pretrained again at the same path makes a new training, not a resume."""
-    if init in ("scratch", "imagenet"):
-        return init
-    path = Path(init)
-    if not path.is_file():
-        raise ModelError(f"model.init={init!r} is neither 'scratch', 'imagenet' nor an existing file")
-    stat = path.stat()
-    return _file_sha256(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
-    """A run asks for its backbone's identity several times (training and baseline keys, the
-    registered version's tags): hashed once per file version (its mtime and size are in the key)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"

@@ -3,7 +3,7 @@
 Budget matching: every baseline model trains for `baselines.epochs` epochs over its own images with
 the same backbone, image size, optimiser, LR ramp, LR schedule, augmentation and best-epoch rule as
 the progressive stages (progattr_core.train.fit). `individual` model k sees A_k's labelled training
-images; it is a one-Branch model (Base + Branch is the whole ResNet) split at `baselines.split_point`,
+images; it is a one-Branch model (Base + Branch is the whole ResNet) split at `baselines.lr_grouping`,
 which sets only its LR ramp's layer groups, so the baseline keeps its best grouping whatever split the
 progressive model uses; `multilabel` (the paper's) sees only the fully-labelled images (it needs every label);
 `multilabel_masked` sees every image labelled for any attribute and ignores the missing cells.
@@ -39,7 +39,7 @@ def train_individual(params: Params, data: LabelledImages, device: torch.device 
 def train_one_individual(params: Params, data: LabelledImages, attribute: str,
                          device: torch.device | str = "cpu", val: LabelledImages | None = None,
                          progress: Progress | None = None) -> tuple[ProgressiveResNet, FitResult]:
-    model = build_model(dataclasses.replace(params.model, split_point=params.baselines.split_point), params.seed)
+    model = build_model(dataclasses.replace(params.model, split_point=params.baselines.lr_grouping), params.seed)
     stage = Stage(0, f"individual:{attribute}", "first", attribute, (attribute,), params.baselines.epochs,
                   1.0, False)
     result = train_stage(model, stage, data, params.train, params.seed, device, val, progress)

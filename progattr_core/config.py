@@ -32,6 +32,7 @@ from .params_schema import (  # noqa: F401  (the sections, importable from here 
     BranchAddParams,
     DataParams,
     EvaluationParams,
+    GatesParams,
     ImageParams,
     ImportParams,
     KaggleArticleParams,
@@ -41,7 +42,6 @@ from .params_schema import (  # noqa: F401  (the sections, importable from here 
     Params,
     PipelineParams,
     PretrainParams,
-    RegistryParams,
     RetentionParams,
     ServingParams,
     SplitParams,
@@ -153,8 +153,18 @@ def _resolve_per_article(raw: dict[str, Any], source: str) -> None:
     model["image_size"] = sizes.get(article, sizes["default"])
 
 
+# keys renamed (old -> new, why): a params file with an old name fails naming the new one; an older snapshot
+# read with fill_from has its values moved to the new names
+RENAMED = {
+    **{f"registry.{key}": (f"gates.{key}", "the automatic gates have their own section, `gates:`")
+       for key in ("max_gap_to_best_baseline", "max_regression_vs_champion", "min_adjusted_balanced_accuracy",
+                   "max_coverage_regression_vs_champion")},
+    "baselines.split_point": ("baselines.lr_grouping", "it only sets the individual models' learning-rate layer "
+                              "groups: a one-Branch model is the whole ResNet"),
+}
 # keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
 RETIRED = {
+    **{old: f"renamed {new} ({why})" for old, (new, why) in RENAMED.items()},
     "evaluation.top_k": "removed: no code read it (serving.top_k sets how many classes an answer lists); delete it",
     "serving.tag_min_probability": "removed: each attribute's threshold is now chosen at registration to reach "
                                    "serving.target_precision (per attribute: serving.target_precision_by_attribute); "
@@ -220,14 +230,24 @@ def params_from_dict(raw: dict[str, Any], source: str = "<params>",
 
 def fill_from(old: dict[str, Any], current: dict[str, Any], cls: type = Params) -> dict[str, Any]:
     """An older params mapping (a registered version's snapshot) readable by this schema: each key the
-    schema gained since is taken from `current` (this project's params), each retired one is dropped.
+    schema gained since is taken from `current` (this project's params), each renamed one moves to its
+    new name, each removed one is dropped.
     Mappings the user names (taxonomy, profiles, ...) are left as they were. For reading what the
     version was trained with; its own commit trained it with its own params."""
     out = copy.deepcopy(old)
     for dotted in RETIRED:
         node, leaf = _parent(out, dotted)
-        if node is not None:
-            node.pop(leaf, None)
+        if node is not None and leaf in node:
+            value = node.pop(leaf)
+            if dotted in RENAMED:
+                *sections, new_leaf = RENAMED[dotted][0].split(".")
+                target = out
+                for section in sections:
+                    target = target.setdefault(section, {})
+                target[new_leaf] = value
+            if not node:  # a section every key of which was renamed away
+                parent, section = _parent(out, dotted.rpartition(".")[0])
+                (parent if parent is not None else out).pop(section, None)
 
     def fill(node: dict[str, Any], cur: dict[str, Any], tp: type) -> None:
         hints = typing.get_type_hints(tp)

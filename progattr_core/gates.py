@@ -64,22 +64,22 @@ def coverage_reasons(coverage: Mapping[str, float], reference: Mapping[str, floa
             continue
         if ref - now > tolerance:
             out.append(f"{attr}: coverage at its target precision {now:.4f} regresses vs {against} {ref:.4f} by "
-                       f"{ref - now:.4f} > registry.max_coverage_regression_vs_champion {tolerance}")
+                       f"{ref - now:.4f} > gates.max_coverage_regression_vs_champion {tolerance}")
     return out
 
 
 def decide_branch_add(accuracy: Mapping[str, float], base_accuracy: Mapping[str, float],
                       learning: Mapping[str, Mapping[str, float]], old_predictions_identical: bool, mode: str,
-                      max_regression_vs_champion: float, min_adjusted_balanced_accuracy: float,
+                      max_regression_vs_base: float, min_adjusted_balanced_accuracy: float,
                       coverage: Mapping[str, float] | None = None, base_coverage: Mapping[str, float] | None = None,
                       max_coverage_regression: float = -1.0) -> GateDecision:
     """The gates of a version that adds one attribute's Branch: no old attribute may fall below the
     base model's accuracy (`base_accuracy`, on the same test images) by more than
-    `max_regression_vs_champion`, every attribute must have learnt, no old attribute's coverage may
+    `max_regression_vs_base`, every attribute must have learnt, no old attribute's coverage may
     fall below the base model's (`base_coverage`, with its own calibration) by more than
     `max_coverage_regression`, and `frozen_base` must leave the old attributes' raw predictions bit-identical."""
     old = {a: v for a, v in base_accuracy.items() if a != "overall" and not math.isnan(v)}
-    gate = decide_challenger(accuracy, {}, old, 0.0, max_regression_vs_champion, learning,
+    gate = decide_challenger(accuracy, {}, old, 0.0, max_regression_vs_base, learning,
                              min_adjusted_balanced_accuracy)
     reasons = list(gate.reasons) + coverage_reasons(coverage or {}, base_coverage or {}, max_coverage_regression,
                                                     "the base model")
@@ -100,7 +100,7 @@ def learning_reasons(learning: Mapping[str, Mapping[str, float]], min_adjusted: 
         if attr == "overall" or math.isnan(adjusted) or adjusted > min_adjusted:
             continue
         out.append(f"{attr}: has not learnt: balanced accuracy {m['balanced_accuracy']:.4f}, chance-adjusted "
-                   f"{adjusted:.4f} <= registry.min_adjusted_balanced_accuracy {min_adjusted} (accuracy "
+                   f"{adjusted:.4f} <= gates.min_adjusted_balanced_accuracy {min_adjusted} (accuracy "
                    f"{m['accuracy']:.4f}, majority-class rate {m['majority_rate']:.4f}, macro-F1 {m['macro_f1']:.4f})")
     return out
 

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .backbone import FORMAT, load_backbone, split_backbone
+from .backbone import load_backbone, split_backbone
 from .config import SPLIT_POINTS
 from .errors import ModelError
+from .model_init import ModelInit
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class AttributeModel(nn.Module):
         return {a: torch.softmax(v, dim=1) for a, v in logits.items()}
 
     def describe(self) -> dict[str, Any]:
-        out = {"format": FORMAT, "kind": self.kind, "arch": self.arch, "image_size": self.image_size,
+        out = {"kind": self.kind, "arch": self.arch, "image_size": self.image_size,
                "mean": self.mean, "std": self.std, "seed": self.seed,
                "attributes": [[a, list(c)] for a, c in self.classes.items()]}
         if self.calibration:
@@ -138,7 +139,7 @@ class ProgressiveResNet(AttributeModel):
         object.__setattr__(self, "tail_template", template)  # not a submodule: never trained
         # A scratch template is rebuilt from (arch, seed) on load, so saved files leave it out (a
         # third of a layer3 model's weights); an ImageNet or file-initialised one is saved with the model.
-        self.template_from_seed = init == "scratch"
+        self.template_from_seed = ModelInit.parse(init).kind == "scratch"
         self.branches = nn.ModuleDict()
         self.base_frozen = False
         self.split_points: dict[str, str] = {}

@@ -69,8 +69,8 @@ def check_values(p: Params, source: str) -> None:
     for m in p.baselines.methods:
         if m not in METHODS:
             raise bad("baselines.methods", m, f"allowed: {list(METHODS)}")
-    if p.baselines.split_point not in SPLIT_POINTS:
-        raise bad("baselines.split_point", p.baselines.split_point, f"allowed: {list(SPLIT_POINTS)}")
+    if p.baselines.lr_grouping not in SPLIT_POINTS:
+        raise bad("baselines.lr_grouping", p.baselines.lr_grouping, f"allowed: {list(SPLIT_POINTS)}")
     s = p.data.split
     if not (0 <= s.val_fraction < 1 and 0 < s.test_fraction < 1 and s.val_fraction + s.test_fraction < 1):
         raise bad("data.split", (s.val_fraction, s.test_fraction), "fractions in [0, 1) summing below 1")

@@ -137,7 +137,7 @@ class TrainParams:
 class BaselineParams:
     methods: tuple[str, ...]
     epochs: int
-    split_point: str
+    lr_grouping: str
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ class MlflowParams:
 
 
 @dataclass(frozen=True)
-class RegistryParams:
+class GatesParams:
     max_gap_to_best_baseline: float
     max_regression_vs_champion: float
     min_adjusted_balanced_accuracy: float
@@ -213,6 +213,7 @@ class BranchAddParams:
     epochs_add: int
     epochs_finetune: int
     epochs_final: int
+    max_regression_vs_base: float
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class Params:
     evaluation: EvaluationParams
     validation: ValidationParams
     mlflow: MlflowParams
-    registry: RegistryParams
+    gates: GatesParams
     pipeline: PipelineParams
     serving: ServingParams
     branch_add: BranchAddParams

@@ -29,6 +29,7 @@ from .config import KaggleArticleParams, Params
 from .data.importers import ImportLog, ImportResult, normalise
 from .data.kaggle import import_kaggle, keyword_label, read_styles
 from .errors import DataValidationError
+from .model_init import ModelInit
 
 log = logging.getLogger(__name__)
 ARTICLE = "pretrain"         # the pretraining catalogue's name in manifests and taxonomies
@@ -119,9 +120,9 @@ def check_no_leakage(init: str, evaluated_sha256: Iterable[str], run: str) -> No
     `init` is params' `model.init`; a file with a lineage file beside it (what `progattr pretrain`
     writes) is checked, `scratch` and `imagenet` have nothing to check (ImageNet holds no catalogue
     photos), and a file without lineage is allowed with a warning: nothing says what it saw."""
-    if init in ("scratch", "imagenet"):
+    if ModelInit.parse(init).kind in ("scratch", "imagenet"):
         return
-    path = lineage_path(init)
+    path = lineage_path(ModelInit.parse(init).path)
     if not path.is_file():
         log.warning("model.init=%s has no lineage file (%s): cannot check that it never saw %s's test images",
                     init, path.name, run)

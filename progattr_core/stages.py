@@ -1,13 +1,11 @@
 """One schedule stage at a time (progattr_core.schedule's stages, on train.fit): add the stage's Branch,
-set what learns, train; run a schedule from any stage; checkpoint a stage's model and load it back.
+set what learns, train; run a schedule from any stage (its checkpoints: model_file.save_checkpoint).
 Each stage's shuffling and augmentation come from (seed, stage), so running stage k from the checkpoint
 of stage k-1 reproduces an uninterrupted run exactly (on CPU)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +15,6 @@ from .distill import Distillation
 from .errors import DataValidationError, ModelError
 from .losses import class_weights, masked_cross_entropy
 from .model import ProgressiveResNet, _seed_for
-from .model_file import atomic_save, model_blob, model_from_blob
 from .schedule import Stage
 from .train import FitResult, FitSpec, LabelledImages, Progress, fit, lr_ramp
 
@@ -91,20 +88,3 @@ def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: Labell
         if on_stage_end:
             on_stage_end(stage, result)
     return results
-
-
-def save_checkpoint(path: str | Path, model: ProgressiveResNet, stage: Stage,
-                    result: FitResult | None = None) -> Path:
-    """The model after `stage` (weights + self-description) and the stage that produced it."""
-    blob = {**model_blob(model), "stage": stage.to_dict(),
-            "result": {k: v for k, v in (result.to_dict() if result else {}).items()
-                       if k in ("seconds", "image_passes", "epoch_losses")}}
-    return atomic_save(blob, path)
-
-
-def load_checkpoint(path: str | Path) -> tuple[ProgressiveResNet, dict[str, Any]]:
-    """(model, stage dict) from a checkpoint; continue with stages[stage['index'] + 1:]."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if "stage" not in blob:
-        raise ModelError(f"{path}: a saved model, not a stage checkpoint")
-    return model_from_blob(blob, str(path)), blob["stage"]

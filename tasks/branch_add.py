@@ -25,10 +25,9 @@ from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.gates import decide_branch_add
 from progattr_core.model import resolve_device
-from progattr_core.model_file import load_model, save_model
+from progattr_core.model_file import load_checkpoint, load_model, save_model
 from progattr_core.predict import predict_proba
 from progattr_core.schedule import Stage, branch_add_stages
-from progattr_core.stages import load_checkpoint
 from tasks.context import DataRef, PipelineContext, task_logger, training_key
 from tasks.evaluation import EvaluationRef, scored, targets, write_plots, write_precision_coverage
 from tasks.registry import RegistryRef, champion_or_latest, publish_tags, register_version
@@ -191,9 +190,9 @@ def _rounded(acc: dict[str, float]) -> dict[str, float]:
 def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
                         mode: str, model_path: str, evaluation: BranchEvaluation, schedule: list[str]) -> RegistryRef:
     """A new version tagged with the added attribute and mode; `challenger` when the gates pass."""
-    rules = ctx.params().registry
+    rules = ctx.params().gates
     gate = decide_branch_add(evaluation.accuracy, evaluation.base_accuracy, evaluation.learning,
-                             evaluation.old_predictions_identical, mode, rules.max_regression_vs_champion,
+                             evaluation.old_predictions_identical, mode, ctx.params().branch_add.max_regression_vs_base,
                              rules.min_adjusted_balanced_accuracy,
                              {a: m["coverage"] for a, m in evaluation.publish.items()}, evaluation.base_coverage,
                              rules.max_coverage_regression_vs_champion)

@@ -8,17 +8,19 @@ import logging
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mlflow.entities import Run
 
-from progattr_core.backbone import imagenet_weights, init_identity
+from progattr_core.backbone import imagenet_weights
 from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, Params, load_params
+from progattr_core.data.manifest import relative_inside
 from progattr_core.determinism import compute_identity
 from progattr_core.model import resolve_device
+from progattr_core.model_init import ModelInit
 from tracking.registry import BACKBONE, Registry, fetch_backbone
 from tracking.store import TAG, Store, StoreConfig, redact, store_config
 
@@ -44,6 +46,7 @@ class PipelineContext:
     model_init: str = ""           # model.init as written (a models:/ reference; the snapshot holds its file)
     model_init_version: str = ""   # a models:/ model.init pinned: models:/<name>/<version> (an alias resolved)
     recipe: str = ""               # how the recipe was chosen: `profile: auto`'s resolution, or the profile given
+    resolved: tuple[str, ...] = ()  # `profile: auto`'s (profile, model.init, recipe), for a subflow to reuse
 
     def params(self) -> Params:
         return self.snapshot
@@ -54,8 +57,8 @@ class PipelineContext:
 
     def relative(self, path: str | Path) -> str:
         """`path` relative to the project root when inside it (files written for DVC stay portable)."""
-        p, root = Path(path).resolve(), Path(self.root).resolve()
-        return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
+        rel = relative_inside(path, self.root)
+        return rel if rel is not None else str(Path(path).resolve())
 
     def outputs(self, *parts: str) -> Path:
         """<pipeline.outputs>/<article>/...: models, metrics and plots of this article."""
@@ -63,38 +66,41 @@ class PipelineContext:
 
 
 def make_context(params_path: str | Path, article: str | None, overrides: list[str] | tuple[str, ...] = (),
-                 resolve_profile: bool = True) -> PipelineContext:
+                 resolve_profile: bool = True, resolved: Sequence[str] | None = None) -> PipelineContext:
     """Context for `params_path`, its params read now; the project root is the folder that holds it.
     `train.article` is set to `article` (None: params' own), so `train.attribute_order` applies to this
     run's article; `profile: auto` is resolved (resolve_auto_profile, logged and kept as `recipe`) unless
     `resolve_profile` is False (flows that train nothing from `model.init` for an article: pretraining
     starts from the sections as written, the registry and retention flows train nothing); a
-    `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file."""
+    `model.init: models:/progattr-backbone/<version>` (or `@<alias>`) becomes the fetched file.
+    `resolved`: an earlier context's `resolved` (a flow that runs the training flow inside it, the
+    nightly): the run takes that choice instead of reading the registry again."""
     params_path = Path(params_path).resolve()
     overrides = tuple(overrides)
     pin_article = (f"train.article={article}",) if article is not None else ()
     params = load_params(params_path, (*overrides, *pin_article))
     root = params_path.parent
     store = store_config(params, root)
-    recipe = f"profile {params.profile or 'none'} (as given)"
+    recipe, choice = f"profile {params.profile or 'none'} (as given)", ()
     if params.profile == AUTO_PROFILE and not resolve_profile:
         recipe = f"profile {AUTO_PROFILE}, not resolved by this flow: the sections as written"
     elif params.profile == AUTO_PROFILE:
-        profile, init, recipe = resolve_auto_profile(params, store, overrides)
+        choice = tuple(resolved or resolve_auto_profile(params, store, overrides))
+        profile, init, recipe = choice
         logging.getLogger("progattr.pipeline").log(logging.INFO if profile else logging.WARNING, "%s", recipe)
         # the resolution goes first: the run's own --set still wins over the profile it picked
         params = load_params(params_path, (f"profile={profile}", *([f"model.init={init}"] if init else []),
                                            *overrides, *pin_article))
     article = params.train.article
     init = pinned = params.model.init
-    if init.startswith("models:/"):  # a registered backbone: its file, fetched once, is what the run uses
+    if ModelInit.parse(init).kind == "registered":  # a registered backbone: its file, fetched once, is what the run uses
         cache = Path(params.data.cache)
         ref, local = fetch_backbone(store, init, (cache if cache.is_absolute() else root / cache) / "backbones",
                                     params.model.arch)
         params = replace(params, model=replace(params.model, init=str(local)))
         pinned = f"models:/{ref.name}/{ref.version}"
     return PipelineContext(str(root), str(params_path), overrides, article, store, params, model_init=init,
-                           model_init_version=pinned, recipe=recipe)
+                           model_init_version=pinned, recipe=recipe, resolved=choice)
 
 
 def resolve_auto_profile(params: Params, store: StoreConfig, overrides: tuple[str, ...]) -> tuple[str, str, str]:
@@ -145,7 +151,7 @@ def key_suffix(p: Params) -> str:
     nothing for scratch and imagenet, whose keys stay what they were), then the resolved thread
     count, determinism and device kind (the same inputs give the same weights only with the same
     compute, progattr_core/determinism.py, so a stage trained with other compute is not resumed from)."""
-    init = init_identity(p.model.init)
+    init = ModelInit.parse(p.model.init).identity()
     return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.train, resolve_device(p.device))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from progattr_core.data.manifest import relative_inside
 from progattr_core.errors import ProgattrError
 
 
@@ -55,8 +56,10 @@ def tracked_hash(path: str | Path) -> str | None:
 
 def track(root: str | Path, path: str | Path) -> str:
     """`dvc add` a folder (a no-op when unchanged) and return its DVC hash."""
-    rel = Path(path).resolve().relative_to(Path(root).resolve())
-    run_dvc(root, "add", "-q", str(rel))
+    rel = relative_inside(path, root)
+    if rel is None:
+        raise DvcError(f"cannot track {path}: DVC tracks folders inside the project ({root})")
+    run_dvc(root, "add", "-q", rel)
     digest = tracked_hash(path)
     if digest is None:
         raise DvcError(f"dvc add {rel} left no {rel}.dvc")

@@ -138,7 +138,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
                          "inference_ms_per_image": 1000 * seconds / max(len(images), 1)}
     out = ctx.outputs("evaluation")
     out.mkdir(parents=True, exist_ok=True)
-    markdown = _write_tables(out, reports, costs, params.registry.min_adjusted_balanced_accuracy, publish)
+    markdown = _write_tables(out, reports, costs, params.gates.min_adjusted_balanced_accuracy, publish)
     if {"progressive", "individual"} <= set(val_accuracy):
         markdown += "\n\n" + advice(val_accuracy["progressive"], val_accuracy["individual"], params.model.split_point,
                                     params.model.split_points, params.evaluation.split_advice_margin)
@@ -243,7 +243,7 @@ def write_precision_coverage(out: Path, probs: dict[str, dict[str, np.ndarray]],
 
 def _learning_line(reports: dict[str, EvaluationReport], min_adjusted: float) -> str:
     """Which (method, attribute) pairs have not learnt: chance-adjusted balanced accuracy at or below
-    registry.min_adjusted_balanced_accuracy (0 when that gate is off)."""
+    gates.min_adjusted_balanced_accuracy (0 when that gate is off)."""
     threshold = max(min_adjusted, 0.0)
     flagged = [f"{method}.{a} (balanced accuracy {100 * m.balanced_accuracy:.1f}% vs chance "
                f"{100 * m.majority_score('balanced_accuracy'):.1f}%; accuracy {100 * m.accuracy:.1f}%, majority "

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from prefect import task
 
-from progattr_core.data.manifest import read_manifest, write_manifest
+from progattr_core.data.manifest import read_manifest, relative_inside, write_manifest
 from progattr_core.data.slicing import slice_by_attribute
 from progattr_core.errors import DataValidationError
 from progattr_core.pretrain import check_no_leakage
@@ -38,7 +38,7 @@ def _bring_in(ctx: PipelineContext, source: str) -> Path:
     src = ctx.path(source).resolve()
     if not src.is_dir():
         raise DataValidationError(f"ingest source {source!r} is not a folder (resolved to {src})")
-    if src.is_relative_to(raw_base):
+    if relative_inside(src, raw_base) is not None:
         return src
     raw = raw_base / src.name
     copied = _sync_tree(src, raw)
@@ -97,7 +97,7 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     if "article" in df:
         df = df[df["article"] == ctx.article].reset_index(drop=True)
     data_root = ctx.path(params.data.root).resolve()
-    prefix = raw.relative_to(data_root).as_posix() if raw.is_relative_to(data_root) else None
+    prefix = relative_inside(raw, data_root)
     if prefix is None:
         raise DataValidationError(f"raw folder {raw} is not under the data root {data_root} (params data.root)")
     if "path" in df and not _relative_to_data_root(df, data_root):
@@ -117,7 +117,7 @@ def _push(root: Path, raw: Path, version: str) -> None:
     stop training: the warning says what to push later."""
     if not dvc_store.has_remote(root):
         return
-    target = f"{raw.relative_to(root).as_posix()}.dvc"
+    target = f"{relative_inside(raw, root)}.dvc"
     try:
         dvc_store.push(root, target)
     except dvc_store.DvcError as exc:

@@ -24,14 +24,14 @@ from typing import Any
 import torch
 from prefect import task
 
-from progattr_core.backbone import init_identity
 from progattr_core.baselines import multilabel_spec
 from progattr_core.data.arrays import load_images
 from progattr_core.data.importers import ImportLog
 from progattr_core.data.kaggle import read_styles
-from progattr_core.data.manifest import read_manifest, write_manifest
+from progattr_core.data.manifest import read_manifest, relative_inside, write_manifest
 from progattr_core.model import resolve_device
-from progattr_core.model_file import atomic_save, save_model
+from progattr_core.model_file import load_fit_state, save_fit_state, save_model
+from progattr_core.model_init import ModelInit
 from progattr_core.pretrain import (
     ARTICLE,
     catalogue_vocabularies,
@@ -97,11 +97,10 @@ def import_pretraining(ctx: PipelineContext) -> PretrainData:
     excluded = set(p.pretrain.exclude_article_types)
     kept = sorted({r["articleType"] for _, r in read_styles(styles, ImportLog())} - excluded)
     root = ctx.path(p.data.root)
-    dest = Path(p.data.raw, ARTICLE)
-    dest = dest.relative_to(p.data.root) if dest.is_relative_to(p.data.root) else Path("raw", ARTICLE)
+    dest = relative_inside(ctx.path(p.data.raw) / ARTICLE, root) or f"raw/{ARTICLE}"
     log.info("importing %s (%d article types; %s excluded): decoding is cached, the first time takes minutes",
              source, len(kept), sorted(excluded))
-    result = import_catalogue(pretraining_params(p, vocab), source, root, dest.as_posix())
+    result = import_catalogue(pretraining_params(p, vocab), source, root, dest)
     manifest = sample(result.manifest, p.pretrain.max_images, p.seed)
     path = write_manifest(manifest, pretrain_dir(ctx) / "manifest.parquet")
     content = manifest[["sha256", "split", *vocab]].astype(str).to_csv(index=False)
@@ -135,7 +134,7 @@ def _resume_point(store: Store, tags: dict[str, Any], tmp: Path) -> tuple[dict[s
     for run in reversed(store.search(tags)):
         if int(run.data.tags.get(TAG + "epochs_done", "0")) > 0:
             path = store.download(run.info.run_id, f"{CHECKPOINT_FOLDER}/{CHECKPOINT_FILE}", tmp)
-            return torch.load(path, map_location="cpu", weights_only=True), run.info.run_id
+            return load_fit_state(path), run.info.run_id
     return None, None
 
 
@@ -174,7 +173,7 @@ def train_backbone(ctx: PipelineContext, data: PretrainData) -> PretrainedRef:
                 if result["val_scores"]:
                     metrics["val_mean_head_accuracy"] = result["val_scores"][-1]
                 store.log_metrics(run_id, metrics, step=epoch)
-                atomic_save(state, tmp / CHECKPOINT_FOLDER / CHECKPOINT_FILE)
+                save_fit_state(tmp / CHECKPOINT_FOLDER / CHECKPOINT_FILE, state)
                 store.log_artifacts(run_id, tmp / CHECKPOINT_FOLDER, CHECKPOINT_FOLDER)
                 store.set_tags(run_id, {"epochs_done": state["epoch"]})
                 log.info("pretraining epoch %d/%d checkpointed", state["epoch"], spec.epochs)
@@ -216,7 +215,7 @@ def register_pretrained(ctx: PipelineContext, data: PretrainData, ref: Pretraine
                     "article_types": types if len(types) <= 4000 else types[:3990] + " ...",
                     "excluded_article_types": ", ".join(p.pretrain.exclude_article_types),
                     "heads": ", ".join(data.vocab), "arch": p.model.arch, "image_size": p.model.image_size,
-                    "epochs": p.pretrain.epochs, "model_init_identity": init_identity(str(local)),
+                    "epochs": p.pretrain.epochs, "model_init_identity": ModelInit.parse(str(local)).identity(),
                     "git_commit": git_commit(ctx.root), "git_dirty": git_dirty(ctx.root),
                     "gate": "none (a backbone: no gates)"}
             version = registry.register(BACKBONE, ref.run_id, tags)

@@ -27,12 +27,12 @@ from typing import Any
 import yaml
 from prefect import task
 
-from progattr_core.backbone import init_identity
 from progattr_core.config import fill_from
 from progattr_core.determinism import device_kind
 from progattr_core.errors import ProgattrError
 from progattr_core.model import resolve_device
 from progattr_core.model_file import load_model, weights_digest
+from progattr_core.model_init import ModelInit
 from tasks import dvc_store
 from tasks.context import DataRef, PipelineContext, git, make_context, task_logger
 from tasks.evaluation import scored
@@ -162,7 +162,7 @@ def write_params(ctx: PipelineContext, p: RebuildPlan, work: Path) -> tuple[Path
 def _backbone(ctx: PipelineContext, p: RebuildPlan, init: str) -> None:
     """The file model.init names, as it was: a registered backbone is fetched again (pinned to the
     version the training resolved) to the path the snapshot holds; its content must be what was used."""
-    if init in ("scratch", "imagenet"):
+    if ModelInit.parse(init).kind in ("scratch", "imagenet"):
         return
     pinned = p.tags["model_init_version"]
     if not Path(init).is_file() and pinned.startswith("models:/"):
@@ -172,8 +172,9 @@ def _backbone(ctx: PipelineContext, p: RebuildPlan, init: str) -> None:
                                "read it")
     if not Path(init).is_file():
         raise RebuildError(f"{p.name} version {p.version} started from {init}, which no longer exists")
-    if init_identity(init) != p.tags["model_init_identity"]:
-        raise RebuildError(f"{init} changed since version {p.version} started from it ({init_identity(init)} now, "
+    identity = ModelInit.parse(init).identity()
+    if identity != p.tags["model_init_identity"]:
+        raise RebuildError(f"{init} changed since version {p.version} started from it ({identity} now, "
                            f"{p.tags['model_init_identity']} then)")
 
 

@@ -18,11 +18,11 @@ from typing import Any
 
 from prefect import task
 
-from progattr_core.backbone import init_identity
 from progattr_core.determinism import device_kind, resolved_threads
 from progattr_core.gates import decide_challenger
 from progattr_core.model import resolve_device
-from progattr_core.model_file import load_model, save_model, weights_digest
+from progattr_core.model_file import FORMAT, load_model, save_model, weights_digest
+from progattr_core.model_init import ModelInit
 from tasks.context import (
     PARAMS_SNAPSHOT,
     DataRef,
@@ -112,7 +112,7 @@ def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:
     p = ctx.params()
     return {"params_snapshot": PARAMS_SNAPSHOT, "params_digest": p.digest(),
             "model_init": ctx.model_init, "model_init_version": ctx.model_init_version, "recipe": ctx.recipe,
-            "model_init_identity": init_identity(p.model.init),
+            "model_init_identity": ModelInit.parse(p.model.init).identity(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
             "threads": str(resolved_threads(p.train.threads)), "deterministic": str(p.train.deterministic),
             "device_kind": device_kind(resolve_device(p.device)),
@@ -128,7 +128,7 @@ def _log_model_folder(store: Store, run_id: str, model_path: str, calibration: d
         model = load_model(model_path)
         model.calibration = {a: dict(c) for a, c in calibration.items()}
         save_model(model, folder / "model.pt")
-        (folder / "model.json").write_text(json.dumps(model.describe(), indent=1))
+        (folder / "model.json").write_text(json.dumps({"format": FORMAT, **model.describe()}, indent=1))
         store.log_artifacts(run_id, folder, MODEL_FOLDER)
 
 
@@ -157,7 +157,7 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
     baselines = {m: a["overall"] for m, a in evaluation.accuracy.items() if m != "progressive"}
     registry, name = Registry.of(ctx.store), model_name(ctx.article)
     champion = _champion_tags(registry, name, "accuracy")
-    rules = params.registry
+    rules = params.gates
     publish = evaluation.publish.get("progressive", {})
     gate = decide_challenger(prog, baselines, champion, rules.max_gap_to_best_baseline, rules.max_regression_vs_champion,
                              evaluation.metrics["progressive"], rules.min_adjusted_balanced_accuracy,

@@ -31,11 +31,11 @@ from progattr_core.data.manifest import read_manifest
 from progattr_core.distill import teacher_probabilities
 from progattr_core.errors import ConfigError
 from progattr_core.model import build_model, resolve_device
-from progattr_core.model_file import load_model, save_model
+from progattr_core.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from progattr_core.schedule import Stage, build_schedule
-from progattr_core.stages import load_checkpoint, save_checkpoint, train_stage
+from progattr_core.stages import train_stage
 from progattr_core.train import FitResult, LabelledImages, accuracy_on
-from tasks.context import DataRef, PipelineContext, baseline_key, completed_run, task_logger
+from tasks.context import DataRef, PipelineContext, baseline_key, completed_run, task_logger, train_key
 from tracking.store import Store
 
 CHECKPOINT = "checkpoint/checkpoint.pt"
@@ -118,6 +118,17 @@ def run_stage(ctx: PipelineContext, data: DataRef, key: str, index: int, previou
     return train_checkpointed(ctx, data, stage, {"kind": "stage", "train_key": key, "stage_index": index},
                               f"stage-{index}-{stage.name}", {}, previous, lambda: build_model(params.model, params.seed),
                               targets)
+
+
+def train_progressive(ctx: PipelineContext, data: DataRef, run: Callable[..., TrainedRef] = run_stage
+                      ) -> list[TrainedRef]:
+    """The article's progressive schedule, each stage from the previous one's checkpoint: `run` is
+    run_stage (`progattr pipeline train`) or the flow's task of it (one Prefect task per stage)."""
+    key = train_key(ctx, data)
+    stages: list[TrainedRef] = []
+    for stage in build_schedule(ctx.params(), ctx.article):
+        stages.append(run(ctx, data, key, stage.index, stages[-1] if stages else None))
+    return stages
 
 
 def _teacher_targets(ctx: PipelineContext, data: DataRef) -> Callable[[LabelledImages], Mapping[str, np.ndarray]]:

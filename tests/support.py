@@ -11,16 +11,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import torch
-
-from progattr_core.config import load_params
-from progattr_core.data.synth import generate_catalogue
-from tasks.context import make_context
 from tests.paths import ROOT
-from tests.unit.data_helpers import write_image
-from tracking.store import Store
+
+if TYPE_CHECKING:
+    import torch
+
+    from tracking.store import Store
 
 # Servers and processes on loopback
 
@@ -46,16 +44,27 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it has not gone within a minute."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        pass
+def stop(proc: subprocess.Popen, group: bool = False) -> None:
+    """Stop a server a test started: SIGTERM; a second one after 5 s if it is still finishing (`prefect
+    worker start` turns the first into a graceful SIGINT of its worker and the second into a SIGKILL of
+    it; uvicorn, under `prefect server start`, exits at once on the second); SIGKILL after 30 s more.
+    `group`: signal its whole process group (a server started with start_new_session=True that spawns
+    workers), whose other members may outlive it."""
+    def send(sig: int) -> None:
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        if proc.poll() is not None and not group:
+            return
+        send(sig)
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def processes_with(marker: str) -> dict[int, str]:
@@ -90,12 +99,15 @@ def tiny_overrides(tmp_path: Path) -> list[str]:
         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "mlflow.retry_delay_s=0.1",
         # a 1-epoch 32 px model on ~100 images answers mostly the majority class: the learning gate
         # would refuse every version these tests promote; test_train_flow turns it back on
-        "registry.min_adjusted_balanced_accuracy=-1",
+        "gates.min_adjusted_balanced_accuracy=-1",
     ]
 
 
 def make_project(folder: Path, n: int = 120) -> tuple[Path, list[str]]:
     """A project folder: params.yaml, a synthetic catalogue in data/raw/mini; flow-test overrides."""
+    from progattr_core.config import load_params
+    from progattr_core.data.synth import generate_catalogue
+
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / "params.yaml", folder / "params.yaml")
     p = load_params(folder / "params.yaml")
@@ -111,6 +123,8 @@ TWO_ATTRIBUTE_STAGES = 4  # first:fade, add:shade, finetune:fade+shade, final
 
 
 def two_attribute_project(folder):
+    import pandas as pd
+
     params_path, overrides = make_project(folder, n=60)
     manifest = folder / "data/raw/mini/jeans/manifest.parquet"
     pd.read_parquet(manifest).drop(columns=["distress"]).to_parquet(manifest)
@@ -118,6 +132,9 @@ def two_attribute_project(folder):
 
 
 def flow_store(params_path: Path, overrides: list[str]) -> Store:
+    from tasks.context import make_context
+    from tracking.store import Store
+
     return Store(make_context(params_path, FLOW_ARTICLE, overrides).store)
 
 
@@ -129,7 +146,9 @@ def stage_runs(store: Store) -> dict[int, list[str]]:
 
 
 def stage_weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    from progattr_core.model_file import read
+
+    return read(path)["state_dict"]
 
 
 def bucket_with_catalogue(s3_server: str, tmp_path, bucket: str) -> int:
@@ -159,6 +178,8 @@ COLOURS = ["Black", "Blue", "Red"]
 def kaggle_folder(tmp_path, n: int = 36):
     """styles.csv + images/<id>.jpg: n rows cycling over three article types and colours; one rare
     colour (below any min_class_count > 1) and one literal NA."""
+    from tests.unit.data_helpers import write_image
+
     folder = tmp_path / "kaggle"
     lines = [HEADER]
     for i in range(1, n + 1):

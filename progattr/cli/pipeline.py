@@ -1,42 +1,47 @@
 """The flows a user runs: `progattr pipeline ...`, `demo`, `nightly`, `branch-add` and `tag`.
 
-`progattr pipeline run` is the training flow in Prefect; `progattr pipeline <stage>` runs one step
-with the same task code, called directly (no Prefect engine): these are the commands of the
-`dvc.yaml` stages. Each step records an MLflow run `dvc-<stage>`; state between steps travels in
-files under outputs/<article>/.
+`progattr pipeline run` is the training flow in Prefect; `progattr pipeline <step>` runs one of the
+steps tasks/pipeline.py declares, with the same task code, called directly (no Prefect engine): these
+are the commands of the `dvc.yaml` stages, and `progattr pipeline dvc-yaml` checks (or writes) that file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from .common import common_parent, print_json, quiet_tool_logs
 
-STAGES = ("ingest", "validate", "slice", "train", "baselines", "evaluate")
 SOURCE_HELP = "a folder, or s3://bucket/prefix (default: params pipeline.source)"
 
 
 def add_pipeline_parser(subparsers: argparse._SubParsersAction) -> None:
     common = common_parent()
     pipeline = subparsers.add_parser("pipeline", help="the training pipeline: the Prefect flow, or one step (dvc.yaml)")
-    sub = pipeline.add_subparsers(dest="pipeline_command", required=True, metavar="{run," + ",".join(STAGES) + "}")
-    for stage in STAGES:
-        p = sub.add_parser(stage, parents=[common], help=f"the `{stage}` step alone (a dvc.yaml stage)")
+    from tasks.pipeline import STEPS  # the steps, declared once (dvc.yaml is generated from them)
+
+    names = [step.name for step in STEPS]
+    sub = pipeline.add_subparsers(dest="pipeline_command", required=True,
+                                  metavar="{run," + ",".join(names) + ",dvc-yaml}")
+    for step in STEPS:
+        p = sub.add_parser(step.name, parents=[common], help=f"{step.help} (the `{step.name}` step alone, a dvc.yaml "
+                           "stage)")
         p.add_argument("--article", required=True)
-        if stage == "ingest":
+        if step.name == "ingest":
             p.add_argument("--source", default="", help=SOURCE_HELP)
             p.add_argument("--no-track", action="store_true", help="do not `dvc add` the raw folder "
                            "(inside `dvc repro`, which holds DVC's lock)")
-        p.set_defaults(handler=run_stage_command, stage=stage)
+        p.set_defaults(handler=run_stage_command, stage=step.name)
     run = sub.add_parser("run", parents=[common], help="the whole training flow in Prefect")
     run.add_argument("--article", required=True)
     run.add_argument("--source", default="", help=SOURCE_HELP)
     run.set_defaults(handler=run_flow_command)
+    generate = sub.add_parser("dvc-yaml", help="check (or --write) dvc.yaml and pretrain/dvc.yaml against the steps "
+                              "tasks/pipeline.py declares")
+    generate.add_argument("--write", action="store_true", help="write the files that differ")
+    generate.set_defaults(handler=run_dvc_yaml)
 
 
 def add_flow_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -87,81 +92,29 @@ def add_flow_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stage_command(args: argparse.Namespace) -> int:
-    from tasks.context import flow_run, make_context
+    from tasks.pipeline import run_step
 
-    ctx = make_context(args.params, args.article, args.overrides)
-    with flow_run(ctx, f"dvc-{args.stage}-{args.article}", {"dvc_stage": args.stage}) as ctx:
-        result = _STEPS[args.stage](ctx, args)
+    options = {"source": args.source, "track": not args.no_track} if args.stage == "ingest" else {}
+    result = run_step(args.stage, args.params, args.article, args.overrides, **options)
     if result:
         print(result)
     return 0
 
 
-def _data(ctx):
-    from tasks.context import DataRef
+def run_dvc_yaml(args: argparse.Namespace) -> int:
+    from tasks import dvc_yaml
 
-    path = ctx.outputs("data_version.json")
-    if not path.is_file():
-        from progattr_core.errors import DataValidationError
-
-        raise DataValidationError(f"{path} not found: run `progattr pipeline ingest` first")
-    return DataRef(**json.loads(path.read_text()))
-
-
-def _ingest(ctx, args) -> str:
-    from tasks.ingest import ingest
-
-    data = ingest(ctx, args.source or ctx.params().pipeline.source, track=not args.no_track)
-    return f"{data.n_images} images, data version {data.data_version}"
-
-
-def _validate(ctx, args) -> str:
-    from tasks.ingest import validate
-
-    outcome = validate(ctx, _data(ctx))
-    return f"validation passed ({outcome.n_expectations} expectations); report {outcome.report_dir}"
-
-
-def _slice(ctx, args) -> str:
-    from tasks.ingest import slice_data
-
-    return f"slices in {slice_data(ctx, _data(ctx))}"
-
-
-def _train(ctx, args) -> str:
-    from progattr_core.schedule import build_schedule
-    from tasks.context import train_key
-    from tasks.training import export_progressive, run_stage
-
-    data = _data(ctx)
-    key = train_key(ctx, data)
-    stages = []
-    for stage in build_schedule(ctx.params(), ctx.article):
-        stages.append(run_stage(ctx, data, key, stage.index, stages[-1] if stages else None))
-    return f"progressive model {export_progressive(ctx, stages)}"
-
-
-def _baselines(ctx, args) -> str:
-    from tasks.context import baseline_key
-    from tasks.training import baseline_jobs, run_baseline, write_refs
-
-    data = _data(ctx)
-    key = baseline_key(ctx, data)
-    refs = [run_baseline(ctx, data, key, method, attr) for method, attr in baseline_jobs(ctx)]
-    write_refs(ctx.outputs("baselines", "baselines.json"), refs)
-    return f"{len(refs)} baseline models in {ctx.outputs('baselines')}"
-
-
-def _evaluate(ctx, args) -> str:
-    from tasks.evaluation import evaluate_methods
-    from tasks.training import read_refs
-
-    refs = read_refs(ctx.outputs("progressive", "stages.json")) + read_refs(ctx.outputs("baselines", "baselines.json"))
-    return evaluate_methods(ctx, _data(ctx), refs).table_markdown
-
-
-_STEPS: dict[str, Callable] = {"ingest": _ingest, "validate": _validate, "slice": _slice, "train": _train,
-                               "baselines": _baselines, "evaluate": _evaluate}
+    if args.write:
+        changed = dvc_yaml.write()
+        print(f"wrote {', '.join(changed)}" if changed else "dvc.yaml and pretrain/dvc.yaml are up to date")
+        return 0
+    stale = dvc_yaml.stale()
+    if stale:
+        print(f"{', '.join(stale)} differ from tasks/pipeline.py's steps: run `progattr pipeline dvc-yaml --write`",
+              file=sys.stderr)
+        return 1
+    print("dvc.yaml and pretrain/dvc.yaml are what tasks/pipeline.py's steps generate")
+    return 0
 
 
 def run_flow_command(args: argparse.Namespace) -> int:
@@ -274,6 +227,7 @@ def run_demo(args: argparse.Namespace) -> int:
     import time
 
     from progattr_core.config import load_params
+    from progattr_core.data.manifest import relative_inside
     from tasks import dvc_store
 
     start = time.perf_counter()
@@ -291,7 +245,7 @@ def run_demo(args: argparse.Namespace) -> int:
         dvc_store.run_dvc(root, "init", "-q", *([] if (root / ".git").exists() else ["--no-scm"]))
     from flows.train_flow import run_train_flow
 
-    result = run_train_flow(args.article, str(raw.relative_to(root)), str(params_path), overrides)
+    result = run_train_flow(args.article, relative_inside(raw, root) or str(raw), str(params_path), overrides)
     pushed = "tracked and pushed to the default remote" if dvc_store.has_remote(root) else "tracked; no remote"
     print("\n== progattr demo: test accuracy, macro-F1 and balanced accuracy (%) per attribute and method ==")
     print(result["table"])

@@ -27,6 +27,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_PART = re.compile(r"^[A-Za-z0-9._+\-=@ ()\[\],]+$")
 
 
+def relative_inside(path: str | Path, root: str | Path) -> str | None:
+    """`path` as a POSIX path relative to `root` when it lies inside it (both resolved, symlinks
+    followed), else None: the one test of "is this inside the project / the data root?"."""
+    full, base = Path(path).resolve(), Path(root).resolve()
+    return full.relative_to(base).as_posix() if full.is_relative_to(base) else None
+
+
 def safe_relative_path(path: str) -> str:
     """`path` as a normalised POSIX path that stays inside its root; DataValidationError otherwise."""
     text = str(path)

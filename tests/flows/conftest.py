@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.paths import ROOT
-from tests.support import free_port, stop_group, tiny_overrides, wait_http
+from tests.support import free_port, stop, tiny_overrides, wait_http
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def mlflow_server(tmp_path):
         wait_http(f"{url}/health", proc, timeout=240)  # minutes under heavy load; ~15 s idle
         yield url
     finally:
-        stop_group(proc)
+        stop(proc, group=True)
         log.close()
 
 

@@ -90,9 +90,9 @@ READERS = [
     ({"train__threads": 1}, {"train", "baselines"}),
     ({"baselines__epochs": 2}, {"baselines"}),
     ({"evaluation__pr_points": 51}, {"evaluate"}),
-    ({"registry__min_adjusted_balanced_accuracy": 0.05}, {"evaluate"}),
-    # read by no stage: the registry gates, stores, serving, operations, the other flows
-    ({"registry__max_gap_to_best_baseline": 0.05, "mlflow__retries": 1, "serving__port": 9090,
+    ({"gates__min_adjusted_balanced_accuracy": 0.05}, {"evaluate"}),
+    # read by no stage: the registration gates, stores, serving, operations, the other flows
+    ({"gates__max_gap_to_best_baseline": 0.05, "mlflow__retries": 1, "serving__port": 9090,
       "operations__nightly_cron": "0 3 * * *", "branch_add__epochs_add": 3, "synth__n_images": 10,
       "pretrain__epochs": 1, "imports__kaggle__tshirts__article_types": ["Tshirts", "Polos"],
       "retention__keep_runs": 5}, set()),

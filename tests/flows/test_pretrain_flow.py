@@ -123,6 +123,11 @@ def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_
     assert auto.params().model.split_point == "layer4.1" and auto.recipe.startswith(
         "profile auto -> pretrained with model.init=models:/progattr-backbone/1, the newest registered resnet18 Base "
         "(24 images of 2 article types)")
+    # a flow running the training flow inside it (the nightly) hands its choice on: taken as it is, not re-read
+    again = make_context(ROOT / "params.yaml", "jeans", store, resolved=auto.resolved)
+    assert (again.model_init_version, again.recipe, again.resolved) == (auto.model_init_version, auto.recipe, auto.resolved)
+    handed = make_context(ROOT / "params.yaml", "jeans", store, resolved=("", "", "profile auto -> none: the caller's"))
+    assert (handed.params().model.init, handed.recipe) == ("scratch", "profile auto -> none: the caller's")
     own = make_context(ROOT / "params.yaml", "jeans", [*store, "model.init=scratch"])
     assert (own.params().profile, own.params().model.init) == ("", "scratch") and "model.init=scratch was set" in own.recipe
     demo_like = make_context(ROOT / "params.yaml", "jeans", ["profile=", *store])

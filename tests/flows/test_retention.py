@@ -24,10 +24,10 @@ def test_retention_keeps_what_versions_a_resume_and_the_nightly_need(tmp_path, p
     from flows.train_flow import train_flow
 
     params, over = make_project(tmp_path / "p", n=80)
-    over = [*over, "baselines.methods=[multilabel_masked]", "registry.max_gap_to_best_baseline=1",
+    over = [*over, "baselines.methods=[multilabel_masked]", "gates.max_gap_to_best_baseline=1",
             "retention.keep_runs=1"]
     # training A (version 1) fails the learning gate, so it holds no alias: its files may go
-    a = train_flow(FLOW_ARTICLE, "data/raw/mini", str(params), [*over, "registry.min_adjusted_balanced_accuracy=0.99"])
+    a = train_flow(FLOW_ARTICLE, "data/raw/mini", str(params), [*over, "gates.min_adjusted_balanced_accuracy=0.99"])
     assert a["registry"]["version"] == "1" and not a["registry"]["challenger"]
     # training B (another seed) stops at stage 2, as a power cut would
     over_b = [*over, "seed=1"]

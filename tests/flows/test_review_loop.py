@@ -28,7 +28,7 @@ def test_tag_export_fill_import_then_the_nightly_retrains_on_the_reviewed_labels
     root = params_path.parent
     dvc_store.run_dvc(root, "init", "--no-scm", "-q")
     monkeypatch.chdir(root)
-    overrides = [*overrides, "baselines.methods=[multilabel]", "registry.max_gap_to_best_baseline=1",
+    overrides = [*overrides, "baselines.methods=[multilabel]", "gates.max_gap_to_best_baseline=1",
                  "pipeline.source=data/raw/mini", "serving.tag_output=tags"]
     first = nightly_flow(FLOW_ARTICLE, "", str(params_path), overrides)
     assert first["skipped"] is False
@@ -72,7 +72,7 @@ def test_tag_export_fill_import_then_the_nightly_retrains_on_the_reviewed_labels
 
     # the coverage gate at zero tolerance: the new version is refused exactly where an attribute's
     # coverage fell below the champion's (v1's tags), and says so
-    second = nightly_flow(FLOW_ARTICLE, "", str(params_path), [*overrides, "registry.max_coverage_regression_vs_champion=0"])
+    second = nightly_flow(FLOW_ARTICLE, "", str(params_path), [*overrides, "gates.max_coverage_regression_vs_champion=0"])
     assert second["skipped"] is False and second["data_version"] != first["data_version"]
     assert second["data_version"] == dvc_store.tracked_hash(source) and second["stages_trained"]
     registry = Registry(f"sqlite:///{tmp_path / 'p'}/mlflow.db")

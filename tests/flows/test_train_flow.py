@@ -65,7 +65,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     params_a, over_a = make_project(tmp_path / "a")
     # one task per attribute, run concurrently; the gap to the best baseline is not what this test checks
     # (a 1-epoch 32 px model is a coin toss against the individual models, who trail by 0.03 or lead)
-    over_a = [*over_a, "baselines.methods=[individual]", "registry.max_gap_to_best_baseline=1"]
+    over_a = [*over_a, "baselines.methods=[individual]", "gates.max_gap_to_best_baseline=1"]
     result = train_flow(ARTICLE, "data/raw/mini", str(params_a), over_a)
     assert set(result["accuracy"]) == {"progressive", "individual"}
     assert result["stages_trained"] == list(range(6))
@@ -107,7 +107,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     # Same data and params in a second project: killed mid-stage, then run again.
     params_b, over_b = make_project(tmp_path / "b")
     # neither is part of the training key; no 1-epoch 32 px model clears a 0.99 learning gate
-    over_b = [*over_b, "baselines.methods=[multilabel_masked]", "registry.min_adjusted_balanced_accuracy=0.99"]
+    over_b = [*over_b, "baselines.methods=[multilabel_masked]", "gates.min_adjusted_balanced_accuracy=0.99"]
     store_b = flow_store(params_b, over_b)
     # as a new user runs it: no PREFECT_API_URL, so the run starts Prefect's temporary server; every
     # process of the run carries a marker in its environment
@@ -138,7 +138,7 @@ def test_flow_end_to_end_then_sigkill_mid_stage_resumes_to_the_same_weights(tmp_
     assert not reg["challenger"] and any(r.startswith("fade: has not learnt: balanced accuracy") for r in reg["reasons"])
     assert Registry.of(store_b.cfg).alias_version("progattr-jeans", "challenger") is None
     gate_tag = store_b.client.get_model_version("progattr-jeans", reg["version"]).tags["progattr.gate"]
-    assert "has not learnt" in gate_tag and "registry.min_adjusted_balanced_accuracy 0.99" in gate_tag
+    assert "has not learnt" in gate_tag and "gates.min_adjusted_balanced_accuracy 0.99" in gate_tag
     assert "NOT LEARNT" in resumed["table"] and "Macro-F1" in resumed["table"]
     assert [m["event"] for m in messages[1:]] == ["gate_failed"]  # the killed run never got to register
     assert "fade: has not learnt" in messages[1]["text"] and messages[1]["reasons"] == list(reg["reasons"])
@@ -215,7 +215,7 @@ def test_distillation_trains_the_teachers_first_and_keys_the_stages_by_them(tmp_
     from tasks.training import run_stage
 
     params, over = make_project(tmp_path, n=60)
-    over = [*over, "baselines.methods=[individual]", "registry.max_gap_to_best_baseline=1"]
+    over = [*over, "baselines.methods=[individual]", "gates.max_gap_to_best_baseline=1"]
     distil = [*over, "train.distill=individual"]
     result = train_flow(ARTICLE, "data/raw/mini", str(params), distil)
     assert set(result["accuracy"]) == {"progressive", "individual"} and result["stages_trained"] == list(range(6))
@@ -273,7 +273,7 @@ def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
     assert first == again and first[0] != other[0] and first[1] != other[1]
     assert train_key(scratch, data) not in (first[0], other[0])
     path.unlink()
-    with pytest.raises(ModelError, match="neither 'scratch', 'imagenet' nor an existing file"):
+    with pytest.raises(ModelError, match="neither 'scratch', 'imagenet', a models:/ reference nor an existing file"):
         train_key(make_context(params, ARTICLE, [f"model.init={path}"]), data)
 
 

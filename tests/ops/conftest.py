@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.paths import ROOT
-from tests.support import free_port, tiny_overrides, wait_http
+from tests.support import free_port, stop, tiny_overrides, wait_http
 
 ARTICLE = "jeans"
 SECOND = "tops"                    # a second article: its own nightly deployment, served beside the first
@@ -29,21 +29,6 @@ BIN = Path(sys.executable).parent
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     return {**env, "PREFECT_HOME": str(home), **extra}  # the rest: [tool.prefect] in pyproject.toml (cwd ROOT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM; a second one after 5 s if it is still finishing (`prefect worker start` turns the first into
-    a graceful SIGINT of its worker and the second into a SIGKILL of it; uvicorn, under `prefect server
-    start`, exits at once on the second); SIGKILL after 30 s more."""
-    for signal_, wait in ((proc.terminate, 5), (proc.terminate, 30), (proc.kill, None)):
-        if proc.poll() is not None:
-            return
-        signal_()
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _restart_api_workers() -> None:
@@ -84,7 +69,7 @@ def prefect_server(prefect_home):
             finally:
                 _restart_api_workers()
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 
@@ -151,5 +136,5 @@ def worker(prefect_server, project):
     try:
         yield names
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()

@@ -10,7 +10,7 @@ from tasks.branch_add import BaseModelRef, BranchEvaluation
 from tests.paths import ROOT
 
 PARAMS = load_params(ROOT / "params.yaml",
-                     ["registry.max_regression_vs_champion=0.02", "branch_add.epochs_add=3"])
+                     ["branch_add.max_regression_vs_base=0.02", "branch_add.epochs_add=3"])
 BASE = {"fade": 0.80, "shade": 0.70}
 
 
@@ -31,9 +31,9 @@ def _evaluation(fade: float, identical: bool, distress_adjusted: float) -> Branc
     ("frozen_base", 0.80, True, 0.0, False, "distress: has not learnt: balanced accuracy 0.5000, chance-adjusted 0.0000"),
 ])
 def test_branch_gates(mode, fade, identical, distress, passed, reason):
-    e, r = _evaluation(fade, identical, distress), PARAMS.registry
+    e, r = _evaluation(fade, identical, distress), PARAMS.gates
     gate = decide_branch_add(e.accuracy, e.base_accuracy, e.learning, e.old_predictions_identical, mode,
-                             r.max_regression_vs_champion, r.min_adjusted_balanced_accuracy)
+                             PARAMS.branch_add.max_regression_vs_base, r.min_adjusted_balanced_accuracy)
     ok, reasons = gate.passed, gate.reasons
     assert ok is passed
     assert (reason is None and reasons == ()) or any(reason in r for r in reasons)

@@ -6,9 +6,7 @@ fixtures (trained, approved), so they pass alone and in any order."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import requests
 from progattr.cli import main as cli
 from tasks.context import make_context
 from tests.paths import ROOT
+from tests.support import stop
 from tracking.registry import Registry
 from tracking.store import Store
 
@@ -301,6 +300,5 @@ def test_two_articles_train_through_one_pool_and_one_serve_follows_each_champion
             assert got[ARTICLE] == champions[ARTICLE]
             streak = streak + 1 if got == champions else 0
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop(proc, group=True)
         log.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tasks import approvals
-from tests.support import free_port, wait_http
+from tests.support import free_port, stop, wait_http
 from tracking.registry import Registry
 from tracking.store import Store, StoreConfig
 
@@ -70,8 +70,7 @@ def mlflow_on_postgres(postgres, s3_server, tmp_path):  # noqa: F811
             raise RuntimeError(f"{exc}; mlflow server log:\n{(tmp_path / 'mlflow.log').read_text()[-3000:]}") from None
         yield url, s3_server
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
         log.close()
 
 

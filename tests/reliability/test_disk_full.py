@@ -14,9 +14,8 @@ import torch
 
 from progattr_core.config import load_params
 from progattr_core.model import build_model
-from progattr_core.model_file import load_model, save_model
+from progattr_core.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from progattr_core.schedule import build_schedule
-from progattr_core.stages import load_checkpoint, save_checkpoint
 from tests.paths import ROOT
 
 from .conftest import PARAMS
@@ -31,7 +30,7 @@ import torch
 from progattr_core.config import load_params
 from progattr_core.model import build_model
 from progattr_core.schedule import build_schedule
-from progattr_core.stages import save_checkpoint
+from progattr_core.model_file import save_checkpoint
 
 p = load_params(sys.argv[1], sys.argv[3:])
 stages = build_schedule(p, "jeans")

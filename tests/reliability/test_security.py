@@ -14,12 +14,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from progattr_core.backbone import FORMAT
 from progattr_core.config import load_params
 from progattr_core.errors import ModelError
 from progattr_core.model import build_model
-from progattr_core.model_file import load_model
-from progattr_core.stages import load_checkpoint
+from progattr_core.model_file import FORMAT, load_checkpoint, load_model
 from tests.paths import ROOT
 from tests.support import FLOW_ARTICLE, MLFLOW_HTTP_NO_RETRIES, bucket_with_catalogue
 

@@ -4,7 +4,6 @@ holding two versions of progattr-tops, with bearer-token auth on."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 from tests.paths import ROOT
 from tests.serving.helpers import register_versions, set_alias
-from tests.support import free_port, wait_http
+from tests.support import free_port, stop, wait_http
 
 TOKEN = "test-token-not-a-secret"
 MAX_BODY = 200_000
@@ -73,11 +72,7 @@ def served(registry) -> Served:
         _wait_all_workers(url, workers=2, timeout=60)
         yield Served(url, uri, versions, root)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

@@ -43,7 +43,7 @@ def test_missing_key_is_named():
     ("train.lr=-0.1", r"train.lr = -0.1; must be > 0"),
     ("train.batch_size=big", r"train.batch_size must be int, got str 'big'"),
     ("model.split_point=layer5", r"model.split_point = 'layer5'; allowed"),
-    ("baselines.split_point=layer5", r"baselines.split_point = 'layer5'; allowed"),
+    ("baselines.lr_grouping=layer5", r"baselines.lr_grouping = 'layer5'; allowed"),
     ("model.arch=vgg16", r"model.arch = 'vgg16'; allowed"),
     ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
     ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),
@@ -161,6 +161,12 @@ def test_a_retired_key_says_what_became_of_it(tmp_path):
         load_params(ROOT / "params.yaml", ["evaluation.top_k=5"])
     with pytest.raises(ConfigError, match=r"serving.tag_min_probability is removed: each attribute's threshold"):
         load_params(ROOT / "params.yaml", ["serving.tag_min_probability=0.5"])
+    renamed = _raw()  # a params file from before the gates had their own section
+    renamed["registry"] = renamed.pop("gates")
+    with pytest.raises(ConfigError, match=r"registry.max_gap_to_best_baseline is renamed gates.max_gap_to_best_baseline"):
+        params_from_dict(renamed, "old-params.yaml")
+    with pytest.raises(ConfigError, match=r"baselines.split_point is renamed baselines.lr_grouping"):
+        load_params(ROOT / "params.yaml", ["baselines.split_point=layer3"])
 
 
 def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_and_retired_ones_dropped():
@@ -174,8 +180,15 @@ def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_an
     del old["model"]["split_points"], old["evaluation"]["split_advice_margin"], old["taxonomy"]["dresses"]
     old["evaluation"]["top_k"] = 3  # retired since
     old["model"]["split_point"] = "layer2"  # what the version was trained with stays
+    old["registry"] = old.pop("gates")  # renamed since: the values move to the new names
+    old["registry"]["max_gap_to_best_baseline"] = 0.5
+    old["baselines"]["split_point"] = old["baselines"].pop("lr_grouping")
+    old["baselines"]["split_point"] = "layer2"
+    del old["branch_add"]["max_regression_vs_base"]  # added since
     with pytest.raises(ConfigError):
         params_from_dict(copy.deepcopy(old))
     p = params_from_dict(fill_from(old, current))
     assert p.model.split_points == {} and p.evaluation.split_advice_margin == 0.02
     assert p.model.split_point == "layer2" and "dresses" not in p.taxonomy  # user mappings are not filled in
+    assert (p.gates.max_gap_to_best_baseline, p.baselines.lr_grouping, p.branch_add.max_regression_vs_base) == \
+        (0.5, "layer2", 0.02)

@@ -24,7 +24,7 @@ def test_the_coverage_gate_refuses_an_attribute_that_publishes_less_than_the_cha
     gate = decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, champion, 0.05)
     assert not gate.passed and gate.reasons == (
         "neck: coverage at its target precision 0.5000 regresses vs champion 0.6000 by 0.1000 > "
-        "registry.max_coverage_regression_vs_champion 0.05",)
+        "gates.max_coverage_regression_vs_champion 0.05",)
     assert decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, champion, -1).passed  # gate off
     assert decide_challenger(PROG, {}, None, 0.02, 0.02, {}, 0.02, coverage, None, 0.05).passed  # no champion yet
 
@@ -47,7 +47,7 @@ def test_a_majority_class_model_fails_the_learning_gate_with_its_numbers():
     gate = decide_challenger(acc, {}, None, 0.02, 0.02, learning, 0.02)
     assert not gate.passed and len(gate.reasons) == 1
     assert gate.reasons[0] == ("neck: has not learnt: balanced accuracy 0.3333, chance-adjusted 0.0000 <= "
-                               "registry.min_adjusted_balanced_accuracy 0.02 (accuracy 0.8000, majority-class "
+                               "gates.min_adjusted_balanced_accuracy 0.02 (accuracy 0.8000, majority-class "
                                "rate 0.8000, macro-F1 0.2963)")
     assert decide_challenger(acc, {}, None, 0.02, 0.02, learning, -1.0).passed  # a negative threshold: off
 

@@ -76,76 +76,31 @@ def test_core_imports_no_pipeline_tools_at_run_time():
     assert out.stdout.strip() == "[]"
 
 
-# dvc.yaml's code dependencies: each stage runs `progattr pipeline <stage>`, whose step function imports the
-# tasks it runs; every module those reach in the pipeline's packages is code the stage's outputs depend on
-STEP_FILE = ROOT / "progattr" / "cli" / "pipeline.py"
-STAGE_PACKAGES = ("progattr_core", "tasks", "tracking", "flows")
-PIPELINES = {"dvc.yaml": None, "pretrain/dvc.yaml": ["flows.pretrain"]}  # None: `progattr pipeline <stage>`
+def test_dvc_yaml_is_what_the_declared_steps_generate():
+    """dvc.yaml and pretrain/dvc.yaml come from tasks/pipeline.py's steps, each stage's code deps from the import
+    graph (tasks/dvc_yaml.py): a change to any code a stage runs makes `dvc repro` re-run it, and no stage re-runs
+    for code it never runs. A stale committed file fails with the lines that differ."""
+    import difflib
 
+    from tasks.dvc_yaml import ROOT as GENERATED_ROOT
+    from tasks.dvc_yaml import render
 
-def _module_file(module: str) -> Path | None:
-    path = ROOT.joinpath(*module.split("."))
-    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imported_modules(tree: ast.AST, package: str) -> set[str]:
-    """Every module of STAGE_PACKAGES an import in `tree` names (`from a import b`: a, and a.b where b is a module)."""
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else [])) \
-                if node.level else node.module or ""
-            found |= {base, *(f"{base}.{alias.name}" for alias in node.names)}
-    return {m for m in found if m.split(".")[0] in STAGE_PACKAGES and _module_file(m)}
-
-
-def stage_code(stage: str, entry: list[str] | None = None) -> set[str]:
-    """The files (repo-relative) of every pipeline module a stage can run: `entry` modules, or the imports
-    of `progattr pipeline <stage>`'s step function (and the shared runner's), then everything they
-    import, lazily or not."""
-    if entry is None:
-        steps = ast.parse(STEP_FILE.read_text())
-        entry = [m for fn in ast.walk(steps) if isinstance(fn, ast.FunctionDef)
-                 and fn.name in (f"_{stage}", "_data", "run_stage_command") for m in _imported_modules(fn, "progattr.cli")]
-    todo, seen = list(entry), set()
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        parts = module.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts)) if _module_file(".".join(parts[:i]))]
-        path = _module_file(module)
-        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-        todo += _imported_modules(ast.parse(path.read_text()), package)
-    files = {_module_file(m) for m in seen}
-    return {p.relative_to(ROOT).as_posix() for p in files if p.stat().st_size}  # an empty __init__ runs nothing
-
-
-def test_each_dvc_stage_declares_every_module_it_runs():
-    """A change to any code a stage runs makes `dvc repro` re-run it, and no stage re-runs for code it never runs."""
-    import yaml
-
-    problems = []
-    for name, entry in PIPELINES.items():
-        for stage, spec in yaml.safe_load((ROOT / name).read_text())["stages"].items():
-            declared = {d for d in spec["deps"] if d.endswith(".py")}
-            needed = stage_code(stage, entry)
-            problems += [f"{name} {stage}: add `- {f}` to its deps" for f in sorted(needed - declared)]
-            problems += [f"{name} {stage}: `{f}` is declared but the stage never runs it" for f in sorted(declared - needed)]
-    assert not problems, "dvc.yaml's code deps differ from the import graph:\n" + "\n".join(problems)
+    assert GENERATED_ROOT == ROOT
+    diffs = ["".join(difflib.unified_diff((ROOT / path).read_text().splitlines(True), text.splitlines(True), path,
+                                          f"{path} (generated)")) for path, text in render().items()
+             if (ROOT / path).read_text() != text]
+    assert not diffs, "run `progattr pipeline dvc-yaml --write`:\n" + "\n".join(diffs)
 
 
 def test_the_stage_walk_follows_lazy_and_relative_imports():
-    """The check itself: image decoding (reached lazily, through relative imports) is code `train` runs;
-    the evaluation is not, and `evaluate` runs both."""
-    train, evaluate = stage_code("train"), stage_code("evaluate")
-    assert {"progattr_core/data/arrays.py", "progattr_core/data/images.py", "tasks/context.py"} <= train
+    """The walk itself: image decoding (reached lazily, through relative imports) is code `train` runs;
+    the evaluation is not, and `evaluate` runs both; typing-only imports run nothing."""
+    from tasks.dvc_yaml import step_code
+    from tasks.pipeline import BY_NAME
+
+    train, evaluate = step_code(BY_NAME["train"]), step_code(BY_NAME["evaluate"])
+    assert {"progattr_core/data/arrays.py", "progattr_core/data/images.py", "tasks/context.py",
+            "tasks/pipeline.py"} <= train
     assert "tasks/evaluation.py" not in train and "progattr_core/sharing.py" not in train
     assert {"tasks/evaluation.py", "progattr_core/sharing.py", "progattr_core/data/arrays.py"} <= evaluate
+    assert "tasks/dvc_yaml.py" not in train | evaluate  # generating the file is not a stage's code

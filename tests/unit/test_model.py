@@ -8,7 +8,8 @@ import torch
 from progattr_core.errors import ModelError, WeightsUnavailableError
 from progattr_core.losses import masked_cross_entropy
 from progattr_core.model import MultiLabelResNet, ProgressiveResNet, build_model
-from progattr_core.model_file import load_model, save_model
+from progattr_core.model_file import load_checkpoint, load_fit_state, load_model, save_fit_state, save_model
+from progattr_core.model_init import ModelInit
 from progattr_core.schedule import build_schedule
 from progattr_core.stages import _prepare_stage
 
@@ -138,6 +139,34 @@ def test_init_from_a_saved_model_reuses_its_base(tmp_path):
     warm = ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init=str(path), seed=9)
     for (k, v), (k2, v2) in zip(m.base.state_dict().items(), warm.base.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(v, v2)
+
+
+def test_model_init_forms_and_identity(tmp_path):
+    """One reader of model.init: its four forms, a file's identity by content, a clear error for the rest."""
+    assert [ModelInit.parse(t).kind for t in ("scratch", "imagenet", "models:/progattr-backbone@champion", "b.pt")] \
+        == ["scratch", "imagenet", "registered", "file"]
+    assert ModelInit.parse("scratch").identity() == "scratch"
+    path = save_model(_model(), tmp_path / "m.pt")
+    first = ModelInit.parse(str(path)).identity()
+    assert first.startswith("sha256:") and first == ModelInit.parse(str(path)).identity()
+    save_model(_model("layer2"), path)
+    assert ModelInit.parse(str(path)).identity() != first  # same path, new content: a new identity
+    with pytest.raises(ModelError, match="a registered backbone, which a pipeline run fetches"):
+        ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, init="models:/progattr-backbone/1")
+    with pytest.raises(ModelError, match="nor an existing file"):
+        ModelInit.parse(str(tmp_path / "gone.pt")).identity()
+
+
+def test_each_saved_file_kind_is_read_by_its_own_loader_only(tmp_path):
+    """A fit state is not a model, a model is not a stage checkpoint: each loader names what it got."""
+    path = save_fit_state(tmp_path / "state.pt", {"epoch": 1, "model": _model().state_dict()})
+    assert load_fit_state(path)["epoch"] == 1
+    with pytest.raises(ModelError, match="a fit state file, not a model or checkpoint"):
+        load_model(path)
+    with pytest.raises(ModelError, match="a model file, not a checkpoint"):
+        load_checkpoint(save_model(_model(), tmp_path / "m.pt"))
+    with pytest.raises(ModelError, match="a model file, not a fit state"):
+        load_fit_state(tmp_path / "m.pt")
 
 
 def test_build_model_from_params(tiny_params):

@@ -13,9 +13,10 @@ from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.losses import masked_cross_entropy
 from progattr_core.metrics import evaluate
 from progattr_core.model import build_model
+from progattr_core.model_file import load_checkpoint, save_checkpoint
 from progattr_core.predict import predict, predict_proba
 from progattr_core.schedule import branch_add_stages, build_schedule
-from progattr_core.stages import load_checkpoint, run_schedule, save_checkpoint, train_stage
+from progattr_core.stages import run_schedule, train_stage
 from progattr_core.train import LabelledImages, lr_ramp
 
 
@@ -279,7 +280,7 @@ def test_individual_models_keep_their_own_split_whatever_the_progressive_one(tin
 
     # a one-Branch model is the whole ResNet: the split sets only its LR ramp (layer4 at the top LR at layer3)
     params = load_params(ROOT / "params.yaml", [*TINY, "model.split_point=layer4.1"])
-    assert params.baselines.split_point == "layer3"
+    assert params.baselines.lr_grouping == "layer3"
     models, _ = train_individual(params, tiny_data, attributes=["fade"])
     assert models["fade"].split_point == "layer3"
     assert len(models["fade"].layer_groups(["fade"])) == 5  # stem, layer1-3, Branch (layer4 + classifier)
