@@ -101,7 +101,7 @@ def train_method(method: str, params: Any, splits: dict[str, Any], article: str,
             raise ValueError("train.distill=individual: progressive needs the individual models trained first")
         targets = _probs("individual", teachers, train, device)  # on every training image, labelled or not
     model = build_model(params.model, seed)
-    return model, run_schedule(model, build_schedule(params, article), train, params.train, seed, device, val,
+    return model, run_schedule(model, build_schedule(params, article), train, params, seed, device, val,
                                teachers=targets)
 
 
@@ -515,7 +515,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _options(ap: Any) -> None:
     ap.add_argument("--device", default="cpu", help="where models train and predict: cpu, cuda, cuda:N "
-                                                     "(on CUDA params' train.amp applies: bf16 + channels-last)")
+                                                     "(on CUDA params' compute.amp applies: bf16 + channels-last)")
     ap.add_argument("--real-n", type=int, default=None, help="subsample each real article to this many "
                                                              "images (default: the profile's)")
     ap.add_argument("--methods", default="", help=f"comma-separated subset of {', '.join([*METHODS, SPLIT])} "

@@ -46,7 +46,7 @@ def _options(ap: argparse.ArgumentParser) -> None:
 def _train(model, stages, splits, params, seed) -> tuple[Any, float, list[dict[str, Any]]]:
     from progattr_core.stages import run_schedule
 
-    results = run_schedule(model, stages, splits["train"], params.train, seed, "cpu", splits["val"])
+    results = run_schedule(model, stages, splits["train"], params, seed, "cpu", splits["val"])
     fits = [{"name": r.name, "seconds": round(r.seconds, 2), "image_passes": r.image_passes} for r in results]
     return model, float(sum(r.seconds for r in results)), fits
 

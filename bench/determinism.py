@@ -3,7 +3,7 @@ load, and what determinism costs.
 
 Each run is its own process (`--worker`): progressive (committed params) on one built-in article,
 then test accuracy and a checksum of every weight. The runs: deterministic (params default) twice on
-an idle machine and once beside a busy process (one core spinning); `train.deterministic=false`
+an idle machine and once beside a busy process (one core spinning); `compute.deterministic=false`
 twice (the cost: fit time against the deterministic runs, interleaved with them); and one thread
 instead of the default (different weights, which is why the thread count is part of the training key).
 
@@ -34,11 +34,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # label, params overrides, background load (busy processes)
 RUNS: list[tuple[str, list[str], int]] = [
     ("deterministic, idle", [], 0),
-    ("not deterministic, idle", ["train.deterministic=false"], 0),
+    ("not deterministic, idle", ["compute.deterministic=false"], 0),
     ("deterministic, idle (again)", [], 0),
-    ("not deterministic, idle (again)", ["train.deterministic=false"], 0),
+    ("not deterministic, idle (again)", ["compute.deterministic=false"], 0),
     ("deterministic, one core busy", [], 1),
-    ("deterministic, 1 thread", ["train.threads=1"], 0),
+    ("deterministic, 1 thread", ["compute.threads=1"], 0),
 ]
 
 

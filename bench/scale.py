@@ -143,7 +143,7 @@ def step_train(project: Path, n: int, overrides: list[str], workers: int | None)
     train = load_split(ctx, _data_ref(project), "train")
     stage = dataclasses.replace(build_schedule(p, ARTICLE)[0], epochs=1)
     model = build_model(p.model, p.seed)
-    result = train_stage(model, stage, train, p.train, p.seed, torch.device("cpu"), None, print)
+    result = train_stage(model, stage, train, p, p.seed, torch.device("cpu"), None, print)
     save_model(model, project.parent / "model.pt")
     return result.image_passes
 

@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              len(train.attributes))
     model, spec = multilabel_spec(params, train, True, attributes=train.attributes, epochs=params.pretrain.epochs,
                                   name="pretrain")
-    result = fit(model, spec, train, params.train, torch.device("cpu"), val, log.info)
+    result = fit(model, spec, train, params, torch.device("cpu"), val, log.info)
     path = args.backbone or common.DATA / (f"backbone-synth-{'-'.join(args.articles)}-n{n}-"
                                            f"px{params.model.image_size}.pt")
     save_model(model, path)

@@ -35,7 +35,7 @@ def rebuild_flow(article: str, version: str, params_path: str = "params.yaml", o
     start = time.perf_counter()
     ctx = make_context(params_path, article, overrides or [], resolve_profile=False)
     plan = plan_task(ctx, str(version))
-    here = device_kind(resolve_device(ctx.params().device))
+    here = device_kind(resolve_device(ctx.params().compute.device))
     if plan.tags["device_kind"] != here:
         log.warning("version %s was trained on %s, this machine trains on %s: the weights may differ",
                     version, plan.tags["device_kind"], here)

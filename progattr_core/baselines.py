@@ -42,7 +42,7 @@ def train_one_individual(params: Params, data: LabelledImages, attribute: str,
     model = build_model(dataclasses.replace(params.model, split_point=params.baselines.lr_grouping), params.seed)
     stage = Stage(0, f"individual:{attribute}", "first", attribute, (attribute,), params.baselines.epochs,
                   1.0, False)
-    result = train_stage(model, stage, data, params.train, params.seed, device, val, progress)
+    result = train_stage(model, stage, data, params, params.seed, device, val, progress)
     return model, result
 
 
@@ -83,7 +83,7 @@ def train_multilabel(params: Params, data: LabelledImages, masked: bool, device:
     """`masked=False`: the paper's baseline on fully-labelled images; True: all images, masked BCE.
     By default over the training article's attributes for `baselines.epochs`."""
     model, spec = multilabel_spec(params, data, masked, attributes, epochs, name)
-    result = fit(model.to(device), spec, data, params.train, torch.device(device), val, progress)
+    result = fit(model.to(device), spec, data, params, torch.device(device), val, progress)
     return model, result
 
 
@@ -97,7 +97,7 @@ def multilabel_spec(params: Params, data: LabelledImages, masked: bool, attribut
                              m.init, params.seed, masked)
     groups = model.layer_groups()
     indices = data.labelled_for(order, every=not masked)
-    spec = FitSpec(name, order, indices, groups, lr_ramp(len(groups), params.train.lr, params.train.lr_base_ratio),
+    spec = FitSpec(name, order, indices, groups, lr_ramp(len(groups), params.optimizer.lr, params.optimizer.lr_base_ratio),
                    _multilabel_loss(data, model, masked, class_weights(data, params.train.class_weighting)),
                    params.baselines.epochs if epochs is None else epochs, _seed_for(params.seed, name))
     return model, spec

@@ -2,7 +2,7 @@
 
 Every key must be present and known; a wrong type or value raises ConfigError naming the key and file.
 Precedence, lowest first: the file's sections, then the named profile it selects (`profile:`, one of
-`profiles:`), then overrides (`--set train.lr=0.01`, which may also select the profile: `--set
+`profiles:`), then overrides (`--set optimizer.lr=0.01`, which may also select the profile: `--set
 profile=paper`). All are applied to the raw mapping before validation. The sections' dataclasses are in
 params_schema.py, the checks of values across keys in params_checks.py; this module reads and resolves.
 """
@@ -27,9 +27,11 @@ from .params_schema import (  # noqa: F401  (the sections, importable from here 
     METHODS,
     PROFILE_SECTIONS,
     SPLIT_POINTS,
+    TRAINING_SECTIONS,
     AugmentParams,
     BaselineParams,
     BranchAddParams,
+    ComputeParams,
     DataParams,
     EvaluationParams,
     GatesParams,
@@ -39,6 +41,7 @@ from .params_schema import (  # noqa: F401  (the sections, importable from here 
     MlflowParams,
     ModelParams,
     OperationsParams,
+    OptimizerParams,
     Params,
     PipelineParams,
     PretrainParams,
@@ -129,6 +132,8 @@ def _apply_profile(raw: dict[str, Any], name: str, source: str) -> None:
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: profiles.{name} must be a mapping of section.key: value")
     for dotted, value in values.items():
+        if dotted in RETIRED:
+            raise ConfigError(f"{source}: profiles.{name}.{dotted} is {RETIRED[dotted]}")
         if str(dotted).split(".")[0] not in PROFILE_SECTIONS:
             raise ConfigError(f"{source}: profiles.{name}.{dotted}: a profile may only set keys of "
                               f"{list(PROFILE_SECTIONS)}")
@@ -161,6 +166,12 @@ RENAMED = {
                    "max_coverage_regression_vs_champion")},
     "baselines.split_point": ("baselines.lr_grouping", "it only sets the individual models' learning-rate layer "
                               "groups: a one-Branch model is the whole ResNet"),
+    **{f"train.{key}": (f"optimizer.{'name' if key == 'optimizer' else key}", "the optimiser has its own section, "
+                        "`optimizer:`") for key in ("optimizer", "lr", "lr_base_ratio", "finetune_factor",
+                                                     "final_factor", "weight_decay", "momentum", "lr_schedule")},
+    **{f"train.{key}": (f"compute.{key}", "where and how trainings run has its own section, `compute:`")
+       for key in ("threads", "deterministic", "amp")},
+    "device": ("compute.device", "where and how trainings run has its own section, `compute:`"),
 }
 # keys that existed once: a params file still carrying one fails with what to do instead of "unknown key"
 RETIRED = {
@@ -248,6 +259,10 @@ def fill_from(old: dict[str, Any], current: dict[str, Any], cls: type = Params) 
             if not node:  # a section every key of which was renamed away
                 parent, section = _parent(out, dotted.rpartition(".")[0])
                 (parent if parent is not None else out).pop(section, None)
+    for name, values in (out.get("profiles") or {}).items():  # a profile names keys too
+        if isinstance(values, dict):
+            out["profiles"][name] = {RENAMED[k][0] if k in RENAMED else k: v for k, v in values.items()
+                                     if k not in RETIRED or k in RENAMED}
 
     def fill(node: dict[str, Any], cur: dict[str, Any], tp: type) -> None:
         hints = typing.get_type_hints(tp)

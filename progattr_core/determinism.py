@@ -4,9 +4,9 @@ Measured on this project's CPU (bench/README.md, "Reproducibility"): with the sa
 threads two processes train to identical weights whatever else the machine is doing; a different
 thread count gives different weights (the kernels split their sums by thread), as different as
 another seed's: on the demo's catalogue 39.3% overall with one thread against 42.9% with two.
-So the thread count is a param (`train.threads`; 0 = the process's torch setting, by default the
+So the thread count is a param (`compute.threads`; 0 = the process's torch setting, by default the
 machine's cores) and, resolved, part of the training key, as is where the run trains (the device and
-the CPU's kernel family: AVX2 and AVX-512 kernels round differently). `train.deterministic` asks
+the CPU's kernel family: AVX2 and AVX-512 kernels round differently). `compute.deterministic` asks
 torch for deterministic algorithms: strict on CPU, where it costs nothing measurable; on CUDA it also
 pins cuDNN to deterministic kernels and cuBLAS to a fixed workspace, and warns (instead of failing)
 on the few ops that have no deterministic CUDA kernel.
@@ -22,12 +22,12 @@ from contextlib import contextmanager
 
 import torch
 
-from .config import TrainParams
+from .config import ComputeParams
 from .errors import ConfigError
 
 
 def resolved_threads(threads: int) -> int:
-    """The intra-op thread count a run with `train.threads = threads` trains with."""
+    """The intra-op thread count a run with `compute.threads = threads` trains with."""
     return threads if threads > 0 else torch.get_num_threads()
 
 
@@ -42,9 +42,11 @@ def device_kind(device: torch.device | str) -> str:
     return device.type
 
 
-def compute_identity(tp: TrainParams, device: torch.device | str) -> str:
-    """What the training key adds for the compute: resolved threads, determinism and device kind."""
-    return f"threads={resolved_threads(tp.threads)}|deterministic={tp.deterministic}|device={device_kind(device)}"
+def compute_identity(cp: ComputeParams, device: torch.device | str) -> str:
+    """What the training key adds for the compute: resolved threads, determinism and device kind (and bf16
+    autocast where it applies, on CUDA)."""
+    amp = "|amp=bf16" if cp.amp and torch.device(device).type == "cuda" else ""
+    return f"threads={resolved_threads(cp.threads)}|deterministic={cp.deterministic}|device={device_kind(device)}{amp}"
 
 
 _lock = threading.Lock()
@@ -52,14 +54,14 @@ _held: dict = {"count": 0, "wanted": None, "before": None}  # the trainings insi
 
 
 @contextmanager
-def reproducible(tp: TrainParams, device: torch.device | str) -> Iterator[None]:
-    """Train inside this: `train.threads` and `train.deterministic` apply, and the process's previous
+def reproducible(cp: ComputeParams, device: torch.device | str) -> Iterator[None]:
+    """Train inside this: `compute.threads` and `compute.deterministic` apply, and the process's previous
     settings come back afterwards (serving and tests share the process). Torch's settings are
     process-wide, so trainings running at once in one process (concurrent baseline tasks) share
     them: the first applies them, the last one out restores the process's, and one asking for other
     settings meanwhile is refused (its weights would depend on the other's timing)."""
     device = torch.device(device)
-    wanted = (resolved_threads(tp.threads), tp.deterministic, device.type)
+    wanted = (resolved_threads(cp.threads), cp.deterministic, device.type)
     with _lock:
         if _held["count"] == 0:
             _held["before"], _held["wanted"] = _apply(*wanted), wanted

@@ -14,8 +14,8 @@ def check_values(p: Params, source: str) -> None:
     def bad(key: str, value: Any, allowed: str) -> ConfigError:
         return ConfigError(f"{source}: {key} = {value!r}; {allowed}")
 
-    if p.device not in ("auto", "cpu", "cuda", "mps") and not p.device.startswith("cuda:"):
-        raise bad("device", p.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+    if p.compute.device not in ("auto", "cpu", "cuda", "mps") and not p.compute.device.startswith("cuda:"):
+        raise bad("device", p.compute.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     if p.model.arch not in ARCHS:
         raise bad("model.arch", p.model.arch, f"allowed: {list(ARCHS)}")
     if p.model.split_point not in SPLIT_POINTS:
@@ -33,11 +33,13 @@ def check_values(p: Params, source: str) -> None:
         raise bad("model.image_size", p.model.image_size, "must be >= 32")
     if len(p.model.mean) != 3 or len(p.model.std) != 3 or min(p.model.std) <= 0:
         raise bad("model.mean/std", (p.model.mean, p.model.std), "need 3 values each, std > 0")
-    for key in ("lr", "lr_base_ratio", "finetune_factor", "final_factor", "distill_temperature"):
-        if getattr(p.train, key) <= 0:
-            raise bad(f"train.{key}", getattr(p.train, key), "must be > 0")
-    if p.train.weight_decay < 0:
-        raise bad("train.weight_decay", p.train.weight_decay, "must be >= 0")
+    for key in ("lr", "lr_base_ratio", "finetune_factor", "final_factor"):
+        if getattr(p.optimizer, key) <= 0:
+            raise bad(f"optimizer.{key}", getattr(p.optimizer, key), "must be > 0")
+    if p.train.distill_temperature <= 0:
+        raise bad("train.distill_temperature", p.train.distill_temperature, "must be > 0")
+    if p.optimizer.weight_decay < 0:
+        raise bad("optimizer.weight_decay", p.optimizer.weight_decay, "must be >= 0")
     if p.train.first_attributes < 0:
         raise bad("train.first_attributes", p.train.first_attributes, "must be >= 0 (1: one attribute, the paper; 0: all)")
     if p.train.base_attributes < 0:
@@ -47,8 +49,8 @@ def check_values(p: Params, source: str) -> None:
     if p.pipeline.dask_address and not p.pipeline.dask_address.startswith(("tcp://", "tls://", "ws://", "wss://")):
         raise bad("pipeline.dask_address", p.pipeline.dask_address,
                   "a Dask scheduler address such as tcp://host:8786, or \"\" for this machine's processes")
-    if p.train.threads < 0:
-        raise bad("train.threads", p.train.threads, "must be >= 0 (0: the process's torch threads)")
+    if p.compute.threads < 0:
+        raise bad("compute.threads", p.compute.threads, "must be >= 0 (0: the process's torch threads)")
     for key in ("epochs_first", "epochs_add", "epochs_finetune", "epochs_final", "batch_size"):
         if getattr(p.train, key) < 0 or (key == "batch_size" and p.train.batch_size < 1):
             raise bad(f"train.{key}", getattr(p.train, key), "must be a non-negative count (batch_size >= 1)")

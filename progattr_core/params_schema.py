@@ -16,7 +16,10 @@ SPLIT_POINTS = ("layer2", "layer3", "layer4.1")
 METHODS = ("individual", "multilabel", "multilabel_masked")
 # what a profile may set: the model recipe (the rest, e.g. paths and `train.article`, is read by dvc.yaml
 # from the file as written, so a profile changing it would desynchronise the DVC stages)
-PROFILE_SECTIONS = ("model", "train", "baselines", "pretrain")
+PROFILE_SECTIONS = ("model", "train", "optimizer", "compute", "baselines", "pretrain")
+# the sections a model's weights depend on, besides the data: every training key and params hash digests them
+# (compute too, resolved: tasks.context.key_suffix, so `device: auto` and `cpu` on a CPU are the same training)
+TRAINING_SECTIONS = ("seed", "model", "train", "optimizer")
 # `profile: auto`: a pipeline run picks the `pretrained` profile when a pretrained Base can be had, else
 # none (tasks/context.resolve_auto_profile, which can see the registry); read plainly, it applies nothing
 AUTO_PROFILE = "auto"
@@ -118,7 +121,13 @@ class TrainParams:
     distill_temperature: float
     epochs_final: int
     batch_size: int
-    optimizer: Literal["sgd", "adamw"]
+    select_best_epoch: bool
+    augment: AugmentParams
+
+
+@dataclass(frozen=True)
+class OptimizerParams:
+    name: Literal["sgd", "adamw"]
     lr: float
     lr_base_ratio: float
     finetune_factor: float
@@ -126,11 +135,14 @@ class TrainParams:
     weight_decay: float
     momentum: float
     lr_schedule: Literal["cosine", "constant"]
-    select_best_epoch: bool
-    amp: bool
-    augment: AugmentParams
+
+
+@dataclass(frozen=True)
+class ComputeParams:
+    device: str
     threads: int
     deterministic: bool
+    amp: bool
 
 
 @dataclass(frozen=True)
@@ -239,7 +251,6 @@ class RetentionParams:
 @dataclass(frozen=True)
 class Params:
     seed: int
-    device: str
     profile: str                   # the applied profile ("" none), a record: its values are in the sections
     profiles: dict[str, dict[str, Any]]
     data: DataParams
@@ -249,6 +260,8 @@ class Params:
     pretrain: PretrainParams
     model: ModelParams
     train: TrainParams
+    optimizer: OptimizerParams
+    compute: ComputeParams
     baselines: BaselineParams
     evaluation: EvaluationParams
     validation: ValidationParams

@@ -66,8 +66,8 @@ def build_schedule(params: Params, article: str | None = None) -> list[Stage]:
             continue
         if t.finetune_after == "each" or k == min(len(order), base_learns) - 1:
             stages.append(Stage(len(stages), f"finetune:{'+'.join(order[:k + 1])}", "finetune", None,
-                                tuple(order[:k + 1]), t.epochs_finetune, t.finetune_factor, False))
-    stages.append(Stage(len(stages), "final", "final", None, tuple(order), t.epochs_final, t.final_factor, True))
+                                tuple(order[:k + 1]), t.epochs_finetune, params.optimizer.finetune_factor, False))
+    stages.append(Stage(len(stages), "final", "final", None, tuple(order), t.epochs_final, params.optimizer.final_factor, True))
     return stages
 
 
@@ -76,9 +76,9 @@ def branch_add_stages(existing: list[str], attribute: str, params: Params, mode:
 
     `frozen_base`: only the new Branch trains (Base frozen), so existing Branches cannot change.
     `progressive`: the paper's add + fine-tune-everything + frozen-Base final steps.
-    Epochs come from `branch_add:`, learning-rate factors from `train:`.
+    Epochs come from `branch_add:`, learning-rate factors from `optimizer:`.
     """
-    t, b = params.train, params.branch_add
+    b = params.branch_add
     if mode == "frozen_base":
         return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), b.epochs_add, 1.0, True)]
     if mode != "progressive":
@@ -86,5 +86,5 @@ def branch_add_stages(existing: list[str], attribute: str, params: Params, mode:
     everything = (*existing, attribute)
     return [Stage(0, f"add:{attribute}", "add", attribute, (attribute,), b.epochs_add, 1.0, False),
             Stage(1, f"finetune:{'+'.join(everything)}", "finetune", None, everything, b.epochs_finetune,
-                  t.finetune_factor, False),
-            Stage(2, "final", "final", None, everything, b.epochs_final, t.final_factor, True)]
+                  params.optimizer.finetune_factor, False),
+            Stage(2, "final", "final", None, everything, b.epochs_final, params.optimizer.final_factor, True)]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .config import TrainParams
+from .config import Params
 from .distill import Distillation
 from .errors import DataValidationError, ModelError
 from .losses import class_weights, masked_cross_entropy
@@ -45,7 +45,7 @@ def stage_seed(seed: int, stage: Stage) -> int:
     return _seed_for(seed, f"stage{stage.index}:{stage.name}")
 
 
-def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp: TrainParams, seed: int,
+def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, p: Params, seed: int,
                 device: torch.device | str = "cpu", val: LabelledImages | None = None,
                 progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None) -> FitResult:
     """Train one schedule stage in place: its Branches (and the Base unless frozen) on their images.
@@ -55,24 +55,24 @@ def train_stage(model: ProgressiveResNet, stage: Stage, data: LabelledImages, tp
     model.to(device)
     _prepare_stage(model, stage, data)
     groups = model.layer_groups(stage.attributes)
-    lrs = lr_ramp(len(groups), tp.lr * stage.lr_factor, tp.lr_base_ratio)
+    lrs = lr_ramp(len(groups), p.optimizer.lr * stage.lr_factor, p.optimizer.lr_base_ratio)
     if stage.freeze_base:
         groups, lrs = groups[-1:], lrs[-1:]
-    weights = class_weights(data, tp.class_weighting)
+    weights = class_weights(data, p.train.class_weighting)
     distill = None if teachers is None else \
-        Distillation({a: teachers[a] for a in stage.attributes}, data.attributes, tp.distill_temperature, weights)
+        Distillation({a: teachers[a] for a in stage.attributes}, data.attributes, p.train.distill_temperature, weights)
     spec = FitSpec(stage.name, stage.attributes,
                    data.labelled_for(stage.attributes) if distill is None else torch.arange(len(data)), groups, lrs,
                    masked_cross_entropy(data, weights), stage.epochs, stage_seed(seed, stage),
-                   branch_rows=tp.branch_images == "labelled" and len(stage.attributes) > 1 and distill is None,
+                   branch_rows=p.train.branch_images == "labelled" and len(stage.attributes) > 1 and distill is None,
                    frozen_base=stage.freeze_base, distill=distill)
-    result = fit(model, spec, data, tp, device, val, progress)
+    result = fit(model, spec, data, p, device, val, progress)
     if stage.freeze_base:
         model.unfreeze_base()
     return result
 
 
-def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: LabelledImages, tp: TrainParams,
+def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: LabelledImages, p: Params,
                  seed: int, device: torch.device | str = "cpu", val: LabelledImages | None = None,
                  start: int = 0, on_stage_end: Callable[[Stage, FitResult], None] | None = None,
                  progress: Progress | None = None, teachers: Mapping[str, np.ndarray] | None = None
@@ -83,7 +83,7 @@ def run_schedule(model: ProgressiveResNet, stages: Sequence[Stage], data: Labell
     for stage in stages[start:]:
         if progress:
             progress(f"stage {stage.index + 1}/{len(stages)} {stage.name} ({stage.kind}, {stage.epochs} epoch(s))")
-        result = train_stage(model, stage, data, tp, seed, device, val, progress, teachers)
+        result = train_stage(model, stage, data, p, seed, device, val, progress, teachers)
         results.append(result)
         if on_stage_end:
             on_stage_end(stage, result)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import TrainParams
+from .config import OptimizerParams, Params
 from .data.arrays import CachedImages
 from .determinism import reproducible
 from .distill import Distillation
@@ -119,9 +119,9 @@ def _augment(x: Tensor, gen: torch.Generator, hflip: bool, pad: int) -> Tensor:
     return x
 
 
-def _accelerated(model: nn.Module, tp: TrainParams, device: torch.device) -> torch.dtype | None:
-    """On CUDA with train.amp: channels-last weights and the bf16 autocast dtype; else None (fp32)."""
-    if not (tp.amp and device.type == "cuda"):
+def _accelerated(model: nn.Module, amp: bool, device: torch.device) -> torch.dtype | None:
+    """On CUDA with compute.amp: channels-last weights and the bf16 autocast dtype; else None (fp32)."""
+    if not (amp and device.type == "cuda"):
         return None
     model.to(memory_format=torch.channels_last)
     return torch.bfloat16
@@ -134,14 +134,14 @@ def lr_ramp(n_groups: int, top_lr: float, base_ratio: float) -> list[float]:
     return [top_lr * base_ratio ** ((n_groups - 1 - i) / (n_groups - 1)) for i in range(n_groups)]
 
 
-def _optimizer(tp: TrainParams, groups: list[list[nn.Parameter]], lrs: list[float]) -> torch.optim.Optimizer:
+def _optimizer(op: OptimizerParams, groups: list[list[nn.Parameter]], lrs: list[float]) -> torch.optim.Optimizer:
     spec = [{"params": g, "lr": lr} for g, lr in zip(groups, lrs, strict=True) if g]
     # fused kernels: one pass over every parameter per step instead of a loop of small ops (AdamW on
     # 47M CPU parameters, about six layer3 Branches' worth: 0.045 s a step against 0.165 s)
     fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g) or None
-    if tp.optimizer == "sgd":
-        return torch.optim.SGD(spec, momentum=tp.momentum, weight_decay=tp.weight_decay, fused=fused)
-    return torch.optim.AdamW(spec, weight_decay=tp.weight_decay, fused=fused)
+    if op.name == "sgd":
+        return torch.optim.SGD(spec, momentum=op.momentum, weight_decay=op.weight_decay, fused=fused)
+    return torch.optim.AdamW(spec, weight_decay=op.weight_decay, fused=fused)
 
 
 def _schedule(opt: torch.optim.Optimizer, kind: str, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -238,7 +238,7 @@ def _batch_images(images: Tensor | CachedImages, steps: list[Tensor], device: to
     return (x.to(device, non_blocking=True) for x in loader)
 
 
-def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
+def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, p: Params, device: torch.device,
         val: LabelledImages | None = None, progress: Progress | None = None,
         on_epoch_end: EpochHook | None = None, resume: dict[str, Any] | None = None) -> FitResult:
     """The one training loop every method shares: same optimiser, LR schedule, augmentation, selection.
@@ -253,22 +253,23 @@ def fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, 
     if len(spec.indices) < 2:  # BatchNorm cannot train on a batch of one
         log.warning("%s: only %d image to train on; left untrained", spec.name, len(spec.indices))
         return result
-    with reproducible(tp, device):  # train.threads and train.deterministic (determinism.py)
-        return _fit(model, spec, data, tp, device, result, val, progress, on_epoch_end, resume)
+    with reproducible(p.compute, device):  # compute.threads and compute.deterministic (determinism.py)
+        return _fit(model, spec, data, p, device, result, val, progress, on_epoch_end, resume)
 
 
-def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, tp: TrainParams, device: torch.device,
+def _fit(model: nn.Module, spec: FitSpec, data: LabelledImages, p: Params, device: torch.device,
          result: FitResult, val: LabelledImages | None, progress: Progress | None,
          on_epoch_end: EpochHook | None = None, resume: dict[str, Any] | None = None) -> FitResult:
+    tp = p.train  # the batch, selection and augmentation; p.optimizer and p.compute below
     bs = tp.batch_size
     steps_per_epoch = max(1, len(spec.indices) // bs if len(spec.indices) % bs == 1 else
                           math.ceil(len(spec.indices) / bs))
-    opt = _optimizer(tp, spec.groups, spec.lrs)
-    sched = _schedule(opt, tp.lr_schedule, spec.epochs * steps_per_epoch)
+    opt = _optimizer(p.optimizer, spec.groups, spec.lrs)
+    sched = _schedule(opt, p.optimizer.lr_schedule, spec.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(spec.seed)
     select = tp.select_best_epoch and val is not None and spec.epochs > 1
     best_state, best_score, start = None, -1.0, time.perf_counter()
-    amp = _accelerated(model, tp, device)
+    amp = _accelerated(model, p.compute.amp, device)
     fmt = torch.channels_last if amp is not None else torch.contiguous_format
     columns = {a: i for i, a in enumerate(data.attributes)}
     first_epoch, elapsed = 0, 0.0

@@ -21,6 +21,7 @@ import numpy as np
 from prefect import task
 
 from progattr_core.calibration import calibrate_attributes, coverage_at, temper
+from progattr_core.config import TRAINING_SECTIONS
 from progattr_core.data.manifest import read_manifest
 from progattr_core.errors import DataValidationError, ModelError
 from progattr_core.gates import decide_branch_add
@@ -119,7 +120,7 @@ def branch_key(ctx: PipelineContext, data: DataRef, base: BaseModelRef, attribut
     """Identity of one branch-add training: resume and re-registration key on it, never on a run id."""
     p = ctx.params()
     return training_key(p, ctx.article, data.data_version, f"{base.name}:{base.version}", attribute, mode,
-                        p.digest("seed", "model", "train", "branch_add"))
+                        p.digest(*TRAINING_SECTIONS, "branch_add"))
 
 
 def run_branch_stage(ctx: PipelineContext, data: DataRef, key: str, base: BaseModelRef, attribute: str,
@@ -143,7 +144,7 @@ def export_branch_model(ctx: PipelineContext, stages: list[TrainedRef]) -> str:
 def evaluate_branch_add(ctx: PipelineContext, data: DataRef, base: BaseModelRef, model_path: str) -> BranchEvaluation:
     """Both models on the same test images: accuracies, and whether old predictions are unchanged."""
     params = ctx.params()
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     test, val = load_split(ctx, data, "test"), load_split(ctx, data, "val")
     new, old = load_model(model_path), load_model(base.path)
     old_attrs = list(base.attributes)
@@ -197,7 +198,7 @@ def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: Bas
                              {a: m["coverage"] for a, m in evaluation.publish.items()}, evaluation.base_coverage,
                              rules.max_coverage_regression_vs_champion)
     tags = {"data_version": data.data_version, "data_raw": data.raw_dir,
-            "params_hash": ctx.params().digest("seed", "model", "train"),
+            "params_hash": ctx.params().digest(*TRAINING_SECTIONS),
             "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in evaluation.accuracy.items() if not math.isnan(v)},

@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow.entities import Run
 
 from progattr_core.backbone import imagenet_weights
-from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, Params, load_params
+from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, TRAINING_SECTIONS, Params, load_params
 from progattr_core.data.manifest import relative_inside
 from progattr_core.determinism import compute_identity
 from progattr_core.model import resolve_device
@@ -152,7 +152,7 @@ def key_suffix(p: Params) -> str:
     count, determinism and device kind (the same inputs give the same weights only with the same
     compute, progattr_core/determinism.py, so a stage trained with other compute is not resumed from)."""
     init = ModelInit.parse(p.model.init).identity()
-    return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.train, resolve_device(p.device))
+    return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.compute, resolve_device(p.compute.device))
 
 
 def training_key(p: Params, *parts: str) -> str:
@@ -167,13 +167,13 @@ def train_key(ctx: PipelineContext, data: DataRef) -> str:
     it starts from + the compute it trains with (+ its teachers' key when it distils)."""
     p = ctx.params()
     teachers = (f"teachers={baseline_key(ctx, data)}",) if p.train.distill != "none" else ()
-    return training_key(p, ctx.article, data.data_version, p.digest("seed", "model", "train"),
+    return training_key(p, ctx.article, data.data_version, p.digest(*TRAINING_SECTIONS),
                         str(p.attributes(ctx.article)), *teachers)
 
 
 def baseline_key(ctx: PipelineContext, data: DataRef) -> str:
     p = ctx.params()
-    return training_key(p, ctx.article, data.data_version, p.digest("seed", "model", "train", "baselines"))
+    return training_key(p, ctx.article, data.data_version, p.digest(*TRAINING_SECTIONS, "baselines"))
 
 
 def git(root: str | Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -37,7 +37,7 @@ vars:
 PRETRAIN_OUT = "${pipeline.outputs}/pretrain/backbone.pt"
 PRETRAIN = Step("pretrain", "a Base for model.init (flows/pretrain.py)", lambda ctx: "",
                 deps=("${pretrain.source}/styles.csv  # the catalogue's labels (its images are named by them)",),
-                params=("seed", "device", "model", "pretrain", "train", "profile", "profiles"),
+                params=("seed", "model", "pretrain", "train", "optimizer", "compute", "profile", "profiles"),
                 outs=(PRETRAIN_OUT, f"{PRETRAIN_OUT}.lineage.json"))
 
 

@@ -110,7 +110,7 @@ def evaluate_methods(ctx: PipelineContext, data: DataRef, trained: list[TrainedR
     vocab = params.attributes(ctx.article)
     test, val = load_split(ctx, data, "test"), load_split(ctx, data, "val")
     images, labels = test.images, test.labels.numpy()
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     train_seconds: dict[str, float] = {}
     for ref in trained:
         method = "progressive" if ref.kind == "stage" else ref.name.split(":")[0]

@@ -102,7 +102,7 @@ def evaluate_step(ctx) -> str:
 
 
 _SPLIT = (f"{OUT}/manifest.parquet", f"{OUT}/data_version.json", f"{OUT}/validation/summary.json")
-_TRAINING = ("seed", "device", "model", "train")
+_TRAINING = ("seed", "model", "train", "optimizer", "compute")
 _RECIPE = ("taxonomy", "profile  # the named profile applied over model/train (and its values)", "profiles")
 _EVAL = f"{OUT}/evaluation"
 

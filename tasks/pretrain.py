@@ -48,9 +48,9 @@ from tracking.registry import BACKBONE, MODEL_FILE, MODEL_FOLDER, Registry
 from tracking.store import TAG, Store
 
 CHECKPOINT_FOLDER, CHECKPOINT_FILE = "checkpoint", "epoch.pt"
-# train: fields the pretraining fit reads (the rest of `train:` is the progressive schedule's)
-FIT_FIELDS = ("batch_size", "optimizer", "lr", "lr_base_ratio", "weight_decay", "momentum", "lr_schedule",
-              "select_best_epoch", "amp", "augment", "class_weighting", "threads", "deterministic")
+# train: fields the pretraining fit reads (the rest of `train:` is the progressive schedule's; all of
+# `optimizer:` applies, and `compute:` through the key's suffix)
+FIT_FIELDS = ("batch_size", "select_best_epoch", "augment", "class_weighting")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def pretrain_key(ctx: PipelineContext, data: PretrainData) -> str:
     `train:` fields, the init and the compute (the training key's rules)."""
     p = ctx.params()
     fit_params = json.dumps({k: getattr(p.train, k) for k in FIT_FIELDS}, default=str, sort_keys=True)
-    return training_key(p, "pretrain", data.data_version, p.digest("seed", "model", "pretrain"), fit_params)
+    return training_key(p, "pretrain", data.data_version, p.digest("seed", "model", "pretrain", "optimizer"), fit_params)
 
 
 def _split(ctx: PipelineContext, data: PretrainData, split: str) -> LabelledImages:
@@ -150,7 +150,7 @@ def train_backbone(ctx: PipelineContext, data: PretrainData) -> PretrainedRef:
     done = completed_run(store, tags, f"pretraining {key}")
     if done is not None:
         return PretrainedRef(done.info.run_id, key, False, 0, done.data.metrics.get("seconds", 0.0))
-    device = resolve_device(p.device)
+    device = resolve_device(p.compute.device)
     with tempfile.TemporaryDirectory(prefix="progattr-pretrain-") as tmp:
         tmp = Path(tmp)
         resume, resumed_run = _resume_point(store, tags, tmp / "resume")
@@ -178,7 +178,7 @@ def train_backbone(ctx: PipelineContext, data: PretrainData) -> PretrainedRef:
                 store.set_tags(run_id, {"epochs_done": state["epoch"]})
                 log.info("pretraining epoch %d/%d checkpointed", state["epoch"], spec.epochs)
 
-            result = fit(model, spec, train, p.train, device, val if len(val) else None, log.info,
+            result = fit(model, spec, train, p, device, val if len(val) else None, log.info,
                          on_epoch_end=checkpoint, resume=resume)
             out = save_model(model.to(torch.device("cpu")), tmp / MODEL_FOLDER / MODEL_FILE)
             manifest = read_manifest(ctx.path(data.manifest))

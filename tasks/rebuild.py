@@ -180,7 +180,7 @@ def _backbone(ctx: PipelineContext, p: RebuildPlan, init: str) -> None:
 
 def train_in_checkout(work: Path, p: RebuildPlan, params_file: Path, overrides: list[str]) -> Path:
     """`progattr pipeline ingest` then `train`, run by the checked-out commit's code with the version's
-    thread count (what `train.threads: 0` resolved to then); their output goes to the flow's log."""
+    thread count (what `compute.threads: 0` resolved to then); their output goes to the flow's log."""
     log = task_logger()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # env would win over params
     env.update(PYTHONPATH=str(work), OMP_NUM_THREADS=p.tags["threads"])
@@ -216,7 +216,7 @@ def compare(ctx: PipelineContext, p: RebuildPlan, work: Path, overrides: list[st
     models = {"registered": registered, "rebuilt": load_model(rebuilt)}
     params = wctx.params()
     vocab = params.attributes(p.article)
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     accuracy: dict[str, dict[str, float]] = {}
     for which, model in models.items():
         accuracy[which] = {a: s["accuracy"] for a, s in scored(which, model, test, params, device)[1].summaries().items()}

@@ -18,6 +18,7 @@ from typing import Any
 
 from prefect import task
 
+from progattr_core.config import TRAINING_SECTIONS
 from progattr_core.determinism import device_kind, resolved_threads
 from progattr_core.gates import decide_challenger
 from progattr_core.model import resolve_device
@@ -114,8 +115,8 @@ def rebuild_facts(ctx: PipelineContext, model_path: str) -> dict[str, str]:
             "model_init": ctx.model_init, "model_init_version": ctx.model_init_version, "recipe": ctx.recipe,
             "model_init_identity": ModelInit.parse(p.model.init).identity(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
-            "threads": str(resolved_threads(p.train.threads)), "deterministic": str(p.train.deterministic),
-            "device_kind": device_kind(resolve_device(p.device)),
+            "threads": str(resolved_threads(p.compute.threads)), "deterministic": str(p.compute.deterministic),
+            "device_kind": device_kind(resolve_device(p.compute.device)),
             "weights_sha256": weights_digest(load_model(model_path))}
 
 
@@ -165,7 +166,7 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
                              {a: round(m["coverage"], 4) for a, m in publish.items()},
                              _champion_tags(registry, name, "coverage"),
                              rules.max_coverage_regression_vs_champion)
-    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest("seed", "model", "train"),
+    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest(*TRAINING_SECTIONS),
             "schedule": " > ".join(schedule),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
             **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()

@@ -108,7 +108,7 @@ def approval_report(ctx: PipelineContext, data: DataRef, evaluation: EvaluationR
     attrs = list(vocab)
     test = load_split(ctx, data, "test")
     images, labels = test.images, test.labels.numpy()
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     raw = predict_proba(load_model(model_path), images, params.train.batch_size, device, calibrated=False)
     mine = {a: temper(p, evaluation.calibration[a]["temperature"]) if a in evaluation.calibration else p
             for a, p in raw.items()}

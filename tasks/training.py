@@ -81,7 +81,7 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
     done = completed_run(store, tags, run_name)
     if done is not None:
         return TrainedRef("stage", stage.name, done.info.run_id, CHECKPOINT, False, done.data.metrics.get("seconds", 0.0))
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     with tempfile.TemporaryDirectory(prefix="progattr-stage-") as tmp:
         model = initial() if previous is None else load_checkpoint(store.download(previous.run_id, previous.artifact, tmp))[0]
         points = {a: p for a, p in params.model.split_points.items() if a in stage.attributes}
@@ -94,7 +94,7 @@ def train_checkpointed(ctx: PipelineContext, data: DataRef, stage: Stage, tags: 
         with store.run(run_name, all_tags, parent_run_id=ctx.flow_run_id or None) as run_id:
             store.log_params(run_id, {f"stage.{k}": v for k, v in stage.to_dict().items()})
             targets = None if teachers is None else teachers(train)
-            result = train_stage(model, stage, train, params.train, params.seed, device, val, log.info, targets)
+            result = train_stage(model, stage, train, params, params.seed, device, val, log.info, targets)
             for epoch, loss in enumerate(result.epoch_losses):
                 store.log_metrics(run_id, {"loss": loss}, step=epoch)
             start = time.perf_counter()
@@ -150,7 +150,7 @@ def _teacher_targets(ctx: PipelineContext, data: DataRef) -> Callable[[LabelledI
                   for a, run in runs.items()}
         task_logger().info("distilling from the individual models (MLflow runs %s)",
                            ", ".join(run.info.run_id for run in runs.values()))
-        return teacher_probabilities(models, train.images, resolve_device(ctx.params().device))
+        return teacher_probabilities(models, train.images, resolve_device(ctx.params().compute.device))
 
     return targets
 
@@ -186,7 +186,7 @@ def run_baseline(ctx: PipelineContext, data: DataRef, key: str, method: str, att
     if done is not None:
         fetch(store, done.info.run_id, MODEL, local)
         return TrainedRef("baseline", name, done.info.run_id, MODEL, False, done.data.metrics.get("seconds", 0.0))
-    device = resolve_device(params.device)
+    device = resolve_device(params.compute.device)
     train, val = load_split(ctx, data, "train"), load_split(ctx, data, "val")
     with store.run(f"baseline-{name}", {**tags, "article": ctx.article, "data_version": data.data_version},
                    parent_run_id=ctx.flow_run_id or None) as run_id:

@@ -279,7 +279,7 @@ def test_the_training_keys_follow_the_content_of_a_model_init_file(tmp_path):
 
 def test_the_training_keys_follow_the_compute_that_changes_weights():
     """Another thread count or determinism setting gives other weights: a new training, not a resume.
-    `train.threads: 0` keys by the thread count it resolves to."""
+    `compute.threads: 0` keys by the thread count it resolves to."""
     import torch
 
     from tasks.branch_add import BaseModelRef, branch_key
@@ -295,13 +295,13 @@ def test_the_training_keys_follow_the_compute_that_changes_weights():
         return (train_key(ctx, data), baseline_key(ctx, data), branch_key(ctx, data, base, "distress", "frozen_base"),
                 pretrain_key(ctx, pretraining))
 
-    auto = keys("train.threads=0")
+    auto = keys("compute.threads=0")
     assert auto == keys()
-    other_threads, nondeterministic = keys(f"train.threads={torch.get_num_threads() + 1}"), keys("train.deterministic=false")
+    other_threads, nondeterministic = keys(f"compute.threads={torch.get_num_threads() + 1}"), keys("compute.deterministic=false")
     assert all(a != b for a, b in zip(auto, other_threads, strict=True))
     assert all(a != b for a, b in zip(auto, nondeterministic, strict=True))
     assert all(a != b for a, b in zip(auto, keys("model.init=imagenet"), strict=True))  # and what it starts from
-    torch.set_num_threads(torch.get_num_threads() + 1)  # what `train.threads: 0` resolves to changed
+    torch.set_num_threads(torch.get_num_threads() + 1)  # what `compute.threads: 0` resolves to changed
     try:
         assert all(a != b for a, b in zip(keys(), auto, strict=True))
     finally:

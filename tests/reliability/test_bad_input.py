@@ -156,9 +156,9 @@ def test_paths_outside_the_images_folder_or_the_data_root_are_refused(tmp_path, 
 
 
 PARAM_CASES = [
-    ("train.lr=-1", "train.lr = -1.0; must be > 0"),
+    ("optimizer.lr=-1", "optimizer.lr = -1.0; must be > 0"),
     ("train.epochs_first=abc", "train.epochs_first must be int, got str 'abc'"),
-    ("train.lr=[1]", "train.lr must be float, got list [1]"),
+    ("optimizer.lr=[1]", "optimizer.lr must be float, got list [1]"),
     ("train.nope=1", "unknown key 'train.nope'"),
     ("model.split_point=layer9", "model.split_point = 'layer9'; allowed: ['layer2', 'layer3', 'layer4.1']"),
     ("taxonomy.jeans.fade=[no-fade]", "taxonomy.jeans.fade = ['no-fade']; an attribute needs at least 2 classes"),
@@ -183,7 +183,7 @@ def test_an_unknown_key_in_the_params_file_is_named(tmp_path, capsys):
     bad.write_text(open(PARAMS).read().replace("  lr: 0.002", "  lr: 0.002\n  learning_rate: 0.1"))
     assert main(["data", "slice", "--article", "jeans", "--params", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert str(bad) in err and "train.learning_rate" in err
+    assert str(bad) in err and "optimizer.learning_rate" in err
 
 
 def test_s3_keys_escaping_the_prefix_are_refused_at_ingest(tmp_path, s3_server, monkeypatch, capsys):

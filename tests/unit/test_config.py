@@ -20,7 +20,7 @@ def test_repo_params_load_into_frozen_dataclasses():
     assert list(p.attributes("tops")) == ["sleeve_style", "sleeve_length", "pattern", "neck"]
     assert len(p.attributes("dresses")["shape"]) == 15  # the paper's Table 1
     with pytest.raises(AttributeError):
-        p.train.lr = 1.0  # type: ignore[misc]
+        p.optimizer.lr = 1.0  # type: ignore[misc]
 
 
 def test_unknown_key_is_named(tmp_path):
@@ -40,12 +40,12 @@ def test_missing_key_is_named():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.lr=-0.1", r"train.lr = -0.1; must be > 0"),
+    ("optimizer.lr=-0.1", r"optimizer.lr = -0.1; must be > 0"),
     ("train.batch_size=big", r"train.batch_size must be int, got str 'big'"),
     ("model.split_point=layer5", r"model.split_point = 'layer5'; allowed"),
     ("baselines.lr_grouping=layer5", r"baselines.lr_grouping = 'layer5'; allowed"),
     ("model.arch=vgg16", r"model.arch = 'vgg16'; allowed"),
-    ("train.optimizer=rmsprop", r"train.optimizer = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
+    ("optimizer.name=rmsprop", r"optimizer.name = 'rmsprop'; allowed: \['sgd', 'adamw'\]"),
     ("train.attribute_order=[neck]", r"train.attribute_order .* must be a permutation"),
     ("train.nope=1", r"unknown key 'train.nope'"),
     ("pipeline.dask_address=localhost:8786", r"pipeline.dask_address = 'localhost:8786'; a Dask scheduler address"),
@@ -77,8 +77,8 @@ def test_a_profile_applies_over_the_file_and_set_wins_over_it():
     paper = load_params(ROOT / "params.yaml", ["profile=paper"])
     assert (paper.profile, paper.model.arch, paper.model.image_size, paper.model.init) == \
         ("paper", "resnet34", 224, "imagenet")
-    assert (paper.train.epochs_first, paper.train.finetune_factor) == (1, 0.3)
-    assert paper.train.lr == plain.train.lr and paper.serving == plain.serving  # what it does not name stays
+    assert (paper.train.epochs_first, paper.optimizer.finetune_factor) == (1, 0.3)
+    assert paper.optimizer.lr == plain.optimizer.lr and paper.serving == plain.serving  # what it does not name stays
     mine = load_params(ROOT / "params.yaml", ["train.epochs_first=2", "profile=paper"])  # --set wins, in any order
     assert (mine.train.epochs_first, mine.model.arch) == (2, "resnet34")
     assert mine.digest("model", "train") != paper.digest("model", "train")
@@ -96,7 +96,7 @@ def test_profile_auto_reads_as_the_sections_and_is_reserved(tmp_path):
     assert plain.profile == "auto" and plain.model == load_params(ROOT / "params.yaml", ["profile="]).model
     assert plain.model.init == "scratch" and params_from_dict(plain.to_dict()).profile == ""
     raw = _raw()
-    raw["profiles"]["auto"] = {"train.lr": 0.1}
+    raw["profiles"]["auto"] = {"optimizer.lr": 0.1}
     with pytest.raises(ConfigError, match=r"profiles.auto: the name is reserved"):
         params_from_dict(raw)
     raw = _raw()
@@ -167,6 +167,14 @@ def test_a_retired_key_says_what_became_of_it(tmp_path):
         params_from_dict(renamed, "old-params.yaml")
     with pytest.raises(ConfigError, match=r"baselines.split_point is renamed baselines.lr_grouping"):
         load_params(ROOT / "params.yaml", ["baselines.split_point=layer3"])
+    with pytest.raises(ConfigError, match=r"train.lr is renamed optimizer.lr \(the optimiser has its own section"):
+        load_params(ROOT / "params.yaml", ["train.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"device is renamed compute.device"):
+        load_params(ROOT / "params.yaml", ["device=cpu"])
+    in_profile = _raw()
+    in_profile["profiles"]["paper"]["train.finetune_factor"] = in_profile["profiles"]["paper"].pop("optimizer.finetune_factor")
+    with pytest.raises(ConfigError, match=r"profiles.paper.train.finetune_factor is renamed optimizer.finetune_factor"):
+        params_from_dict(in_profile, "old-params.yaml")
 
 
 def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_and_retired_ones_dropped():
@@ -185,6 +193,12 @@ def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_an
     old["baselines"]["split_point"] = old["baselines"].pop("lr_grouping")
     old["baselines"]["split_point"] = "layer2"
     del old["branch_add"]["max_regression_vs_base"]  # added since
+    old["train"].update(old.pop("optimizer"), optimizer=old["train"].get("name", "adamw"))  # the old layout:
+    old["train"].pop("name")                                                        # optimiser and compute in train,
+    old["device"] = old["compute"].pop("device")                                     # the device at the top
+    old["train"].update(old.pop("compute"))
+    old["train"]["lr"] = 0.05
+    old["profiles"]["paper"]["train.finetune_factor"] = old["profiles"]["paper"].pop("optimizer.finetune_factor")
     with pytest.raises(ConfigError):
         params_from_dict(copy.deepcopy(old))
     p = params_from_dict(fill_from(old, current))
@@ -192,3 +206,5 @@ def test_an_older_snapshot_reads_with_keys_added_since_taken_from_the_project_an
     assert p.model.split_point == "layer2" and "dresses" not in p.taxonomy  # user mappings are not filled in
     assert (p.gates.max_gap_to_best_baseline, p.baselines.lr_grouping, p.branch_add.max_regression_vs_base) == \
         (0.5, "layer2", 0.02)
+    assert (p.optimizer.lr, p.optimizer.name, p.compute.device, p.profiles["paper"]["optimizer.finetune_factor"]) == \
+        (0.05, "adamw", "auto", 0.3)

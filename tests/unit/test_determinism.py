@@ -25,16 +25,16 @@ torch.save(train(int(sys.argv[2])), sys.argv[1])
 
 
 def train(threads: int) -> dict[str, torch.Tensor]:
-    """A tiny progressive model through every stage of the schedule, with `train.threads=threads`."""
+    """A tiny progressive model through every stage of the schedule, with `compute.threads=threads`."""
     from progattr_core.model import build_model
     from progattr_core.schedule import build_schedule
     from progattr_core.stages import run_schedule
 
     from .conftest import make_images
 
-    p = load_params(ROOT / "params.yaml", [*TINY, f"train.threads={threads}"])
+    p = load_params(ROOT / "params.yaml", [*TINY, f"compute.threads={threads}"])
     model = build_model(p.model, p.seed)
-    run_schedule(model, build_schedule(p, "jeans"), make_images(p, 32, seed=1), p.train, p.seed, "cpu",
+    run_schedule(model, build_schedule(p, "jeans"), make_images(p, 32, seed=1), p, p.seed, "cpu",
                  make_images(p, 16, seed=2))
     return model.state_dict()
 
@@ -60,13 +60,13 @@ def test_two_processes_under_different_load_train_equal_weights(tmp_path):
 
 
 def test_reproducible_applies_the_settings_and_restores_the_process():
-    p = load_params(ROOT / "params.yaml", [*TINY, "train.threads=1"])
+    p = load_params(ROOT / "params.yaml", [*TINY, "compute.threads=1"])
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    with reproducible(p.train, "cpu"):
+    with reproducible(p.compute, "cpu"):
         assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
     assert resolved_threads(0) == torch.get_num_threads()
-    auto = load_params(ROOT / "params.yaml", TINY).train
+    auto = load_params(ROOT / "params.yaml", TINY).compute
     assert compute_identity(auto, "cpu").startswith(f"threads={torch.get_num_threads()}|deterministic=True|device=cpu:")
 
 
@@ -74,8 +74,8 @@ def test_trainings_at_once_in_one_process_share_the_settings_until_the_last_one_
     """Concurrent baseline tasks: one ending must not change the thread count under another."""
     from progattr_core.errors import ConfigError
 
-    one = load_params(ROOT / "params.yaml", [*TINY, "train.threads=1"]).train
-    two = load_params(ROOT / "params.yaml", [*TINY, "train.threads=2"]).train
+    one = load_params(ROOT / "params.yaml", [*TINY, "compute.threads=1"]).compute
+    two = load_params(ROOT / "params.yaml", [*TINY, "compute.threads=2"]).compute
     before = torch.get_num_threads()
     first, second = reproducible(one, "cpu"), reproducible(one, "cpu")
     first.__enter__()
@@ -92,5 +92,5 @@ def test_trainings_at_once_in_one_process_share_the_settings_until_the_last_one_
 def test_threads_must_not_be_negative():
     from progattr_core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="train.threads"):
-        load_params(ROOT / "params.yaml", [*TINY, "train.threads=-1"])
+    with pytest.raises(ConfigError, match="compute.threads"):
+        load_params(ROOT / "params.yaml", [*TINY, "compute.threads=-1"])

@@ -87,9 +87,9 @@ def test_a_distilled_stage_trains_on_every_image_with_the_gold_share_rising_from
     stage = build_schedule(params)[0]
     model = build_model(params.model, 0)
     monkeypatch.setattr("progattr_core.stages.Distillation", Recording)  # the real loss, its shares recorded
-    result = train_stage(model, stage, tiny_data, params.train, 0, teachers=_teachers(tiny_data))
+    result = train_stage(model, stage, tiny_data, params, 0, teachers=_teachers(tiny_data))
     assert result.image_passes == 2 * len(tiny_data)  # every image, not only those labelled for the stage
     assert shares[0] == 0.0 and shares[-1] == 1.0 and shares == sorted(shares)
     assert len(shares) == 2 * -(-len(tiny_data) // params.train.batch_size)
-    plain = train_stage(build_model(params.model, 0), stage, tiny_data, params.train, 0)
+    plain = train_stage(build_model(params.model, 0), stage, tiny_data, params, 0)
     assert plain.image_passes == 2 * int((tiny_data.labels[:, 0] >= 0).sum())

@@ -18,7 +18,7 @@ def test_planned_passes_match_what_training_makes(tiny_params, tiny_data):
     labelled = tiny_data.labels.numpy() >= 0
     work = {w.name: w for w in planned_work(tiny_params, "jeans", labelled, n_val=0)}
     model = build_model(tiny_params.model, 0)
-    results = run_schedule(model, build_schedule(tiny_params), tiny_data, tiny_params.train, 0)
+    results = run_schedule(model, build_schedule(tiny_params), tiny_data, tiny_params, 0)
     assert [work[r.name].passes for r in results] == [r.image_passes for r in results]
     b = tiny_params.baselines
     assert work["individual:fade"].passes == b.epochs * int(labelled[:, 0].sum())

@@ -46,7 +46,7 @@ def vm_data():
 
 
 def train(images, labels):
-    return train_stage(model, stage, LabelledImages.from_arrays(images, labels, attrs, vocab), p.train, p.seed,
+    return train_stage(model, stage, LabelledImages.from_arrays(images, labels, attrs, vocab), p, p.seed,
                        torch.device("cpu"), None, None)
 
 

@@ -24,7 +24,7 @@ def test_schedule_follows_the_paper(tiny_params):
     stages = build_schedule(tiny_params)
     assert [s.kind for s in stages] == ["first", "add", "finetune", "add", "finetune", "final"]
     assert stages[0].attributes == ("fade",)
-    assert stages[2].attributes == ("fade", "shade") and stages[2].lr_factor == tiny_params.train.finetune_factor
+    assert stages[2].attributes == ("fade", "shade") and stages[2].lr_factor == tiny_params.optimizer.finetune_factor
     assert stages[-1].freeze_base and stages[-1].attributes == ("fade", "shade", "distress")
     assert [s.index for s in stages] == list(range(6))
 
@@ -75,7 +75,7 @@ def test_first_attributes_trains_several_branches_jointly_in_the_first_stage(tin
     assert [(s.name, s.freeze_base) for s in build_schedule(two)] == [
         ("first:fade+shade", False), ("add:distress", True), ("final", True)]  # the Base learnt from 2 anyway
     model = build_model(joint.model, 0)
-    result = train_stage(model, stages[0], tiny_data, joint.train, 0)
+    result = train_stage(model, stages[0], tiny_data, joint, 0)
     assert list(model.classes) == ["fade", "shade", "distress"]
     assert result.image_passes == joint.train.epochs_first * len(tiny_data.labelled_for(["fade", "shade", "distress"]))
     with pytest.raises(ConfigError, match="first_attributes"):
@@ -100,13 +100,13 @@ def test_frozen_base_stages_reuse_the_bases_features(tiny_params, tiny_data, mon
         monkeypatch.setattr(train, "FEATURE_CACHE_BYTES", limit)
         train._features.clear()
         model = build_model(p.model, 0)
-        run_schedule(model, stages[:1], tiny_data, p.train, 0)
+        run_schedule(model, stages[:1], tiny_data, p, 0)
         base = copy.deepcopy(model.base.state_dict())
         calls: list[int] = []
         last = list(model.base.children())[-1]  # the Base's last layer runs once per forward of the Base
         # (a Branch with its own split point copies the layer, hook included: count the Base's own calls)
         hook = last.register_forward_hook(lambda m, *_, seen=calls, last=last: seen.append(1) if m is last else None)
-        run_schedule(model, stages, tiny_data, p.train, 0, start=1)
+        run_schedule(model, stages, tiny_data, p, 0, start=1)
         hook.remove()
         assert all(torch.equal(base[k], v) for k, v in model.base.state_dict().items())
         models.append((model, len(calls)))
@@ -175,13 +175,13 @@ def test_full_schedule_and_resume_from_any_stage_give_identical_weights(tiny_par
     stages = build_schedule(tiny_params)
     full = build_model(tiny_params.model, tiny_params.seed)
     ckpts = []
-    run_schedule(full, stages, tiny_data, tiny_params.train, tiny_params.seed,
+    run_schedule(full, stages, tiny_data, tiny_params, tiny_params.seed,
                  on_stage_end=lambda s, r: ckpts.append(save_checkpoint(tmp_path / f"{s.index}.pt", full, s, r)))
     assert set(full.classes) == {"fade", "shade", "distress"}
     for k in (2, 4):  # resume mid-schedule from the checkpoint of stage k-1, in a "new process"
         resumed, stage = load_checkpoint(ckpts[k - 1])
         assert stage["index"] == k - 1
-        run_schedule(resumed, stages, tiny_data, tiny_params.train, tiny_params.seed, start=k)
+        run_schedule(resumed, stages, tiny_data, tiny_params, tiny_params.seed, start=k)
         assert _states_equal(full, resumed), f"resume at stage {k} diverged"
 
 
@@ -224,9 +224,9 @@ def test_branch_images_labelled_changes_multi_branch_stages_only(tiny_params, ti
     models = []
     for p in (union, labelled):
         model = build_model(p.model, 0)
-        run_schedule(model, stages[:2], tiny_data, p.train, 0)
+        run_schedule(model, stages[:2], tiny_data, p, 0)
         models.append(copy.deepcopy(model))
-        run_schedule(model, stages[:3], tiny_data, p.train, 0, start=2)
+        run_schedule(model, stages[:3], tiny_data, p, 0, start=2)
         models.append(model)
     assert _states_equal(models[0], models[2])  # single-Branch stages train on labelled rows anyway
     assert not _states_equal(models[1], models[3])  # the fine-tune's Branches saw their own rows
@@ -235,13 +235,13 @@ def test_branch_images_labelled_changes_multi_branch_stages_only(tiny_params, ti
 def test_stage_needing_a_missing_branch_is_a_clear_error(tiny_params, tiny_data):
     stages = build_schedule(tiny_params)
     with pytest.raises(ModelError, match="no branch for .*run the earlier stages first"):
-        train_stage(build_model(tiny_params.model), stages[2], tiny_data, tiny_params.train, 0)
+        train_stage(build_model(tiny_params.model), stages[2], tiny_data, tiny_params, 0)
 
 
 def test_best_epoch_selection_uses_validation(tiny_params, tiny_data, tiny_val):
     stage = build_schedule(tiny_params)[0]
     stage = type(stage)(**{**stage.to_dict(), "epochs": 3})
-    result = train_stage(build_model(tiny_params.model), stage, tiny_data, tiny_params.train, 0, val=tiny_val)
+    result = train_stage(build_model(tiny_params.model), stage, tiny_data, tiny_params, 0, val=tiny_val)
     assert len(result.val_scores) == 3 and result.best_epoch == int(np.argmax(result.val_scores))
     assert result.image_passes == 3 * len(tiny_data.labelled_for(["fade"]))
 
@@ -249,10 +249,10 @@ def test_best_epoch_selection_uses_validation(tiny_params, tiny_data, tiny_val):
 def test_frozen_base_branch_add_leaves_old_predictions_bit_identical(tiny_params, tiny_data):
     model = build_model(tiny_params.model)
     for stage in build_schedule(tiny_params)[:3]:
-        train_stage(model, stage, tiny_data, tiny_params.train, 0)
+        train_stage(model, stage, tiny_data, tiny_params, 0)
     before = predict_proba(model, tiny_data.images)
     (stage,) = branch_add_stages(["fade", "shade"], "distress", tiny_params, "frozen_base")
-    train_stage(model, stage, tiny_data, tiny_params.train, 0)
+    train_stage(model, stage, tiny_data, tiny_params, 0)
     after = predict_proba(model, tiny_data.images)
     assert set(after) == {"fade", "shade", "distress"}
     for attr in before:
@@ -289,7 +289,7 @@ def test_individual_models_keep_their_own_split_whatever_the_progressive_one(tin
 
 def test_predict_returns_label_probability_topk(tiny_params, tiny_data):
     model = build_model(tiny_params.model)
-    train_stage(model, build_schedule(tiny_params)[0], tiny_data, tiny_params.train, 0)
+    train_stage(model, build_schedule(tiny_params)[0], tiny_data, tiny_params, 0)
     (first,) = predict(model, tiny_data.images[:1], top_k=2)
     pred = first["fade"]
     assert pred.label in tiny_data.classes["fade"] and len(pred.top_k) == 2
@@ -323,10 +323,9 @@ def test_cuda_training_uses_bf16_and_channels_last_only_when_amp_is_on(tiny_para
     from progattr_core.train import _accelerated
 
     model = build_model(tiny_params.model)
-    assert _accelerated(model, tiny_params.train, torch.device("cpu")) is None
-    off = type(tiny_params.train)(**{**tiny_params.train.__dict__, "amp": False})
-    assert _accelerated(model, off, torch.device("cuda")) is None
-    assert _accelerated(model, tiny_params.train, torch.device("cuda")) is torch.bfloat16
+    assert _accelerated(model, tiny_params.compute.amp, torch.device("cpu")) is None
+    assert _accelerated(model, False, torch.device("cuda")) is None
+    assert _accelerated(model, tiny_params.compute.amp, torch.device("cuda")) is torch.bfloat16
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
@@ -335,5 +334,5 @@ def test_a_single_training_image_is_skipped_with_a_warning_not_a_batchnorm_crash
     one = LabelledImages(tiny_data.images[:1], tiny_data.labels[:1], tiny_data.attributes, tiny_data.classes)
     stage = build_schedule(tiny_params)[0]
     with caplog.at_level("WARNING"):
-        result = train_stage(build_model(tiny_params.model), stage, one, tiny_params.train, 0)
+        result = train_stage(build_model(tiny_params.model), stage, one, tiny_params, 0)
     assert result.image_passes == 0 and "only 1 image" in caplog.text
