@@ -14,6 +14,9 @@ Steps, in a scratch project (a git + DVC repository, so ingest tracks the raw fo
     evaluate   the trained model's probabilities on the test split, read from the cache
     tag        batch tagging of every image of the catalogue (tasks/tagging.tag_batch)
 
+At the middle size the store build and tagging also run in one process, and tagging once more on a Dask
+LocalCluster of two worker processes (`pipeline.dask_address`, as a cluster deployment runs it).
+
 With `--changed 0.01`, the largest catalogue then has 1% of its images replaced (new content, same
 names) and the data steps (import to slice) run again: the nightly's cost when little changed.
 
@@ -43,6 +46,7 @@ ARTICLE = "tops"
 SIZES = {"smoke": [100, 400], "quick": [1_000, 10_000], "full": [1_000, 10_000, 100_000]}
 DATA_STEPS = ("import", "ingest", "validate", "slice")
 STEPS = ("synth", *DATA_STEPS, "store", "train", "evaluate", "tag")
+DASK_TAG = "tag (Dask LocalCluster, 2 workers x 1 thread)"
 SMALL_DATA = ["validation.min_class_count=0", "validation.min_label_coverage=0.3"]  # the suite runs whole; no stop
 
 
@@ -169,7 +173,7 @@ def step_tag(project: Path, n: int, overrides: list[str], workers: int | None) -
     items = list_catalogue(source, p, str(project), ARTICLE)
     out = str(project.parent / f"tags-{workers}")
     parts = tag_parts(champion, source, items, p.data.image, None, p.serving.tag_batch_size, out,
-                      p.data.workers if workers is None else workers)
+                      p.data.workers if workers is None else workers, p.pipeline.dask_address)
     write_tags(parts, out)
     return parts.images
 
@@ -205,6 +209,24 @@ def run_step(step: str, project: Path, n: int, overrides: list[str], threads: in
     print(f"  n={n:>7,} {step:9s}{'' if workers is None else f' (workers={workers})':13s} "
           f"{result['seconds']:8.1f} s  {result['peak_rss_mb']:7.0f} MB peak RSS", flush=True)
     return result
+
+
+def tag_on_dask(project: Path, n: int, overrides: list[str], threads: int) -> dict[str, Any]:
+    """The tag step with its shards on a real Dask LocalCluster on loopback (two worker processes, one thread
+    each, started here), through `pipeline.dask_address` (prefect-dask), as a cluster deployment would run it;
+    the step's time includes the Prefect flow that maps the shards (a temporary local Prefect server when no
+    PREFECT_API_URL is set)."""
+    from distributed import LocalCluster
+
+    before = dict(os.environ)  # a LocalCluster's nannies set OMP_NUM_THREADS=1 and more in this process's environment
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster:
+            return run_step("tag", project, n, [*overrides, f"pipeline.dask_address={cluster.scheduler_address}"],
+                            threads)
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
 
 
 def make_project(folder: Path) -> Path:
@@ -286,6 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 results[n]["store (one process)"] = run_step("store", project, n, overrides, args.threads, 1)
                 results[n]["tag (one process)"] = run_step("tag", project, n, overrides, args.threads, 1)
                 results[n]["tag (one process, 1 thread)"] = run_step("tag", project, n, overrides, 1, 1)
+                results[n][DASK_TAG] = tag_on_dask(project, n, overrides, args.threads)
             if n == sizes[-1] and args.changed > 0:
                 nightly["changed_images"] = change_images(project, args.changed)
                 nightly["steps"] = {s: run_step(s, project, n, overrides, args.threads) for s in DATA_STEPS}
@@ -320,7 +343,7 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
     goals.append(common.goal(f"tagging at {middle:,}: all cores / one process with {args.threads} torch threads "
                              "(rate)", tag_speedup, 1.6, ">="))
     tag_scaling = results[middle]["tag (one process, 1 thread)"]["seconds"] / results[middle]["tag"]["seconds"]
-    for extra in ("store (one process)", "tag (one process)", "tag (one process, 1 thread)"):
+    for extra in ("store (one process)", "tag (one process)", "tag (one process, 1 thread)", DASK_TAG):
         r = results[middle][extra]
         at = [n == middle for n in sizes]
         rows.append([extra, *[round(r["seconds"], 1) if m else "" for m in at],
@@ -330,7 +353,9 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
                            "log images; 1 = linear)", columns, rows)]
     ratios: dict[str, Any] = {"train_rss_big_over_middle": rss, "store_speedup_all_cores": speedup,
                               "tag_speedup_all_cores": tag_speedup,
-                              "tag_pool_over_one_thread": tag_scaling}  # does the pool scale at all
+                              "tag_pool_over_one_thread": tag_scaling,  # does the pool scale at all
+                              "tag_dask_over_one_process": results[middle]["tag (one process)"]["seconds"] /
+                              results[middle][DASK_TAG]["seconds"]}
     if nightly:
         full = sum(results[big][s]["seconds"] for s in DATA_STEPS)
         again = sum(nightly["steps"][s]["seconds"] for s in DATA_STEPS)
@@ -352,6 +377,8 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
              "resize, predict, write; one process = one worker with the torch threads of the run (the goal's "
              "baseline: torch already spreads a batch over every core); 'one process, 1 thread' shows how the "
              "pool itself scales (ratios.tag_pool_over_one_thread)",
+             f"{DASK_TAG}: the tag step with its shards mapped over a Dask LocalCluster on loopback through "
+             "pipeline.dask_address (prefect-dask), the Prefect flow that maps them included",
              "plot: bench/results/scale.png"]
     return common.write_results("scale", args, {"sizes": sizes, "overrides": args.set}, tables, ratios, goals,
                                 notes, {"results": {str(n): r for n, r in results.items()}, "nightly": nightly},
