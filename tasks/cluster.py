@@ -42,8 +42,11 @@ def dask_map(fn: Callable[[T], R], jobs: Sequence[T], address: str, name: str, m
     fails raises here once the others have finished (what they wrote stays, for a rerun to keep)."""
     shard = task(fn, name=name)
 
+    # the jobs are not the flow's parameters: Prefect stores those on the flow run and refuses them above
+    # server.api.max_parameter_size (512 KB: a tagging run of ~2,000 images' shard lists); each job travels
+    # with its task to the worker that runs it
     @flow(name=f"{name}-on-dask", task_runner=dask_task_runner(address), log_prints=False)
-    def on_dask(jobs: list[T]) -> list[R]:
+    def on_dask() -> list[R]:
         futures = [shard.submit(job) for job in jobs]
         order = {id(f): i for i, f in enumerate(futures)}
         results: list[R] = [None] * len(futures)  # type: ignore[list-item]
@@ -60,4 +63,4 @@ def dask_map(fn: Callable[[T], R], jobs: Sequence[T], address: str, name: str, m
             raise errors[0]
         return results
 
-    return on_dask(list(jobs))
+    return on_dask()

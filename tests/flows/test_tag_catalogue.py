@@ -248,3 +248,20 @@ def _restored_environ():
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _size(text: str) -> int:
+    return len(text)
+
+
+def test_a_dask_map_whose_jobs_exceed_prefects_parameter_limit_runs(prefect_harness):
+    """Prefect refuses flow-run parameters above 512 KB (server.api.max_parameter_size): tagging 10,000 images on
+    Dask failed with a 422 when the shard lists were the mapping flow's parameters. They travel with their tasks."""
+    from distributed import LocalCluster
+
+    from tasks.cluster import dask_map
+
+    jobs = ["x" * 300_000, "y" * 300_001]  # 600 KB together
+    with _restored_environ(), LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                           dashboard_address=None) as cluster:
+        assert dask_map(_size, jobs, cluster.scheduler_address, "size") == [300_000, 300_001]
