@@ -133,15 +133,16 @@ def render() -> dict[str, str]:
                                                                       wdir="..")}
 
 
-def stale() -> list[str]:
-    """The committed files that differ from what the steps generate."""
-    return [path for path, text in render().items() if not (ROOT / path).is_file() or (ROOT / path).read_text() != text]
+def stale(texts: dict[str, str] | None = None) -> list[str]:
+    """The committed files that differ from what the steps generate (`texts`: render()'s, if already made)."""
+    texts = render() if texts is None else texts
+    return [path for path, text in texts.items() if not (ROOT / path).is_file() or (ROOT / path).read_text() != text]
 
 
 def write() -> list[str]:
     """Write the files that differ; returns their paths."""
-    changed = stale()
-    texts = render()
+    texts = render()  # walks the import graph once
+    changed = stale(texts)
     for path in changed:
         (ROOT / path).write_text(texts[path])
     return changed
