@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ap.add_argument("--sizes", type=int, nargs="*", help="catalogue sizes (default: the profile's)")
         ap.add_argument("--changed", type=float, default=0.01,
                         help="fraction of the largest catalogue's images replaced for the nightly rerun (0: none)")
+        ap.add_argument("--steps", nargs="+", choices=STEPS[1:], default=list(STEPS[1:]),
+                        help="the steps to run (default: every one; synth always runs): e.g. `--steps import "
+                             "ingest validate slice` for the data steps and the nightly alone")
 
     if argv is None and "--child" in sys.argv:
         args = common.parse_args(__doc__, None, tuple(SIZES), [options])
@@ -303,13 +306,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             folder = keep / f"n{n}"
             shutil.rmtree(folder, ignore_errors=True)
             project = make_project(folder)
-            results[n] = {s: run_step(s, project, n, overrides, args.threads) for s in STEPS}
-            if n == middle:  # the one-process rates, against every core's
+            results[n] = {s: run_step(s, project, n, overrides, args.threads) for s in STEPS
+                          if s == "synth" or s in args.steps}
+            if n == middle and "store" in args.steps:  # the one-process rates, against every core's
                 results[n]["store (one process)"] = run_step("store", project, n, overrides, args.threads, 1)
+            if n == middle and "tag" in args.steps:
                 results[n]["tag (one process)"] = run_step("tag", project, n, overrides, args.threads, 1)
                 results[n]["tag (one process, 1 thread)"] = run_step("tag", project, n, overrides, 1, 1)
                 results[n][DASK_TAG] = tag_on_dask(project, n, overrides, args.threads)
-            if n == sizes[-1] and args.changed > 0:
+            if n == sizes[-1] and args.changed > 0 and set(DATA_STEPS) <= set(args.steps):
                 nightly["changed_images"] = change_images(project, args.changed)
                 nightly["steps"] = {s: run_step(s, project, n, overrides, args.threads) for s in DATA_STEPS}
             if n != sizes[-1]:
@@ -324,7 +329,8 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
            results: dict[int, dict[str, dict[str, Any]]], nightly: dict[str, Any]) -> dict[str, Any]:
     big, ten = sizes[-1], middle
     rows, goals = [], []
-    for step in STEPS:
+    ran = [step for step in STEPS if step in results[big]]
+    for step in ran:
         secs = [results[n][step]["seconds"] for n in sizes]
         per_image = [1e3 * results[n][step]["seconds"] / max(results[n][step]["items"], 1) for n in sizes]
         rows.append([step, *[round(s, 1) for s in secs], *[round(r, 3) for r in per_image],
@@ -334,16 +340,26 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
                                      per_image[sizes.index(ten)], 1.5, "<="))
     columns = ["step", *[f"s @{n:,}" for n in sizes], *[f"ms/image @{n:,}" for n in sizes],
                *[f"peak MB @{n:,}" for n in sizes], "exponent"]
-    rss = results[big]["train"]["peak_rss_mb"] / results[ten]["train"]["peak_rss_mb"]
-    goals.insert(0, common.goal(f"training stage peak RSS at {big:,} / at {ten:,}", rss, 1.5, "<="))
-    one = results[middle]["store (one process)"]["seconds"]
-    speedup = one / results[middle]["store"]["seconds"]
-    goals.append(common.goal(f"store build at {middle:,}: all cores / one process (rate)", speedup, 1.6, ">="))
-    tag_speedup = results[middle]["tag (one process)"]["seconds"] / results[middle]["tag"]["seconds"]
-    goals.append(common.goal(f"tagging at {middle:,}: all cores / one process with {args.threads} torch threads "
-                             "(rate)", tag_speedup, 1.6, ">="))
-    tag_scaling = results[middle]["tag (one process, 1 thread)"]["seconds"] / results[middle]["tag"]["seconds"]
+    ratios: dict[str, Any] = {}
+    if "train" in ran:
+        rss = ratios["train_rss_big_over_middle"] = (results[big]["train"]["peak_rss_mb"]
+                                                     / results[ten]["train"]["peak_rss_mb"])
+        goals.insert(0, common.goal(f"training stage peak RSS at {big:,} / at {ten:,}", rss, 1.5, "<="))
+    if "store (one process)" in results[middle]:
+        speedup = ratios["store_speedup_all_cores"] = (results[middle]["store (one process)"]["seconds"]
+                                                       / results[middle]["store"]["seconds"])
+        goals.append(common.goal(f"store build at {middle:,}: all cores / one process (rate)", speedup, 1.6, ">="))
+    if "tag (one process)" in results[middle]:
+        one, tagged = results[middle]["tag (one process)"]["seconds"], results[middle]["tag"]["seconds"]
+        ratios["tag_speedup_all_cores"] = one / tagged
+        goals.append(common.goal(f"tagging at {middle:,}: all cores / one process with {args.threads} torch "
+                                 "threads (rate)", one / tagged, 1.6, ">="))
+        ratios["tag_pool_over_one_thread"] = (results[middle]["tag (one process, 1 thread)"]["seconds"]
+                                              / tagged)  # does the pool scale at all
+        ratios["tag_dask_over_one_process"] = one / results[middle][DASK_TAG]["seconds"]
     for extra in ("store (one process)", "tag (one process)", "tag (one process, 1 thread)", DASK_TAG):
+        if extra not in results[middle]:
+            continue
         r = results[middle][extra]
         at = [n == middle for n in sizes]
         rows.append([extra, *[round(r["seconds"], 1) if m else "" for m in at],
@@ -351,11 +367,6 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
                      *[round(r["peak_rss_mb"]) if m else "" for m in at], ""])
     tables = [common.table(f"Time and peak RSS per step, synthetic {ARTICLE} (exponent: slope of log time on "
                            "log images; 1 = linear)", columns, rows)]
-    ratios: dict[str, Any] = {"train_rss_big_over_middle": rss, "store_speedup_all_cores": speedup,
-                              "tag_speedup_all_cores": tag_speedup,
-                              "tag_pool_over_one_thread": tag_scaling,  # does the pool scale at all
-                              "tag_dask_over_one_process": results[middle]["tag (one process)"]["seconds"] /
-                              results[middle][DASK_TAG]["seconds"]}
     if nightly:
         full = sum(results[big][s]["seconds"] for s in DATA_STEPS)
         again = sum(nightly["steps"][s]["seconds"] for s in DATA_STEPS)
@@ -370,16 +381,22 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "scale.png")
     notes = [f"one process per step: peak RSS is that step's alone (torch and the step's imports included); "
-             f"{args.threads} torch threads; data.workers=0 (every core: {os.cpu_count()})",
-             "train: one epoch of the first progressive stage (the images labelled for its attribute), read from "
-             "the decode cache; ms/image per image trained",
-             "tag: the tagging flow's parts (tasks/tagging.tag_parts + write_tags) over every image: read, decode, "
-             "resize, predict, write; one process = one worker with the torch threads of the run (the goal's "
-             "baseline: torch already spreads a batch over every core); 'one process, 1 thread' shows how the "
-             "pool itself scales (ratios.tag_pool_over_one_thread)",
-             f"{DASK_TAG}: the tag step with its shards mapped over a Dask LocalCluster on loopback through "
-             "pipeline.dask_address (prefect-dask), the Prefect flow that maps them included",
-             "plot: bench/results/scale.png"]
+             f"{args.threads} torch threads; data.workers=0 (every core: {os.cpu_count()})"]
+    if "train" in ran:
+        notes.append("train: one epoch of the first progressive stage (the images labelled for its attribute), read "
+                     "from the decode cache; ms/image per image trained")
+    if "tag (one process)" in results[middle]:
+        notes += ["tag: the tagging flow's parts (tasks/tagging.tag_parts + write_tags) over every image: read, "
+                  "decode, resize, predict, write; one process = one worker with the torch threads of the run (the "
+                  "goal's baseline: torch already spreads a batch over every core); 'one process, 1 thread' shows "
+                  "how the pool itself scales (ratios.tag_pool_over_one_thread)",
+                  f"{DASK_TAG}: the tag step with its shards mapped over a Dask LocalCluster on loopback through "
+                  "pipeline.dask_address (prefect-dask), the Prefect flow that maps them included"]
+    if nightly:
+        notes.append("nightly: the same images re-drawn under the same names, labels unchanged; validate reuses the "
+                     "last report when the checked content is the same (tasks/validation.py), which a label change "
+                     "would not be")
+    notes.append(f"plot: {out / 'scale.png'}")
     return common.write_results("scale", args, {"sizes": sizes, "overrides": args.set}, tables, ratios, goals,
                                 notes, {"results": {str(n): r for n, r in results.items()}, "nightly": nightly},
                                 info, started)

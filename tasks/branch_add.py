@@ -33,7 +33,7 @@ from tasks.context import DataRef, PipelineContext, task_logger, training_key
 from tasks.evaluation import EvaluationRef, scored, targets, write_plots, write_precision_coverage
 from tasks.registry import RegistryRef, champion_or_latest, publish_tags, register_version
 from tasks.training import MODEL, TrainedRef, fetch, load_split, train_checkpointed
-from tasks.validation import ValidationOutcome, validate_manifest
+from tasks.validation import ValidationOutcome, memo_path, validate_manifest
 from tracking.registry import Registry, model_name
 from tracking.store import Store
 
@@ -99,7 +99,8 @@ def validate_attribute(ctx: PipelineContext, data: DataRef, attribute: str) -> V
                                   "its class vocabulary to params.yaml first")
     df = read_manifest(ctx.path(data.manifest))
     outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, {attribute: vocab[attribute]},
-                                params.validation, ctx.outputs("branch_add", f"validation-{attribute}"))
+                                params.validation, ctx.outputs("branch_add", f"validation-{attribute}"),
+                                memo_path(ctx.path(params.data.cache), f"{ctx.article}-{attribute}"))
     if ctx.flow_run_id:
         store = Store.of(ctx.store)
         store.log_artifacts(ctx.flow_run_id, outcome.report_dir, f"validation-{attribute}")

@@ -22,7 +22,7 @@ from progattr_core.errors import DataValidationError
 from progattr_core.pretrain import check_no_leakage
 from tasks import dvc_store
 from tasks.context import DataRef, PipelineContext, task_logger
-from tasks.validation import ValidationOutcome, validate_manifest
+from tasks.validation import ValidationOutcome, memo_path, validate_manifest
 from tracking.store import Store
 
 
@@ -130,7 +130,8 @@ def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
     params = ctx.params()
     df = read_manifest(ctx.path(data.manifest))
     outcome = validate_manifest(df, ctx.path(data.data_root), ctx.article, params.attributes(ctx.article),
-                                params.validation, ctx.outputs("validation"))
+                                params.validation, ctx.outputs("validation"),
+                                memo_path(ctx.path(params.data.cache), ctx.article))
     if ctx.flow_run_id:
         store = Store.of(ctx.store)
         store.log_artifacts(ctx.flow_run_id, outcome.report_dir, "validation")
@@ -143,7 +144,8 @@ def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:
             f"(report: {outcome.report_dir}):\n  " + "\n  ".join(outcome.failures) + _remedies(ctx.article, outcome))
     check_no_leakage(params.model.init, df.loc[df["split"] == "test", "sha256"],
                      f"{ctx.article} (data version {data.data_version})")
-    task_logger().info("validation passed: %d expectations, fully-labelled fraction %.3f, coverage %s",
+    task_logger().info("validation passed%s: %d expectations, fully-labelled fraction %.3f, coverage %s",
+                       " (the checked content equals the last run's: its report reused)" if outcome.reused else "",
                        outcome.n_expectations, outcome.fully_labelled_fraction,
                        {a: round(c, 3) for a, c in outcome.coverage.items()})
     return outcome

@@ -88,7 +88,7 @@ def _folder_items(folder: Path) -> list[ImageItem]:
     items, dirs = [], {}
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        items.append(ImageItem(rel, str(resolve_inside(folder, rel, dirs))))  # refuses symlinks leading outside
+        items.append(ImageItem(rel, resolve_inside(folder, rel, dirs)))  # refuses symlinks leading outside
     return items
 
 
@@ -102,7 +102,7 @@ def _manifest_items(params: Params, root: Path, article: str) -> list[ImageItem]
     for rec in rows[["image_id", "path", *attrs]].itertuples(index=False):
         labelled = tuple(a for a, v in zip(attrs, rec[2:], strict=True) if not pd.isna(v))
         if len(labelled) < len(attrs):
-            items.append(ImageItem(str(rec.image_id), str(resolve_inside(data_root, rec.path, dirs)), labelled))
+            items.append(ImageItem(str(rec.image_id), resolve_inside(data_root, rec.path, dirs), labelled))
     return items
 
 

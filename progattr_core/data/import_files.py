@@ -43,14 +43,17 @@ def check_job(job: tuple[str, ImageParams]) -> tuple[str | None, str | None]:
         return None, exc.reason
 
 
-def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None) -> tuple[str, Path] | DataValidationError:
+def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None) -> tuple[str, str] | DataValidationError:
     """The candidate's path under `root` and its file there, refusing paths (symlinks included) that lead out
     of `root` or of the candidate's source folder. `dirs`: resolve_inside's folder cache for a batch."""
     try:
         dest = safe_relative_path(c.dest)
         target = resolve_inside(root, dest, dirs)  # a symlinked folder under root must not lead out of it
         if c.base is not None:
-            resolve_inside(c.base, Path(c.image_file).relative_to(c.base).as_posix(), dirs)
+            base, image = os.fspath(c.base), os.fspath(c.image_file)
+            rel = (image[len(base) + 1:] if image.startswith(base + os.sep)  # the common case, without pathlib
+                   else Path(image).relative_to(base).as_posix())
+            resolve_inside(base, rel, dirs)
         return dest, target
     except DataValidationError as exc:
         return exc

@@ -104,7 +104,7 @@ class ImportResult:
 def _clean_labels(c: Candidate, attrs: Mapping[str, Sequence[str]], log_: ImportLog) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for attr, vocab in attrs.items():
-        value = normalise(c.labels.get(attr))
+        value = _normalise_cached(c.labels.get(attr))
         if value is not None and value not in vocab:
             log_.reject(c.source, c.row, "label", f"value not in vocabulary ({attr})",
                         f"image {c.image_id!r}: attribute {attr!r} value {c.labels.get(attr)!r} -> {value!r} "
@@ -166,7 +166,7 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
             seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
             dest, target = targets[i]
             if i not in reused:
-                write_image(target, data)
+                write_image(Path(target), data)
             # a reused image's stats were just read; a copied one's copy has a new mtime
             now = stats[i] if i in reused else file_stats(c.image_file, target)
             recorded.append((str(c.image_file), *(now or (0, 0, 0, 0)), sha))

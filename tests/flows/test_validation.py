@@ -37,6 +37,22 @@ def test_a_clean_manifest_passes_and_writes_reports(tmp_path):
     assert (tmp_path / "report" / "data_docs" / "index.html").is_file()
 
 
+def test_a_rerun_on_the_same_checked_content_reuses_the_report_and_any_other_change_runs_the_suite(tmp_path):
+    df, memo = _manifest(tmp_path), tmp_path / "memo"
+    first = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report", memo)
+    assert first.success and not first.reused
+    df.loc[5, "sha256"] = "f" * 64  # a re-shot image: the suite reads its hash only as present
+    again = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "again", memo)
+    assert again.reused and again.success and again.coverage == first.coverage
+    assert again.report_dir == str(tmp_path / "again") and (tmp_path / "again" / "data_docs" / "index.html").is_file()
+    assert json.loads((tmp_path / "again" / "summary.json").read_text())["reused"] is True
+    (tmp_path / df.loc[3, "path"]).unlink()  # a file gone: the suite runs again, and says so
+    gone = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report", memo)
+    assert not gone.reused and not gone.success and "id3" in "\n".join(gone.failures)
+    same = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report", memo)
+    assert same.reused and same.failures == gone.failures  # a failure is remembered as it was
+
+
 def test_each_failing_expectation_is_named_with_its_observed_value(tmp_path):
     df = _manifest(tmp_path)
     df.loc[1, "image_id"] = "id0"                 # duplicate id
