@@ -178,9 +178,11 @@ def _flag(key: str, value: Any) -> str:
 
 def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], tables: list[dict[str, Any]],
                   ratios: dict[str, Any], goals: list[dict[str, Any]], notes: list[str], data: dict[str, Any],
-                  machine_info: dict[str, Any], started: float, script: str | None = None) -> dict[str, Any]:
+                  machine_info: dict[str, Any], started: float, script: str | None = None,
+                  options: str = "") -> dict[str, Any]:
     """Write <out>/<name>.json (the schema in bench/README.md) and <name>.md; print the Markdown.
-    `script`: the bench module that wrote it, when its results are not named after it."""
+    `script`: the bench module that wrote it, when its results are not named after it; `options`: the
+    script's own options as typed (appended to the recorded command)."""
     commit, dirty = git_commit()
     script = script or name
     if getattr(args, "only", ""):
@@ -190,7 +192,8 @@ def write_results(name: str, args: argparse.Namespace, params: dict[str, Any], t
               "git_dirty": dirty, "command": "python -m bench." + script + " --profile " + args.profile +
               (" --set " + " ".join(args.set) if args.set else "") + (f" --only '{args.only}'" if args.only else "") +
               "".join(_flag(k, getattr(args, k)) for k in ("device", "real_n", "attributes", "article", "real", "n", "seed",
-                                                       "variant") if getattr(args, k, None) not in (None, "cpu", [], "all")),
+                                                       "variant") if getattr(args, k, None) not in (None, "cpu", [], "all"))
+              + options,
               "machine": {**machine_info, "loadavg_end": list(os.getloadavg())},
               "wall_s": round(time.perf_counter() - started, 2), "params": params, "tables": tables,
               "ratios": {k: _num(v) for k, v in ratios.items()}, "goals": goals, "notes": notes, "data": data}

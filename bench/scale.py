@@ -18,7 +18,8 @@ At the middle size the store build and tagging also run in one process, and tagg
 LocalCluster of two worker processes (`pipeline.dask_address`, as a cluster deployment runs it).
 
 With `--changed 0.01`, the largest catalogue then has 1% of its images replaced (new content, same
-names) and the data steps (import to slice) run again: the nightly's cost when little changed.
+names) and the data steps (import to slice) run again: the nightly's cost when little changed; then once more
+with nothing changed. `--steps import ingest validate slice` runs the data steps and the nightly alone.
 
     .venv/bin/python -m bench.scale --profile quick     # 1,000 and 10,000 images
     .venv/bin/python -m bench.scale --profile full      # and 100,000 (about an hour on 2 cores)
@@ -317,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if n == sizes[-1] and args.changed > 0 and set(DATA_STEPS) <= set(args.steps):
                 nightly["changed_images"] = change_images(project, args.changed)
                 nightly["steps"] = {s: run_step(s, project, n, overrides, args.threads) for s in DATA_STEPS}
+                # and a night on which nothing changed: what is left is each step's walk over the catalogue
+                nightly["unchanged"] = {s: run_step(s, project, n, overrides, args.threads) for s in DATA_STEPS}
             if n != sizes[-1]:
                 shutil.rmtree(folder, ignore_errors=True)
     finally:
@@ -372,9 +375,10 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
         again = sum(nightly["steps"][s]["seconds"] for s in DATA_STEPS)
         tables.append(common.table(
             f"Nightly with {nightly['changed_images']:,} of {big:,} images changed: data steps again vs the first run",
-            ["step", "first run s", "rerun s", "ratio"],
+            ["step", "first run s", "rerun s", "ratio", "nothing changed s"],
             [[s, round(results[big][s]["seconds"], 1), round(nightly["steps"][s]["seconds"], 1),
-              round(nightly["steps"][s]["seconds"] / max(results[big][s]["seconds"], 1e-9), 3)] for s in DATA_STEPS]))
+              round(nightly["steps"][s]["seconds"] / max(results[big][s]["seconds"], 1e-9), 3),
+              round(nightly["unchanged"][s]["seconds"], 1)] for s in DATA_STEPS]))
         ratios["nightly_data_steps_over_full"] = again / full
         goals.append(common.goal("nightly data steps (import..slice) with 1% changed / full run", again / full, 0.1))
     out = Path(args.out)
@@ -397,9 +401,12 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
                      "last report when the checked content is the same (tasks/validation.py), which a label change "
                      "would not be")
     notes.append(f"plot: {out / 'scale.png'}")
+    options = "".join([f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes else "",
+                       f" --changed {args.changed:g}" if args.changed != 0.01 else "",
+                       f" --steps {' '.join(args.steps)}" if list(args.steps) != list(STEPS[1:]) else ""])
     return common.write_results("scale", args, {"sizes": sizes, "overrides": args.set}, tables, ratios, goals,
                                 notes, {"results": {str(n): r for n, r in results.items()}, "nightly": nightly},
-                                info, started)
+                                info, started, options=options)
 
 
 if __name__ == "__main__":
