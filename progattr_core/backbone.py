@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from pathlib import Path
 
 import torch
 import torchvision
@@ -14,7 +13,7 @@ from torch import Tensor, nn
 
 from .config import ARCHS, SPLIT_POINTS
 from .errors import ModelError, WeightsUnavailableError
-from .model_init import ModelInit
+from .model_init import ModelInit, imagenet_weights
 
 
 def seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
@@ -23,13 +22,6 @@ def seeded_backbone(arch: str, seed: int) -> torchvision.models.ResNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return getattr(torchvision.models, arch)(weights=None)
-
-
-def imagenet_weights(arch: str) -> tuple[str, Path]:
-    """(url, local file) of torchvision's ImageNet weights for `arch`: where torchvision downloads them
-    to and reads them from ($TORCH_HOME/hub/checkpoints); the file may not exist yet."""
-    weights = getattr(torchvision.models, f"ResNet{arch.removeprefix('resnet')}_Weights").DEFAULT
-    return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
 
 
 def imagenet_backbone(arch: str) -> torchvision.models.ResNet:

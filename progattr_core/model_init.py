@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +66,31 @@ def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return f"sha256:{digest.hexdigest()}"
+
+
+# torchvision's ImageNet weights for each of config.ARCHS (`ResNet<n>_Weights.DEFAULT.url`), so that `profile: auto`
+# can look for the file without importing torch and torchvision (~3 s of every `progattr pipeline <step>`);
+# tests/unit/test_model.py checks this table against the installed torchvision
+IMAGENET_URLS = {
+    "resnet18": "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    "resnet34": "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    "resnet50": "https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+}
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub.get_dir(): $TORCH_HOME/hub, $TORCH_HOME defaulting to $XDG_CACHE_HOME/torch (~/.cache/torch); the
+    real call where torch is already imported (a process may have moved it with torch.hub.set_dir)."""
+    if "torch" in sys.modules:
+        return Path(sys.modules["torch"].hub.get_dir())
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
+
+
+def imagenet_weights(arch: str) -> tuple[str, Path]:
+    """(url, local file) of torchvision's ImageNet weights for `arch`: where torchvision downloads them
+    to and reads them from ($TORCH_HOME/hub/checkpoints); the file may not exist yet."""
+    if arch not in IMAGENET_URLS:
+        raise ModelError(f"no ImageNet weights known for {arch!r}; known: {sorted(IMAGENET_URLS)}")
+    url = IMAGENET_URLS[arch]
+    return url, torch_hub_dir() / "checkpoints" / url.rsplit("/", 1)[-1]

@@ -15,12 +15,9 @@ from pathlib import Path
 
 from mlflow.entities import Run
 
-from progattr_core.backbone import imagenet_weights
 from progattr_core.config import AUTO_PROFILE, AUTO_TARGET, TRAINING_SECTIONS, Params, load_params
 from progattr_core.data.manifest import relative_inside
-from progattr_core.determinism import compute_identity
-from progattr_core.model import resolve_device
-from progattr_core.model_init import ModelInit
+from progattr_core.model_init import ModelInit, imagenet_weights
 from tracking.registry import BACKBONE, Registry, fetch_backbone
 from tracking.store import TAG, Store, StoreConfig, redact, store_config
 
@@ -151,6 +148,10 @@ def key_suffix(p: Params) -> str:
     nothing for scratch and imagenet, whose keys stay what they were), then the resolved thread
     count, determinism and device kind (the same inputs give the same weights only with the same
     compute, progattr_core/determinism.py, so a stage trained with other compute is not resumed from)."""
+    # torch: imported where a key is made, not by every step that makes a context (the data steps)
+    from progattr_core.determinism import compute_identity
+    from progattr_core.model import resolve_device
+
     init = ModelInit.parse(p.model.init).identity()
     return (f"|init={init}" if init.startswith("sha256:") else "") + "|" + compute_identity(p.compute, resolve_device(p.compute.device))
 

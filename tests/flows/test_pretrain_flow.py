@@ -33,8 +33,8 @@ def _args(tmp_path, store: str, *extra: str) -> list[str]:
 def test_pretrain_registers_a_backbone_that_never_saw_the_excluded_articles(tmp_path, capsys, caplog, monkeypatch):
     from mlflow import MlflowClient
 
-    from progattr_core.backbone import imagenet_weights
     from progattr_core.errors import ConfigError
+    from progattr_core.model_init import imagenet_weights
     from tasks.context import make_context
     from tracking.registry import BACKBONE, Registry
 

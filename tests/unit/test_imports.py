@@ -14,6 +14,7 @@ sees every import, lazy ones inside functions included.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,22 @@ def test_core_imports_no_pipeline_tools_at_run_time():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_data_steps_start_without_torch(tmp_path):
+    """`progattr pipeline ingest|validate|slice` import no torch (it costs ~3-5 s of each step's start-up):
+    their modules and `profile: auto` resolved against an empty registry, in a fresh process."""
+    code = ("import sys\nfrom tasks.ingest import ingest, slice_data, validate\n"
+            "from tasks.context import resolve_auto_profile\nfrom progattr_core.config import load_params\n"
+            "from tracking.store import store_config\np = load_params('params.yaml')\n"
+            f"print(resolve_auto_profile(p, store_config(p, {str(tmp_path)!r}), ())[2])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**env, "TORCH_HOME": str(tmp_path / "torch")})
+    assert out.returncode == 0, out.stderr[-3000:]
+    said, imported = out.stdout.strip().splitlines()[-2:]
+    assert said.startswith("profile auto -> none: no pretrained") and imported == "[]"
 
 
 def test_dvc_yaml_is_what_the_declared_steps_generate():

@@ -203,6 +203,31 @@ def test_unknown_split_point_arch_and_attribute():
         _model()(_images(), ["colour"])
 
 
+def test_the_imagenet_file_is_found_without_torch_where_torchvision_puts_it(tmp_path, monkeypatch):
+    """`profile: auto` looks for torchvision's ImageNet file without importing torch: the table and the hub
+    folder must be torchvision's and torch's own, under each way of setting the folder."""
+    import sys
+    from pathlib import Path
+
+    import torchvision
+
+    from progattr_core.config import ARCHS
+    from progattr_core.model_init import IMAGENET_URLS, imagenet_weights
+
+    assert IMAGENET_URLS == {a: getattr(torchvision.models, f"ResNet{a.removeprefix('resnet')}_Weights").DEFAULT.url
+                             for a in ARCHS}
+    for env in ({"TORCH_HOME": str(tmp_path / "th")}, {"XDG_CACHE_HOME": str(tmp_path / "xdg")}, {"HOME": str(tmp_path)}):
+        with monkeypatch.context() as m:
+            for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+                m.delenv(key, raising=False)
+            for key, value in env.items():
+                m.setenv(key, value)
+            expected = Path(torch.hub.get_dir()) / "checkpoints" / "resnet34-b627a593.pth"  # torch's own answer
+            assert imagenet_weights("resnet34")[1] == expected  # a process holding torch asks torch
+            m.delitem(sys.modules, "torch")  # a process without torch (the data steps) computes it
+            assert imagenet_weights("resnet34")[1] == expected, env
+
+
 def test_imagenet_weights_offline_name_the_file_and_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # no route: fail fast, even with internet
