@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,41 @@ def stop(proc: subprocess.Popen, group: bool = False) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+class MlflowServer:
+    """The project's mlflow/start-server.sh on a loopback port (its own process group: the server's workers go
+    with it), SQLite and artifacts under `folder` unless `backend`/`artifacts` name others; a test can stop it
+    and start it again on the same port."""
+
+    def __init__(self, folder: Path, backend: str | None = None, artifacts: str | None = None,
+                 env: dict[str, str] | None = None):
+        self.folder, self.port = Path(folder), free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **(env or {}),
+                    "MLFLOW_BACKEND_STORE_URI": backend or f"sqlite:///{self.folder}/server.db",
+                    "MLFLOW_ARTIFACTS_DESTINATION": artifacts or str(self.folder / "server-artifacts"),
+                    "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(self.port),
+                    "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
+        self.log = self.folder / "mlflow-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait: bool = True) -> MlflowServer:
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen([str(ROOT / "mlflow" / "start-server.sh")], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            try:
+                wait_http(f"{self.url}/health", self.proc, timeout=240)  # minutes under heavy load
+            except (RuntimeError, TimeoutError) as exc:
+                raise RuntimeError(f"{exc}; mlflow server log:\n{self.log.read_text()[-3000:]}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self.proc = None
 
 
 def processes_with(marker: str) -> dict[int, str]:

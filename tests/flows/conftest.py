@@ -4,15 +4,10 @@ tests/conftest.py; the shared helpers in tests/support.py.)"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.paths import ROOT
-from tests.support import free_port, stop, tiny_overrides, wait_http
+from tests.support import MlflowServer, tiny_overrides
 
 
 @pytest.fixture
@@ -26,20 +21,11 @@ def params(tmp_path):
 @pytest.fixture
 def mlflow_server(tmp_path):
     """The project's mlflow/start-server.sh on loopback (one worker), SQLite backend under tmp_path."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/server.db",
-           "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "server-artifacts"), "MLFLOW_HOST": "127.0.0.1",
-           "MLFLOW_PORT": str(port), "MLFLOW_BIN": str(Path(sys.executable).parent / "mlflow")}
-    log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen([str(ROOT / "mlflow" / "start-server.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # its own process group: the server spawns workers
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path).start()
     try:
-        wait_http(f"{url}/health", proc, timeout=240)  # minutes under heavy load; ~15 s idle
-        yield url
+        yield server.url
     finally:
-        stop(proc, group=True)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 
 from progattr_core.config import load_params
 from tests.paths import ROOT
+from tests.support import processes_with
 from tracking.registry import Registry
 from tracking.store import Store, store_config
 
@@ -89,6 +90,9 @@ def test_stage_checkpoints_and_registry_on_a_real_server(tmp_path, monkeypatch, 
     _stage_cycle(store, tmp_path)
     _registry_cycle(store, tmp_path)
     assert list((tmp_path / "server-artifacts").rglob("checkpoint.pt"))
+    # the server alone: no MLflow job runner beside it (mlflow/server.env; 7 processes, 1.9 GB at each start)
+    server = processes_with(f"MLFLOW_ARTIFACTS_DESTINATION={tmp_path / 'server-artifacts'}\0")
+    assert server and not [cmd for cmd in server.values() if "huey" in cmd], server
 
 
 def test_retries_stop_at_permanent_errors(tmp_path, monkeypatch):

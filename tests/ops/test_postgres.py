@@ -1,5 +1,5 @@
 """Opt-in (`-m postgres`): the scale-out shape of the registry. A real PostgreSQL from Debian's
-packages (initdb + pg_ctl under tmp), an `mlflow server` on it with S3 artifacts on the loopback
+packages (initdb + pg_ctl under tmp), the project's mlflow/start-server.sh on it with S3 artifacts on the loopback
 S3 server, and the approval code moving aliases through that server."""
 
 from __future__ import annotations
@@ -7,14 +7,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tasks import approvals
-from tests.support import free_port, stop, wait_http
+from tests.support import MlflowServer, free_port
 from tracking.registry import Registry
 from tracking.store import Store, StoreConfig
 
@@ -56,22 +55,12 @@ def mlflow_on_postgres(postgres, s3_server, tmp_path):  # noqa: F811
     import boto3
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket="mlflow-artifacts")
-    port = free_port()
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_server}
-    log = open(tmp_path / "mlflow.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", postgres,
-                             "--artifacts-destination", "s3://mlflow-artifacts/progattr", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path, backend=postgres, artifacts="s3://mlflow-artifacts/progattr",
+                          env={"MLFLOW_S3_ENDPOINT_URL": s3_server})
     try:
-        try:
-            wait_http(f"{url}/health", proc, timeout=180)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}; mlflow server log:\n{(tmp_path / 'mlflow.log').read_text()[-3000:]}") from None
-        yield url, s3_server
+        yield server.start().url, s3_server
     finally:
-        stop(proc)
-        log.close()
+        server.stop()
 
 
 def test_registry_and_approvals_on_postgres_with_s3_artifacts(mlflow_on_postgres, tmp_path):
