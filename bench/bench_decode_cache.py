@@ -20,9 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from progattr_core.config import load_params  # noqa: E402
-from progattr_core.data.arrays import decode_to_array, load_images  # noqa: E402
+from progattr_core.data.arrays import _PARALLEL_FROM, decode_to_array, load_images  # noqa: E402
 from progattr_core.data.kaggle import import_kaggle  # noqa: E402
 from progattr_core.data.synth import generate_catalogue  # noqa: E402
+from progattr_core.parallel import resolve_workers  # noqa: E402
 
 PROFILES = {"smoke": 150, "quick": 2000, "full": 10000}
 KAGGLE = REPO.parent / "shared" / "datasets" / "fashion-product-images-small"
@@ -38,12 +39,15 @@ def _catalogue(p, n: int, root: Path, kaggle: bool):
                               s.label_noise, s.seed, p.data.split), "tops"
 
 
-def _rate(label: str, n: int, fn) -> np.ndarray:
+def _rate(label: str, n: int, fn, pooled: bool = False) -> np.ndarray:
+    """Time `fn`; its CPU per image only when it ran in this process (a pool's workers are the forkserver's
+    children, whose CPU this process's clocks never see)."""
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"  {label:40s} {dt:7.2f} s wall {n / dt:8.0f} images/s | CPU {1e6 * cpu / n:6.0f} us/image "
-          f"= {n / max(cpu, 1e-9):8.0f} images/s per core")
+    per_core = ("in worker processes, not measured" if pooled else
+                f"CPU {1e6 * cpu / n:6.0f} us/image = {n / max(cpu, 1e-9):8.0f} images/s per core")
+    print(f"  {label:40s} {dt:7.2f} s wall {n / dt:8.0f} images/s | {per_core}")
     return out
 
 
@@ -67,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         def load() -> np.ndarray:
             return load_images(m, root, root / "cache", size, attrs, None, workers=args.workers)[0][:].numpy()
 
-        cold = _rate("load_images, cold cache (decode+write)", n, load)
+        cold = _rate("load_images, cold cache (decode+write)", n, load,
+                     pooled=resolve_workers(args.workers, n, _PARALLEL_FROM) > 1)
         warm = _rate("load_images, warm cache", n, load)
         assert np.array_equal(plain, cold) and np.array_equal(cold, warm), "cache differs from decoding"
         print(f"  cached arrays equal fresh decoding; {warm.nbytes / 2**20:.1f} MiB of uint8")

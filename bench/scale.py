@@ -121,9 +121,8 @@ def step_slice(project: Path, n: int, overrides: list[str], workers: int | None)
     return ref.n_images
 
 
-def _store_dir(project: Path, overrides: list[str], workers: int | None) -> Path:
+def _store_dir(ctx: Any, workers: int | None) -> Path:
     """The decode cache a store step builds (the one-process rate is measured into a cache of its own)."""
-    ctx = _ctx(project, overrides)
     cache = ctx.path(ctx.params().data.cache)
     return cache.with_name(cache.name + "-one-process") if workers == 1 else cache
 
@@ -132,8 +131,8 @@ def setup_store(project: Path, n: int, overrides: list[str], workers: int | None
     """Before the clock: the decoded images of the last build deleted (10,000 files take seconds to delete)."""
     from progattr_core.data.images import RESIZE_TAG
 
-    size = _ctx(project, overrides).params().model.image_size
-    shutil.rmtree(_store_dir(project, overrides, workers) / f"{RESIZE_TAG}-s{size}", ignore_errors=True)
+    ctx = _ctx(project, overrides)
+    shutil.rmtree(_store_dir(ctx, workers) / f"{RESIZE_TAG}-s{ctx.params().model.image_size}", ignore_errors=True)
 
 
 def step_store(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
@@ -142,7 +141,7 @@ def step_store(project: Path, n: int, overrides: list[str], workers: int | None)
 
     ctx = _ctx(project, overrides)
     p, ref = ctx.params(), _data_ref(project)
-    build_cache(read_manifest(ctx.path(ref.manifest)), ctx.path(ref.data_root), _store_dir(project, overrides, workers),
+    build_cache(read_manifest(ctx.path(ref.manifest)), ctx.path(ref.data_root), _store_dir(ctx, workers),
                 p.model.image_size, p.data.image, p.data.workers if workers is None else workers, print)
     return ref.n_images
 

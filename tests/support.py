@@ -97,6 +97,8 @@ class MlflowServer:
         return self
 
     def stop(self) -> None:
+        """SIGKILL to the server's process group: a server dying (what the outage tests need), and at once
+        (`stop(proc, group=True)` would wait for a graceful exit)."""
         if self.proc is not None:
             try:  # the whole group, also when the server itself has exited: its workers may outlive it
                 os.killpg(self.proc.pid, signal.SIGKILL)
