@@ -85,17 +85,16 @@ def step_synth(project: Path, n: int, overrides: list[str], workers: int | None)
 
 
 def step_import(project: Path, n: int, overrides: list[str], workers: int | None) -> int:
-    from progattr_core.data.import_files import import_state_path
+    from progattr_core.data.import_files import new_import_run, write_index
     from progattr_core.data.importers import import_wide
-    from progattr_core.data.manifest import write_manifest
 
     ctx = _ctx(project, overrides)
     p = ctx.params()
-    state = import_state_path(ctx.path(p.data.cache), "raw/catalogue")  # where `progattr data import` keeps it
+    run = new_import_run(ctx.path(p.data.root), "raw/catalogue", ctx.path(p.data.cache))  # as `progattr data import`
     r = import_wide(project.parent / "table.csv", project.parent / "drawn", ARTICLE, p.taxonomy,
-                    project / p.data.root, "raw/catalogue", p.data.split, p.data.image,
-                    workers=p.data.workers if workers is None else workers, state=state)
-    write_manifest(r.manifest, project / p.data.root / "raw" / "catalogue" / "manifest.parquet")
+                    ctx.path(p.data.root), run.part, p.data.split, p.data.image,
+                    workers=p.data.workers if workers is None else workers, state=run.state)
+    write_index(run, r.manifest)
     return len(r.manifest)
 
 

@@ -198,7 +198,7 @@ def register_branch_add(ctx: PipelineContext, data: DataRef, key: str, base: Bas
                              rules.min_adjusted_balanced_accuracy,
                              {a: m["coverage"] for a, m in evaluation.publish.items()}, evaluation.base_coverage,
                              rules.max_coverage_regression_vs_champion)
-    tags = {"data_version": data.data_version, "data_raw": data.raw_dir,
+    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "data_layout": data.layout,
             "params_hash": ctx.params().digest(*TRAINING_SECTIONS),
             "schedule": " > ".join(schedule), "added_attribute": attribute, "branch_add_mode": mode,
             "base_version": base.version, "old_predictions_identical": str(evaluation.old_predictions_identical).lower(),

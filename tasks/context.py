@@ -140,6 +140,7 @@ class DataRef:
     raw_dir: str
     n_images: int
     splits: dict[str, int] = field(default_factory=dict)
+    layout: str = "folder"         # "parts": a partitioned import, data_version is its index's DVC hash
 
 
 def key_suffix(p: Params) -> str:

@@ -8,6 +8,7 @@ repository the same role is played by a hash of the folder's file names and cont
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +65,29 @@ def track(root: str | Path, path: str | Path) -> str:
     if digest is None:
         raise DvcError(f"dvc add {rel} left no {rel}.dvc")
     return digest
+
+
+def track_parts(root: str | Path, folder: str | Path, parts: list[str]) -> str:
+    """Track a partitioned import folder (progattr_core/data/import_files.py) and return its data version:
+    `dvc add` of the parts named that DVC does not track yet (one command; a part is written once, so a
+    tracked one is not hashed again), their hashes into `<folder>/index/parts.json`, then `dvc add` of the
+    index. Two DVC commands whatever the catalogue's size, each over what changed since the last ingest.
+    The version is the index's hash: its manifest and parts.json name every image's content and part."""
+    from progattr_core.data.import_files import INDEX, PARTS
+
+    folder = Path(folder)
+    new = [folder / PARTS / part for part in parts if tracked_hash(folder / PARTS / part) is None]
+    missing = [p.name for p in new if not p.is_dir()]
+    if missing:
+        raise DvcError(f"{folder}: its index names parts that are not there and not tracked: {missing[:5]}")
+    if new:
+        run_dvc(root, "add", "-q", *(relative_inside(p, root) for p in new))
+    hashes = {part: tracked_hash(folder / PARTS / part) for part in parts}
+    index = folder / INDEX / "parts.json"
+    tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"parts": hashes}, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, index)
+    return track(root, folder / INDEX)
 
 
 def folder_hash(path: str | Path) -> str:

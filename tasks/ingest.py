@@ -2,8 +2,11 @@
 
 A source is a folder (local, or an S3 prefix synced by tasks/s3_source.py) holding images and a
 manifest, `<article>/manifest.parquet` or `manifest.parquet`, whose paths are relative to the folder
-or, for a folder already under the data root, to the data root (what `progattr data synth` writes). Ingest brings it under `data.raw`, tracks it
-with DVC, and writes the article's canonical manifest with paths relative to `data.root`.
+or, for a folder already under the data root, to the data root (what `progattr data synth` writes); or
+an import folder in the partitioned layout (`index/manifest.parquet` and `parts/`: what `progattr data
+import` writes, progattr_core/data/import_files.py). Ingest brings it under `data.raw`, tracks it with
+DVC (a partitioned folder part by part: its new parts and its index), and writes the article's canonical
+manifest with paths relative to `data.root`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from prefect import task
 
+from progattr_core.data.import_files import INDEX, PARTS, is_partitioned, parts_named
 from progattr_core.data.manifest import read_manifest, relative_inside, write_manifest
 from progattr_core.data.slicing import slice_by_attribute
 from progattr_core.errors import DataValidationError
@@ -69,11 +73,13 @@ def _sync_tree(src: Path, dst: Path) -> int:
 
 
 def source_manifest(raw: Path, article: str) -> Path:
-    """The manifest of a source folder: <folder>/<article>/manifest.parquet, else <folder>/manifest.parquet."""
-    for candidate in (raw / article / "manifest.parquet", raw / "manifest.parquet"):
+    """The manifest of a source folder: <folder>/<article>/manifest.parquet, else <folder>/manifest.parquet,
+    else a partitioned import's <folder>/index/manifest.parquet."""
+    for candidate in (raw / article / "manifest.parquet", raw / "manifest.parquet", raw / INDEX / "manifest.parquet"):
         if candidate.is_file():
             return candidate
-    raise DataValidationError(f"no manifest in {raw}: expected {article}/manifest.parquet or manifest.parquet")
+    raise DataValidationError(f"no manifest in {raw}: expected {article}/manifest.parquet, manifest.parquet or "
+                              f"{INDEX}/manifest.parquet (`progattr data import`)")
 
 
 def _relative_to_data_root(df, data_root: Path) -> bool:
@@ -88,12 +94,18 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     params = ctx.params()
     raw = _bring_in(ctx, source)
     root = Path(ctx.root)
-    if track and dvc_store.is_repo(root):
-        version = dvc_store.track(root, raw)
-        _push(root, raw, version)
-    else:
-        version = dvc_store.tracked_hash(raw) or dvc_store.folder_hash(raw)
     df = read_manifest(source_manifest(raw, ctx.article))
+    parts = parts_named(df["path"]) if is_partitioned(raw) else None
+    tracked = raw / INDEX if parts is not None else raw  # what the data version is the DVC hash of
+    if track and dvc_store.is_repo(root):
+        if parts is None:
+            version = dvc_store.track(root, raw)
+            _push(root, [raw], version)
+        else:
+            version = dvc_store.track_parts(root, raw, parts)
+            _push(root, [*(raw / PARTS / part for part in parts), tracked], version)
+    else:
+        version = dvc_store.tracked_hash(tracked) or dvc_store.folder_hash(raw)
     if "article" in df:
         df = df[df["article"] == ctx.article].reset_index(drop=True)
     data_root = ctx.path(params.data.root).resolve()
@@ -105,24 +117,25 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     out = write_manifest(df, ctx.outputs("manifest.parquet"))
     splits = df["split"].value_counts().to_dict() if "split" in df else {}
     rel = ctx.relative
-    ref = DataRef(rel(out), rel(data_root), version, rel(raw), len(df), {str(k): int(v) for k, v in splits.items()})
+    ref = DataRef(rel(out), rel(data_root), version, rel(raw), len(df), {str(k): int(v) for k, v in splits.items()},
+                  "folder" if parts is None else "parts")
     ctx.outputs("data_version.json").write_text(json.dumps(asdict(ref), indent=1))
     log.info("ingested %d %s images from %s into %s (data version %s)", len(df), ctx.article, source, raw, version)
     return ref
 
 
-def _push(root: Path, raw: Path, version: str) -> None:
-    """The data version to the default DVC remote, if there is one, so that any version trained from
-    it can be rebuilt elsewhere (`progattr registry rebuild` pulls it). A remote that fails does not
-    stop training: the warning says what to push later."""
+def _push(root: Path, tracked: list[Path], version: str) -> None:
+    """The data version (its tracked folders) to the default DVC remote, if there is one, so that any version
+    trained from it can be rebuilt elsewhere (`progattr registry rebuild` pulls it). A remote that fails does
+    not stop training: the warning says what to push later."""
     if not dvc_store.has_remote(root):
         return
-    target = f"{relative_inside(raw, root)}.dvc"
+    targets = [f"{relative_inside(folder, root)}.dvc" for folder in tracked]
     try:
-        dvc_store.push(root, target)
+        dvc_store.push(root, *targets)
     except dvc_store.DvcError as exc:
         task_logger().warning("data version %s was not pushed (a rebuild of what trains on it needs it: "
-                              "`dvc push %s` later): %s", version, target, exc)
+                              "`dvc push %s` later): %s", version, " ".join(targets), exc)
 
 
 def validate(ctx: PipelineContext, data: DataRef) -> ValidationOutcome:

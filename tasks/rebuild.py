@@ -28,6 +28,7 @@ import yaml
 from prefect import task
 
 from progattr_core.config import fill_from
+from progattr_core.data.import_files import INDEX, PARTS
 from progattr_core.determinism import device_kind
 from progattr_core.errors import ProgattrError
 from progattr_core.model import resolve_device
@@ -114,9 +115,6 @@ def pull_data(root: str | Path, work: Path, p: RebuildPlan) -> Path:
         raise RebuildError(f"{root} is not a DVC project: there is no remote to pull data version "
                            f"{p.tags['data_version']} from")
     raw = work / p.tags["data_raw"]
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    pointer = Path(f"{raw}.dvc")
-    pointer.write_text(yaml.safe_dump({"outs": [{"md5": p.tags["data_version"], "path": raw.name, "hash": "md5"}]}))
     if (root / ".dvc" / "config.local").is_file():  # the remote's credentials, if any, live there
         shutil.copyfile(root / ".dvc" / "config.local", work / ".dvc" / "config.local")
     for line in dvc_store.run_dvc(root, "config", "--list", timeout=60).splitlines():
@@ -124,13 +122,27 @@ def pull_data(root: str | Path, work: Path, p: RebuildPlan) -> Path:
         if key.startswith("remote.") and key.endswith(".url") and Path(value).is_absolute():
             # a local remote, resolved against the project (a relative URL would point inside the worktree)
             dvc_store.run_dvc(work, "remote", "modify", "--local", key.split(".")[1], "url", value, timeout=60)
+    if p.tags.get("data_layout") != "parts":
+        _pull(work, p, {raw: p.tags["data_version"]})
+        return raw
+    # a partitioned import: its index (the data version), then the parts the index names
+    _pull(work, p, {raw / INDEX: p.tags["data_version"]})
+    parts = json.loads((raw / INDEX / "parts.json").read_text())["parts"]
+    _pull(work, p, {raw / PARTS / part: md5 for part, md5 in parts.items()})
+    return raw
+
+
+def _pull(work: Path, p: RebuildPlan, folders: dict[Path, str]) -> None:
+    """Pointer files naming these folders' DVC hashes, then one `dvc pull` of them."""
+    for folder, md5 in folders.items():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{folder}.dvc").write_text(yaml.safe_dump({"outs": [{"md5": md5, "path": folder.name, "hash": "md5"}]}))
     try:
-        dvc_store.run_dvc(work, "pull", pointer.relative_to(work).as_posix())
+        dvc_store.run_dvc(work, "pull", *(Path(f"{f}.dvc").relative_to(work).as_posix() for f in folders))
     except dvc_store.DvcError as exc:
         raise RebuildError(f"data version {p.tags['data_version']} ({p.tags['data_raw']}) could not be pulled from "
                            f"the DVC remote; push it from the project that trained version {p.version} "
                            f"(`dvc push`). {exc}") from None
-    return raw
 
 
 def write_params(ctx: PipelineContext, p: RebuildPlan, work: Path) -> tuple[Path, list[str]]:

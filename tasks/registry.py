@@ -166,7 +166,7 @@ def register(ctx: PipelineContext, data: DataRef, key: str, baseline_key: str, m
                              {a: round(m["coverage"], 4) for a, m in publish.items()},
                              _champion_tags(registry, name, "coverage"),
                              rules.max_coverage_regression_vs_champion)
-    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "params_hash": params.digest(*TRAINING_SECTIONS),
+    tags = {"data_version": data.data_version, "data_raw": data.raw_dir, "data_layout": data.layout, "params_hash": params.digest(*TRAINING_SECTIONS),
             "schedule": " > ".join(schedule),
             **{f"accuracy.{a}": f"{v:.4f}" for a, v in prog.items() if not math.isnan(v)},
             **{f"{k}.{a}": f"{m[k]:.4f}" for a, m in evaluation.metrics["progressive"].items()

@@ -12,6 +12,11 @@ What goes:
 - The decode cache (`data.cache`), down to `decode_cache_gb` (progattr_core.data.arrays.trim_cache).
 - The DVC cache: `dvc gc --workspace` (`dvc_cache: workspace`), only when a DVC remote is configured:
   every ingest pushes its data version there, so the remote keeps the versions a rebuild needs.
+- In a DVC project, the parts of an article's import folder (progattr_core/data/import_files.py) that
+  neither the folder's index nor the article's ingested manifest names any more: every image in them was
+  changed or removed since. Ingest tracked each part a data version names, so the DVC cache (and the
+  remote) keeps them for the older versions; parts newer than the newest named one (an import running
+  now) are left alone.
 
 What never goes: a registered version's model files (they live in its flow run, which this never
 touches); the checkpoints and baseline models of the versions that hold an alias (champion,
@@ -21,7 +26,9 @@ killed run resumes from); the decode-cache entries of the current manifests; the
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,8 @@ from mlflow.entities import Run
 from prefect import task
 
 from progattr_core.data.arrays import trim_cache
+from progattr_core.data.import_files import INDEX, PARTS, is_partitioned, parts_named
+from progattr_core.data.manifest import relative_inside
 from progattr_core.pretrain import ARTICLE as PRETRAIN
 from tasks import dvc_store
 from tasks.context import PipelineContext, task_logger
@@ -53,14 +62,17 @@ def apply_retention(ctx: PipelineContext, articles: list[str], dry_run: bool = F
     for article in articles:
         report["articles"][article] = _prune_article(ctx, store, article, dry_run)
     report["pretrain"] = _prune_pretraining(store, dry_run)
+    report["superseded_parts"] = {article: _prune_parts(ctx, article, dry_run) for article in articles}
     report["decode_cache"] = _trim_decode_cache(ctx, dry_run)
     report["dvc_cache"] = _gc_dvc(ctx, dry_run)
     mlflow_bytes = sum(a["freed_bytes"] for a in report["articles"].values()) + report["pretrain"]["freed_bytes"]
+    parts_bytes = sum(r.get("freed_bytes", 0) for r in report["superseded_parts"].values())
     report["freed_bytes"] = (mlflow_bytes + report["decode_cache"].get("deleted_bytes", 0)
-                             + report["dvc_cache"].get("freed_bytes", 0))
+                             + report["dvc_cache"].get("freed_bytes", 0) + parts_bytes)
     verb = "would free" if dry_run else "freed"
-    log.info("retention %s %s: MLflow %s (%s), decode cache %s, DVC cache %s", verb, _mb(report["freed_bytes"]),
-             _mb(mlflow_bytes), "; ".join(f"{a}: {len(r['pruned'])} runs" for a, r in report["articles"].items()),
+    log.info("retention %s %s: MLflow %s (%s), superseded import parts %s, decode cache %s, DVC cache %s", verb,
+             _mb(report["freed_bytes"]), _mb(mlflow_bytes),
+             "; ".join(f"{a}: {len(r['pruned'])} runs" for a, r in report["articles"].items()), _mb(parts_bytes),
              _mb(report["decode_cache"].get("deleted_bytes", 0)),
              report["dvc_cache"].get("skipped") or _mb(report["dvc_cache"].get("freed_bytes", 0)))
     return report
@@ -142,6 +154,33 @@ def _trim_decode_cache(ctx: PipelineContext, dry_run: bool) -> dict[str, Any]:
     for manifest in sorted(ctx.path(p.pipeline.outputs).glob("*/manifest.parquet")):
         keep |= set(pd.read_parquet(manifest, columns=["sha256"])["sha256"])
     return trim_cache(cache, keep, int(p.retention.decode_cache_gb * 2**30), dry_run)
+
+
+def _prune_parts(ctx: PipelineContext, article: str, dry_run: bool) -> dict[str, Any]:
+    """The superseded parts of the article's import folder, deleted with their DVC pointers (module doc)."""
+    import pandas as pd
+
+    ref = ctx.path(ctx.params().pipeline.outputs) / article / "data_version.json"
+    if not ref.is_file():
+        return {"skipped": "not ingested yet"}
+    ingested = json.loads(ref.read_text())
+    folder = ctx.path(ingested["raw_dir"])
+    if ingested.get("layout") != "parts" or not is_partitioned(folder):
+        return {"skipped": "not an import folder"}
+    if not dvc_store.is_repo(ctx.path(".")):
+        return {"skipped": "not a DVC repository: older parts may hold the only copy of older data versions"}
+    prefix = f"{relative_inside(folder, ctx.path(ctx.params().data.root))}/"
+    named = set(parts_named(pd.read_parquet(folder / INDEX / "manifest.parquet", columns=["path"])["path"]))
+    named |= set(parts_named(p.removeprefix(prefix) for p in
+                             pd.read_parquet(ctx.path(ingested["manifest"]), columns=["path"])["path"]))
+    newest = max(named, default="")
+    pruned = [{"part": d.name, "bytes": _folder_bytes(d)} for d in sorted((folder / PARTS).iterdir())
+              if d.is_dir() and d.name not in named and d.name < newest]
+    if not dry_run:
+        for p in pruned:
+            shutil.rmtree(folder / PARTS / p["part"])
+            (folder / PARTS / f"{p['part']}.dvc").unlink(missing_ok=True)
+    return {"pruned": pruned, "freed_bytes": sum(p["bytes"] for p in pruned)}
 
 
 def _gc_dvc(ctx: PipelineContext, dry_run: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from prefect import task
 
 from progattr_core.config import ImageParams, Params
 from progattr_core.data.images import ImageRejected, read_image_bytes, sha256_bytes
+from progattr_core.data.import_files import INDEX, is_partitioned
 from progattr_core.data.manifest import read_manifest, resolve_inside
 from progattr_core.errors import DataValidationError
 from progattr_core.inference import Refused, image_array
@@ -86,6 +87,9 @@ def _folder_items(folder: Path) -> list[ImageItem]:
         raise DataValidationError(f"tagging source {str(folder)!r} is not a folder, an s3:// prefix or "
                                   f"{MANIFEST_SOURCE!r}")
     items, dirs = [], {}
+    if is_partitioned(folder):  # an import folder: the images its index names (older parts keep superseded copies)
+        index = pd.read_parquet(folder / INDEX / "manifest.parquet", columns=["image_id", "path"])
+        return [ImageItem(str(i), resolve_inside(folder, p, dirs)) for i, p in index.itertuples(index=False)]
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         rel = path.relative_to(folder).as_posix()
         items.append(ImageItem(rel, resolve_inside(folder, rel, dirs)))  # refuses symlinks leading outside

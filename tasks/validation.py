@@ -6,7 +6,8 @@ and per-class minimum training counts above thresholds from params, and the full
 Results are written as JSON plus GX Data Docs HTML, whether the data passes or not.
 
 A run keeps its report in a memo folder with the digest of everything the suite reads: the checked
-columns (an image's hash only as present or not: no expectation reads its value), the file presence, the
+columns (an image's hash and path only as present or not: no expectation reads their values; a changed
+image of an import folder gets a new path, in a new part), the file presence, the
 class counts, the thresholds, the Great Expectations version and this module's code. The next run whose
 digest is the same (a nightly where only image content changed, or nothing) reuses that report instead
 of running Great Expectations again (bench/README.md, "Catalogue scale"); any other change runs the whole suite.
@@ -99,8 +100,8 @@ def checked_digest(frames: dict[str, pd.DataFrame], article: str, vocab: dict[st
                          version("great_expectations")], sort_keys=True, default=str).encode())
     h.update(Path(__file__).read_bytes())  # the suite and how it runs
     for name, frame in sorted(frames.items()):
-        if "sha256" in frame:  # read only as present or not
-            frame = frame.assign(sha256=frame["sha256"].notna())
+        # read only as present or not (file_present is its own column)
+        frame = frame.assign(**{c: frame[c].notna() for c in ("sha256", "path") if c in frame})
         h.update(json.dumps([name, list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
         h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         h.update(frame.isna().to_numpy().tobytes())  # a missing value apart from the text "None"

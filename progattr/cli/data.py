@@ -40,7 +40,9 @@ def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--article", required=kind != "kaggle", help="taxonomy article (kaggle: default all in imports.kaggle)")
         if kind == "folder":
             p.add_argument("--attribute", required=True)
-        p.add_argument("--dest", default=None, help="where images go, relative to the data root (default: <raw>/<name>)")
+        p.add_argument("--dest", default=None, help="the import folder, relative to the data root (default: "
+                       "<raw>/<name>): each run copies what it found new or changed into <dest>/parts/<part>/ and "
+                       "writes <dest>/index/manifest.parquet")
         p.add_argument("--manifest", default=None,
                        help="also add the rows to this manifest (paths relative to data.root), e.g. data/manifest.parquet")
         p.add_argument("--rejects", default=None, help="rejects CSV (default: data.rejects)")
@@ -84,35 +86,31 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _data_import(args: argparse.Namespace) -> int:
     from progattr_core.data import importers, kaggle
-    from progattr_core.data.import_files import import_state_path
-    from progattr_core.data.manifest import relative_to, resolve_inside, write_manifest
+    from progattr_core.data.import_files import new_import_run, write_index
 
     p = load(args)
-    common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image,
-              "workers": p.data.workers}
     name = Path(getattr(args, "table", None) or args.folder).stem
-    dest = args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root))
-    source_manifest = resolve_inside(p.data.root, f"{dest}/manifest.parquet")  # refuses a symlink out of the root
-    state = import_state_path(p.data.cache, dest)
-    if args.recheck:
-        state.unlink(missing_ok=True)
-    common["state"] = state
+    run = new_import_run(p.data.root, args.dest or under_root(Path(p.data.raw) / name, Path(p.data.root)),
+                           p.data.cache, args.recheck)
+    common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image,
+              "workers": p.data.workers, "state": run.state, "dest": run.part}
     if args.import_kind == "wide":
-        result = importers.import_wide(args.table, args.images, args.article, dest=dest, **common)
+        result = importers.import_wide(args.table, args.images, args.article, **common)
     elif args.import_kind == "long":
-        result = importers.import_long(args.table, args.images, args.article, dest=dest, **common)
+        result = importers.import_long(args.table, args.images, args.article, **common)
     elif args.import_kind == "folder":
-        result = importers.import_folder(args.folder, args.article, args.attribute, dest=dest, **common)
+        result = importers.import_folder(args.folder, args.article, args.attribute, **common)
     else:
         article = args.article or only(list(p.imports.kaggle), "imports.kaggle articles")
         if article not in p.imports.kaggle:
             raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
-        result = kaggle.import_kaggle(args.folder, article, p.imports.kaggle[article], dest=dest, **common)
+        result = kaggle.import_kaggle(args.folder, article, p.imports.kaggle[article], **common)
     rejects = result.write_rejects(args.rejects or p.data.rejects)
-    source = write_manifest(relative_to(result.manifest, dest), source_manifest)
+    index, copied = write_index(run, result.manifest)
     saved = _save_manifest(result.manifest, args.manifest, p.taxonomy)
     print(result.summary_text())
-    print(f"rejects: {rejects} ({len(result.rejects)} lines); source manifest {source}{saved}")
+    print(f"{copied} new or changed images copied into {run.part}" if copied else "no new or changed images")
+    print(f"rejects: {rejects} ({len(result.rejects)} lines); source manifest {index}{saved}")
     return 0
 
 

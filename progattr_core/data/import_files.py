@@ -1,11 +1,20 @@
 """The image half of an import: check and hash (a pool job), where each image goes under the data root,
-an atomic copy, and the state file that makes a re-import incremental (an image whose file and copy keep
-their size and mtime is taken as the last import left it)."""
+an atomic copy, the state file that makes a re-import incremental (an image whose file and copy keep
+their size and mtime is taken as the last import left it), and the partitioned layout of an import folder.
+
+**The layout** (`progattr data import`): each import run copies the images it found new or changed into
+a part of its own, `<dest>/parts/<part>/`, written once and never changed; an unchanged image stays in
+the part it was first copied into. `<dest>/index/manifest.parquet` names every image's copy (paths
+relative to `<dest>`). DVC then tracks each part and the index separately (tasks/dvc_store.track_parts),
+so a nightly hashes and walks what changed, not the catalogue; the data version is the index's hash."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -15,7 +24,7 @@ import pandas as pd
 from ..config import ImageParams
 from ..errors import DataValidationError
 from .images import ImageRejected, check_image_file
-from .manifest import resolve_inside, safe_relative_path
+from .manifest import relative_to, resolve_inside, safe_relative_path, write_manifest
 
 if TYPE_CHECKING:
     from .importers import Candidate
@@ -43,11 +52,13 @@ def check_job(job: tuple[str, ImageParams]) -> tuple[str | None, str | None]:
         return None, exc.reason
 
 
-def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None) -> tuple[str, str] | DataValidationError:
-    """The candidate's path under `root` and its file there, refusing paths (symlinks included) that lead out
-    of `root` or of the candidate's source folder. `dirs`: resolve_inside's folder cache for a batch."""
+def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None,
+              where: str | None = None) -> tuple[str, str] | DataValidationError:
+    """The candidate's path under `root` (`where`, else its own `dest`) and its file there, refusing paths
+    (symlinks included) that lead out of `root` or of the candidate's source folder. `dirs`: resolve_inside's
+    folder cache for a batch."""
     try:
-        dest = safe_relative_path(c.dest)
+        dest = safe_relative_path(where or c.dest)
         target = resolve_inside(root, dest, dirs)  # a symlinked folder under root must not lead out of it
         if c.base is not None:
             base, image = os.fspath(c.base), os.fspath(c.image_file)
@@ -59,7 +70,8 @@ def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None) -> t
         return exc
 
 
-STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256"]
+STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256", "copy"]
+PARTS, INDEX = "parts", "index"  # the partitioned layout's two folders under an import folder
 
 
 def import_state_path(cache_dir: str | Path, dest: str) -> Path:
@@ -78,8 +90,14 @@ def file_stats(source: Path | str, copy: Path) -> tuple[int, int, int, int] | No
 
 
 def read_import_state(path: str | Path) -> dict[str, tuple]:
-    """file -> (size, mtime_ns, copy_size, copy_mtime_ns, sha256) from the last import's state file."""
+    """file -> (size, mtime_ns, copy_size, copy_mtime_ns, sha256, copy) from the last import's state file
+    (`copy`: the copy's path under the data root); {} for a state written before copies were recorded
+    (everything is checked again)."""
     if not Path(path).is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    if "copy" not in pq.read_schema(path).names:
         return {}
     df = pd.read_parquet(path, columns=STATE_COLUMNS)
     return {f: tuple(rest) for f, *rest in df.itertuples(index=False)}
@@ -97,3 +115,52 @@ def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
     it = iter(items)
     while chunk := list(islice(it, n)):
         yield chunk
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    """Where one `progattr data import` run writes: its images go to `part`, its index to `index`."""
+
+    dest: str     # the import folder, relative to the data root
+    part: str     # this run's part, relative to the data root: what the importers take as their `dest`
+    index: Path   # <root>/<dest>/index/manifest.parquet
+    state: Path   # the import state (import_state_path)
+
+
+def new_import_run(root: str | Path, dest: str, cache_dir: str | Path, recheck: bool = False) -> ImportRun:
+    """The partitioned import folder `dest` under `root` and a new part for this run (`recheck`: forget the
+    import state, so every image is checked and copied again); refuses a folder in the single-folder layout
+    of earlier versions and, through resolve_inside, one that leads out of `root`."""
+    index = Path(resolve_inside(root, f"{dest}/{INDEX}/manifest.parquet"))
+    if Path(resolve_inside(root, f"{dest}/manifest.parquet")).is_file():
+        raise DataValidationError(f"{dest} holds an import in the single-folder layout of earlier progattr versions "
+                                  f"({dest}/manifest.parquet); import into a new --dest, or delete {dest} (and "
+                                  f"{dest}.dvc) first")
+    state = import_state_path(cache_dir, dest)
+    if recheck:
+        state.unlink(missing_ok=True)
+    return ImportRun(dest, f"{dest}/{PARTS}/{new_part_name()}", index, state)
+
+
+def write_index(run: ImportRun, manifest: pd.DataFrame) -> tuple[Path, int]:
+    """The import's manifest as the folder's index (paths relative to the folder); (its file, how many
+    images this run copied into its part)."""
+    copied = int(manifest["path"].str.startswith(run.part + "/").sum())
+    return write_manifest(relative_to(manifest, run.dest), run.index), copied
+
+
+def new_part_name() -> str:
+    """A name for this import run's part, never used before: its UTC start time to the microsecond (parts
+    sort in the order they were written) and a random suffix (two imports started at once)."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:] + f"Z-{secrets.token_hex(3)}"
+
+
+def is_partitioned(folder: str | Path) -> bool:
+    """Whether a source folder has the partitioned layout (an index and parts)."""
+    return (Path(folder) / INDEX / "manifest.parquet").is_file() and (Path(folder) / PARTS).is_dir()
+
+
+def parts_named(paths: Iterable[object]) -> list[str]:
+    """The parts a partitioned index's paths (`parts/<part>/...`, relative to the folder) name, sorted."""
+    return sorted({p.split("/", 2)[1] for p in paths if isinstance(p, str) and p.startswith(PARTS + "/")})

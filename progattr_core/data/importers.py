@@ -121,10 +121,12 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     checked (fully decoded) and hashed on `workers` processes (0: every core from a few hundred up),
     CHECK_CHUNK candidates at a time; `say` gets a progress line with the rate and count.
 
-    `state`: a file recording, for every image imported, its source file's size and mtime, its copy's and
-    its hash. An image whose source and copy both still have the recorded size and mtime is taken as it
-    was (not read, decoded, hashed or copied again: a nightly re-import of a large catalogue touches only
-    what changed, as rsync and DVC decide); the file is rewritten after the import. None: check everything."""
+    `state`: a file recording, for every image imported, its source file's size and mtime, its copy's path,
+    size and mtime and its hash. An image whose source and copy both still have the recorded size and mtime
+    is taken as it was, where its copy is (not read, decoded, hashed or copied again: a nightly re-import of
+    a large catalogue touches only what changed, as rsync and DVC decide); any other image is copied to its
+    candidate's `dest` (`progattr data import`: this run's part). The file is rewritten after the import.
+    None: check everything."""
     attrs, root = taxonomy[article], Path(root)
     seen_ids: dict[str, int] = {}
     seen_hash: dict[str, str] = {}
@@ -134,11 +136,15 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
     unchanged = 0
     for chunk in batched(candidates, CHECK_CHUNK):
         dirs: dict[str, str] = {}  # resolved folders, for this chunk only
-        targets = [target_of(c, root, dirs) for c in chunk]
+        before = [known.get(str(c.image_file)) for c in chunk]  # (..., sha256, copy) of the last import
+        targets = [target_of(c, root, dirs, b[5] if b else None) for c, b in zip(chunk, before, strict=True)]
         stats = {i: file_stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
                  if not isinstance(t, DataValidationError)}
-        reused = {i: known[str(chunk[i].image_file)][-1] for i, st in stats.items()
-                  if st is not None and known.get(str(chunk[i].image_file), (None,))[:-1] == st}
+        reused = {i: before[i][4] for i, st in stats.items()
+                  if st is not None and before[i] is not None and before[i][:4] == st}
+        for i in stats.keys() - reused.keys():  # new or changed: copied to its own dest, not over its last copy
+            if before[i] and before[i][5] != chunk[i].dest:
+                targets[i] = target_of(chunk[i], root, dirs)
         unchanged += len(reused)
         safe = [i for i in stats if i not in reused]
         checked = dict(zip(safe, pmap(check_job, [(str(chunk[i].image_file), limits) for i in safe], workers,
@@ -169,7 +175,7 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
                 write_image(Path(target), data)
             # a reused image's stats were just read; a copied one's copy has a new mtime
             now = stats[i] if i in reused else file_stats(c.image_file, target)
-            recorded.append((str(c.image_file), *(now or (0, 0, 0, 0)), sha))
+            recorded.append((str(c.image_file), *(now or (0, 0, 0, 0)), sha, dest))
             records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
                             **_clean_labels(c, attrs, log_)})
     if meter.done:

@@ -41,7 +41,10 @@ def test_a_rerun_on_the_same_checked_content_reuses_the_report_and_any_other_cha
     df, memo = _manifest(tmp_path), tmp_path / "memo"
     first = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report", memo)
     assert first.success and not first.reused
-    df.loc[5, "sha256"] = "f" * 64  # a re-shot image: the suite reads its hash only as present
+    df.loc[5, "sha256"] = "f" * 64  # a re-shot image: the suite reads its hash and path only as present
+    df.loc[5, "path"] = "raw/parts/p2/img5.png"  # (an import folder copies it into a new part)
+    (tmp_path / "raw/parts/p2").mkdir(parents=True)
+    (tmp_path / "raw/parts/p2/img5.png").write_bytes(b"png")
     again = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "again", memo)
     assert again.reused and again.success and again.coverage == first.coverage
     assert again.report_dir == str(tmp_path / "again") and (tmp_path / "again" / "data_docs" / "index.html").is_file()

@@ -18,7 +18,8 @@ def cli(tmp_path):
 
     def run(*argv: str, overrides: tuple[str, ...] = ()) -> int:
         return main([*argv, "--params", PARAMS, "--set", f"data.root={tmp_path}/data",
-                     f"data.raw={tmp_path}/data/raw", f"data.rejects={tmp_path}/data/rejects.csv", *overrides])
+                     f"data.raw={tmp_path}/data/raw", f"data.rejects={tmp_path}/data/rejects.csv",
+                     f"data.cache={tmp_path}/cache", *overrides])
 
     return run
 

@@ -32,7 +32,7 @@ def _rejects(tmp_path) -> pd.DataFrame:
 
 
 def _source(tmp_path, name: str) -> pd.DataFrame:
-    return read_manifest(tmp_path / "data/raw" / name / "manifest.parquet")
+    return read_manifest(tmp_path / "data/raw" / name / "index" / "manifest.parquet")
 
 
 def _files_under(folder) -> list[str]:
@@ -44,7 +44,8 @@ def test_every_image_case_is_imported_or_rejected_by_name(tmp_path, cli):
     write_images(tmp_path / "imgs", corpus)
     rows = "".join(f"{name},no-fade\n" for name in corpus)
     assert _import(cli, tmp_path, "wide", "images.csv", "image,fade\n" + rows) == 0
-    imported = set(_source(tmp_path, "images")["image_id"])
+    source = _source(tmp_path, "images").set_index("image_id")["path"]
+    imported = set(source.index)
     assert imported == {n for n, (_, kind) in corpus.items() if kind is None}
     rejects = _rejects(tmp_path)
     by_image = {r.reason.split("'")[1]: r.kind for r in rejects.itertuples()}
@@ -52,9 +53,10 @@ def test_every_image_case_is_imported_or_rejected_by_name(tmp_path, cli):
     assert "over data.image.max_pixels=40000000" in rejects.set_index("kind").loc["image too large (pixels)", "reason"].iloc[0]
     limits = params().data.image
     for name in imported:  # what was imported decodes to RGB; EXIF rotation applied (40x20 -> 20x40)
-        img = decode_image((tmp_path / "data/raw/images" / name).read_bytes(), limits, name)
+        img = decode_image((tmp_path / "data/raw/images" / source[name]).read_bytes(), limits, name)
         assert img.mode == "RGB"
-    assert decode_image((tmp_path / "data/raw/images/exif_rotated.jpg").read_bytes(), limits).size == (20, 40)
+    exif_rotated = tmp_path / "data/raw/images" / source["exif_rotated.jpg"]
+    assert decode_image(exif_rotated.read_bytes(), limits).size == (20, 40)
 
 
 def test_annotation_mistakes_in_a_wide_table_keep_good_rows(tmp_path, cli):
@@ -151,7 +153,7 @@ def test_paths_outside_the_images_folder_or_the_data_root_are_refused(tmp_path, 
     assert _import(cli, tmp_path, "wide", "linked.csv", "image,fade\ngood.png,no-fade\n") == 1
     assert "data/raw/linked is not inside the data root" in capsys.readouterr().err
     assert _import(cli, tmp_path, "wide", "again.csv", "image,fade\ngood.png,no-fade\n", "--dest", "raw/linked") == 3
-    assert f"resolves to {elsewhere}/manifest.parquet, outside the data root" in capsys.readouterr().err
+    assert f"resolves to {elsewhere}/index/manifest.parquet, outside the data root" in capsys.readouterr().err
     assert _files_under(elsewhere) == []
 
 

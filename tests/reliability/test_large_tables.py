@@ -73,7 +73,7 @@ def _import(tmp_path: Path, table: Path, name: str) -> tuple[int, float, str]:
     data = tmp_path / name
     cmd = [str(progattr), "data", "import", "long", "--table", str(table), "--images", str(tmp_path / "imgs"),
            "--article", "jeans", "--params", PARAMS, "--set", f"data.root={data}", f"data.raw={data}/raw",
-           f"data.rejects={data}/rejects.csv"]
+           f"data.rejects={data}/rejects.csv", f"data.cache={data}/cache"]
     out = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True, timeout=300)
     peak_kb = int(out.stdout.rsplit("maxrss_kb", 1)[1])
     return out.returncode, peak_kb / 1024, out.stdout + out.stderr
@@ -100,7 +100,7 @@ def test_a_million_row_long_table_streams_with_bounded_memory(tmp_path):
     assert counts["label rejected: unknown attribute"] == str(N_ROWS // UNKNOWN_EVERY)
     assert counts["label rejected: conflicting values"] == str(n_conflicts)
 
-    manifest = read_manifest(tmp_path / "big/raw/long/manifest.parquet").set_index("image_id")
+    manifest = read_manifest(tmp_path / "big/raw/long/index/manifest.parquet").set_index("image_id")
     for i in range(N_PRESENT):
         for a, attr in enumerate(ATTRS):
             expected = None if _conflicting(np.array(i), np.array(a)) else _label(i, a)

@@ -17,7 +17,7 @@ PARAMS = str(ROOT / "params.yaml")
 
 def _run(tmp_path, *argv: str) -> int:
     return main([*argv, "--params", PARAMS, "--set", f"data.root={tmp_path}/data", f"data.raw={tmp_path}/data/raw",
-                 f"data.rejects={tmp_path}/data/rejects.csv"])
+                 f"data.rejects={tmp_path}/data/rejects.csv", f"data.cache={tmp_path}/cache"])
 
 
 def test_synth_then_slice(tmp_path, capsys):
@@ -39,8 +39,9 @@ def test_import_wide_writes_source_manifest_and_rejects(tmp_path, capsys):
     rc = _run(tmp_path, "data", "import", "wide", "--table", str(tmp_path / "labels.csv"), "--images",
               str(tmp_path / "imgs"), "--article", "jeans")
     assert rc == 0
-    source = pd.read_parquet(tmp_path / "data/raw/labels/manifest.parquet")
-    assert source["path"].tolist() == ["a.png"]
+    source = pd.read_parquet(tmp_path / "data/raw/labels/index/manifest.parquet")
+    (part,) = (tmp_path / "data/raw/labels/parts").iterdir()
+    assert source["path"].tolist() == [f"parts/{part.name}/a.png"]
     rejects = pd.read_csv(tmp_path / "data/rejects.csv")
     assert rejects["kind"].tolist() == ["image zero-byte"]
     assert "images imported" in capsys.readouterr().out
