@@ -113,7 +113,7 @@ def ingest(ctx: PipelineContext, source: str, track: bool = True) -> DataRef:
     if prefix is None:
         raise DataValidationError(f"raw folder {raw} is not under the data root {data_root} (params data.root)")
     if "path" in df and not _relative_to_data_root(df, data_root):
-        df["path"] = [f"{prefix}/{p}" if isinstance(p, str) else p for p in df["path"]]
+        df["path"] = f"{prefix}/" + df["path"]
     out = write_manifest(df, ctx.outputs("manifest.parquet"))
     splits = df["split"].value_counts().to_dict() if "split" in df else {}
     rel = ctx.relative

@@ -171,8 +171,8 @@ def _prune_parts(ctx: PipelineContext, article: str, dry_run: bool) -> dict[str,
         return {"skipped": "not a DVC repository: older parts may hold the only copy of older data versions"}
     prefix = f"{relative_inside(folder, ctx.path(ctx.params().data.root))}/"
     named = set(parts_named(pd.read_parquet(folder / INDEX / "manifest.parquet", columns=["path"])["path"]))
-    named |= set(parts_named(p.removeprefix(prefix) for p in
-                             pd.read_parquet(ctx.path(ingested["manifest"]), columns=["path"])["path"]))
+    named |= set(parts_named(pd.read_parquet(ctx.path(ingested["manifest"]), columns=["path"])["path"]
+                             .str.removeprefix(prefix)))
     newest = max(named, default="")
     pruned = [{"part": d.name, "bytes": _folder_bytes(d)} for d in sorted((folder / PARTS).iterdir())
               if d.is_dir() and d.name not in named and d.name < newest]

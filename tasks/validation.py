@@ -57,7 +57,7 @@ def prepare_frames(manifest: pd.DataFrame, data_root: str | Path,
         images[col] = pd.Series([None] * len(images), dtype="object")
     root = Path(data_root)
     images[_KEY] = images["image_id"].astype("string")
-    images["file_present"] = [isinstance(p, str) and (root / p).is_file() for p in images["path"]]
+    images["file_present"] = files_present(root, images["path"].tolist())
     labelled = images[list(vocab)].notna()
     images["fully_labelled"] = labelled.all(axis=1).astype(float)
     train = images[images["split"] == "train"]
@@ -65,6 +65,31 @@ def prepare_frames(manifest: pd.DataFrame, data_root: str | Path,
             for attr, classes in vocab.items() for cls in classes]
     images = images.astype({a: "object" for a in vocab}).drop(columns=missing)
     return images, pd.DataFrame(rows)
+
+
+def files_present(root: Path, paths: list[object]) -> list[bool]:
+    """Whether each path (relative to `root`) is a file, symlinks followed. A folder holding many of them is
+    listed once (`os.scandir`: no system call per file, ~10 µs each here), the others are stat'ed one by one."""
+    by_folder: dict[str, list[tuple[int, str]]] = {}
+    for i, path in enumerate(paths):
+        if isinstance(path, str):
+            head, _, name = path.rpartition("/")
+            by_folder.setdefault(head, []).append((i, name))
+    present = [False] * len(paths)
+    for head, items in by_folder.items():
+        folder = os.path.join(root, head)
+        if len(items) < 64:
+            for i, name in items:
+                present[i] = os.path.isfile(os.path.join(folder, name))
+            continue
+        try:
+            with os.scandir(folder) as entries:
+                files = {e.name for e in entries if e.is_file()}
+        except OSError:  # not there, or not a folder
+            files = set()
+        for i, name in items:
+            present[i] = name in files
+    return present
 
 
 def build_suites(article: str, vocab: dict[str, tuple[str, ...]], limits: ValidationParams) -> dict[str, list]:

@@ -24,7 +24,7 @@ import pandas as pd
 from ..config import ImageParams
 from ..errors import DataValidationError
 from .images import ImageRejected, check_image_file
-from .manifest import relative_to, resolve_inside, safe_relative_path, write_manifest
+from .manifest import relative_to, resolve_inside, resolve_inside_stat, safe_relative_path, write_manifest
 
 if TYPE_CHECKING:
     from .importers import Candidate
@@ -52,20 +52,23 @@ def check_job(job: tuple[str, ImageParams]) -> tuple[str | None, str | None]:
         return None, exc.reason
 
 
-def target_of(c: Candidate, root: Path, dirs: dict[str, str] | None = None,
-              where: str | None = None) -> tuple[str, str] | DataValidationError:
-    """The candidate's path under `root` (`where`, else its own `dest`) and its file there, refusing paths
-    (symlinks included) that lead out of `root` or of the candidate's source folder. `dirs`: resolve_inside's
-    folder cache for a batch."""
+Target = tuple[str, str, "os.stat_result | None", "os.stat_result | None"]
+
+
+def target_of(c: Candidate, root: Path, dirs: dict[str, str], where: str | None = None) -> Target | DataValidationError:
+    """(the candidate's path under `root` (`where`, else its own `dest`), its file there, that file's stat and
+    the image file's, each None when not known from the checks), refusing paths (symlinks included) that lead
+    out of `root` or of the candidate's source folder. `dirs`: resolve_inside's folder cache for a batch."""
     try:
         dest = safe_relative_path(where or c.dest)
-        target = resolve_inside(root, dest, dirs)  # a symlinked folder under root must not lead out of it
+        target, copy_st = resolve_inside_stat(root, dest, dirs)  # a symlinked folder under root must not lead out
+        source_st = None
         if c.base is not None:
             base, image = os.fspath(c.base), os.fspath(c.image_file)
             rel = (image[len(base) + 1:] if image.startswith(base + os.sep)  # the common case, without pathlib
                    else Path(image).relative_to(base).as_posix())
-            resolve_inside(base, rel, dirs)
-        return dest, target
+            source_st = resolve_inside_stat(base, rel, dirs)[1]
+        return dest, target, copy_st, source_st
     except DataValidationError as exc:
         return exc
 
@@ -80,10 +83,12 @@ def import_state_path(cache_dir: str | Path, dest: str) -> Path:
     return Path(cache_dir) / "imports" / f"{dest.strip('/').replace('/', '__')}.parquet"
 
 
-def file_stats(source: Path | str, copy: Path) -> tuple[int, int, int, int] | None:
-    """(size, mtime_ns) of an image file and of its copy under the data root; None when either is missing."""
+def file_stats(source: Path | str, copy: Path | str, source_st: os.stat_result | None = None,
+               copy_st: os.stat_result | None = None) -> tuple[int, int, int, int] | None:
+    """(size, mtime_ns) of an image file and of its copy under the data root (from their stats when given);
+    None when either is missing."""
     try:
-        a, b = os.stat(source), os.stat(copy)
+        a, b = source_st or os.stat(source), copy_st or os.stat(copy)
     except OSError:
         return None
     return a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns
@@ -100,7 +105,8 @@ def read_import_state(path: str | Path) -> dict[str, tuple]:
     if "copy" not in pq.read_schema(path).names:
         return {}
     df = pd.read_parquet(path, columns=STATE_COLUMNS)
-    return {f: tuple(rest) for f, *rest in df.itertuples(index=False)}
+    files, *rest = (df[c].tolist() for c in STATE_COLUMNS)
+    return dict(zip(files, zip(*rest, strict=True), strict=True))
 
 
 def write_import_state(path: str | Path, rows: list[tuple]) -> None:
@@ -161,6 +167,6 @@ def is_partitioned(folder: str | Path) -> bool:
     return (Path(folder) / INDEX / "manifest.parquet").is_file() and (Path(folder) / PARTS).is_dir()
 
 
-def parts_named(paths: Iterable[object]) -> list[str]:
+def parts_named(paths: pd.Series) -> list[str]:
     """The parts a partitioned index's paths (`parts/<part>/...`, relative to the folder) name, sorted."""
-    return sorted({p.split("/", 2)[1] for p in paths if isinstance(p, str) and p.startswith(PARTS + "/")})
+    return sorted(paths.astype("str").str.extract(f"^{PARTS}/([^/]+)/", expand=False).dropna().unique())

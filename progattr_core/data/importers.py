@@ -10,6 +10,7 @@ line in the rejects table (source, row, level, kind, reason) and a count in the 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -59,7 +60,7 @@ class Candidate:
 
     source: str
     row: int
-    image_file: Path
+    image_file: Path | str  # a str where there are 100,000s (a Path costs more than the work on it)
     image_id: str
     dest: str  # path under the data root
     labels: dict[str, str | None]
@@ -138,7 +139,7 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
         dirs: dict[str, str] = {}  # resolved folders, for this chunk only
         before = [known.get(str(c.image_file)) for c in chunk]  # (..., sha256, copy) of the last import
         targets = [target_of(c, root, dirs, b[5] if b else None) for c, b in zip(chunk, before, strict=True)]
-        stats = {i: file_stats(chunk[i].image_file, t[1]) for i, t in enumerate(targets)
+        stats = {i: file_stats(chunk[i].image_file, t[1], t[3], t[2]) for i, t in enumerate(targets)
                  if not isinstance(t, DataValidationError)}
         reused = {i: before[i][4] for i, st in stats.items()
                   if st is not None and before[i] is not None and before[i][:4] == st}
@@ -170,14 +171,13 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
                             f"image {c.image_id!r} has the same content (sha256 {sha[:12]}...) as {seen_hash[sha]!r}")
                 continue
             seen_ids[c.image_id], seen_hash[sha] = c.row, c.image_id
-            dest, target = targets[i]
+            dest, target = targets[i][:2]
             if i not in reused:
                 write_image(Path(target), data)
             # a reused image's stats were just read; a copied one's copy has a new mtime
             now = stats[i] if i in reused else file_stats(c.image_file, target)
             recorded.append((str(c.image_file), *(now or (0, 0, 0, 0)), sha, dest))
-            records.append({"image_id": c.image_id, "path": dest, "sha256": sha, "article": article,
-                            **_clean_labels(c, attrs, log_)})
+            records.append((c.image_id, dest, sha, article, *_clean_labels(c, attrs, log_).values()))
     if meter.done:
         meter.finish()
     if unchanged and say:
@@ -185,7 +185,9 @@ def finish_import(candidates: Iterable[Candidate], article: str, taxonomy: Taxon
             "not checked again")
     if state is not None:
         write_import_state(state, recorded)
-    table = pd.DataFrame(records, columns=["image_id", "path", "sha256", "article", *attrs])
+    columns = ["image_id", "path", "sha256", "article", *attrs]  # built column by column: 100,000s of rows
+    table = (pd.DataFrame(dict(zip(columns, map(list, zip(*records, strict=True)), strict=True)), columns=columns)
+             if records else pd.DataFrame(columns=columns))
     manifest = make_manifest(table, taxonomy, split)
     log_.note("images imported", len(manifest))
     for attr in attrs:
@@ -245,12 +247,13 @@ def import_wide(table: str | Path, images_dir: str | Path, article: str, taxonom
 def _wide_candidates(rows: Iterable[tuple[int, list[str]]], header: list[str], image_column: str, source: str,
                      images_dir: Path, dest: str, attrs: Mapping[str, Sequence[str]],
                      log_: ImportLog) -> Iterator[Candidate]:
+    column = {name: i for i, name in enumerate(header)}  # a name given twice: its last column, as a dict of the row
+    i_image, picks = column[image_column], [(a, column.get(a)) for a in attrs]
     for line, fields in rows:
-        rec = dict(zip(header, fields, strict=True))
-        ref = _image_ref(rec[image_column], source, line, log_)
+        ref = _image_ref(fields[i_image], source, line, log_)
         if ref is not None:
-            yield Candidate(source, line, images_dir / ref, ref, f"{dest}/{ref}", {a: rec.get(a) for a in attrs},
-                            images_dir)
+            yield Candidate(source, line, os.path.join(images_dir, ref), ref, f"{dest}/{ref}",
+                            {a: None if i is None else fields[i] for a, i in picks}, images_dir)
 
 
 # ---------------------------------------------------------------- long tables
@@ -266,7 +269,7 @@ def import_long(table: str | Path, images_dir: str | Path, article: str, taxonom
     table, images_dir, log_ = Path(table), Path(images_dir), ImportLog()
     attrs = taxonomy[article]
     first_row, labels = long_labels(table, attrs, log_)
-    candidates = [Candidate(table.name, line, images_dir / ref, ref, f"{dest}/{ref}", labels[ref], images_dir)
+    candidates = [Candidate(table.name, line, os.path.join(images_dir, ref), ref, f"{dest}/{ref}", labels[ref], images_dir)
                   for ref, line in first_row.items()]
     return finish_import(candidates, article, taxonomy, root, split, limits, log_, workers, state=state)
 

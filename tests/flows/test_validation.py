@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from progattr_core.config import ValidationParams
-from tasks.validation import validate_manifest
+from tasks.validation import files_present, validate_manifest
 
 pytestmark = pytest.mark.flows
 VOCAB = {"fade": ("no-fade", "light-fade", "heavy-fade"), "shade": ("light", "dark")}
@@ -54,6 +54,19 @@ def test_a_rerun_on_the_same_checked_content_reuses_the_report_and_any_other_cha
     assert not gone.reused and not gone.success and "id3" in "\n".join(gone.failures)
     same = validate_manifest(df, tmp_path, "jeans", VOCAB, LIMITS, tmp_path / "report", memo)
     assert same.reused and same.failures == gone.failures  # a failure is remembered as it was
+
+
+@pytest.mark.parametrize("n", [3, 80])  # a few files are stat'ed one by one; a folder of many is listed once
+def test_file_presence_follows_symlinks_and_refuses_folders(tmp_path, n):
+    (tmp_path / "f").mkdir()
+    for i in range(n):
+        (tmp_path / f"f/{i}.png").write_bytes(b"png")
+    (tmp_path / "f/dir.png").mkdir()
+    (tmp_path / "f/link.png").symlink_to(tmp_path / "f/0.png")
+    (tmp_path / "f/dangling.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "f/1.png").unlink()
+    paths = [*(f"f/{i}.png" for i in range(n)), "f/dir.png", "f/link.png", "f/dangling.png", None, "g/0.png"]
+    assert files_present(tmp_path, paths) == [i != 1 for i in range(n)] + [False, True, False, False, False]
 
 
 def test_each_failing_expectation_is_named_with_its_observed_value(tmp_path):
