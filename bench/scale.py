@@ -20,8 +20,9 @@ build runs 5 times each way there, alternated, and the ratio is of the medians. 
 disk synced, and the store with its last build deleted, before its clock starts.
 
 With `--changed 0.01`, the largest catalogue then has 1% of its images replaced (new content, same
-names) and the data steps (import to slice) run again: the nightly's cost when little changed; then once more
-with nothing changed. `--steps import ingest validate slice` runs the data steps and the nightly alone.
+names) and the data steps (import to slice) run again: the nightly's cost when little changed, against the
+first run's, with the import and without it (ingest to slice: what the nightly flow itself runs); then once
+more with nothing changed. `--steps import ingest validate slice` runs the data steps and the nightly alone.
 
     .venv/bin/python -m bench.scale --profile quick     # 1,000 and 10,000 images
     .venv/bin/python -m bench.scale --profile full      # and 100,000 (about an hour on 2 cores)
@@ -409,6 +410,13 @@ def report(args: argparse.Namespace, info: dict[str, Any], started: float, sizes
               round(nightly["unchanged"][s]["seconds"], 1)] for s in DATA_STEPS]))
         ratios["nightly_data_steps_over_full"] = again / full
         goals.append(common.goal("nightly data steps (import..slice) with 1% changed / full run", again / full, 0.1))
+        # the issue's own wording: what the nightly flow runs (ingest to slice), the import being the team's step
+        pipeline = DATA_STEPS[1:]
+        ingest_ratio = (sum(nightly["steps"][s]["seconds"] for s in pipeline)
+                        / sum(results[big][s]["seconds"] for s in pipeline))
+        ratios["nightly_ingest_to_slice_over_full"] = ingest_ratio
+        goals.append(common.goal("nightly pipeline data steps (ingest..slice) with 1% changed / full run",
+                                 ingest_ratio, 0.1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(results, out / "scale.png")
