@@ -137,6 +137,7 @@ def new_import_run(root: str | Path, dest: str, cache_dir: str | Path, recheck: 
     """The partitioned import folder `dest` under `root` and a new part for this run (`recheck`: forget the
     import state, so every image is checked and copied again); refuses a folder in the single-folder layout
     of earlier versions and, through resolve_inside, one that leads out of `root`."""
+    dest = safe_relative_path(dest)  # "raw/x/" and "raw/x" are one folder, and its parts' paths compare as written
     index = Path(resolve_inside(root, f"{dest}/{INDEX}/manifest.parquet"))
     if Path(resolve_inside(root, f"{dest}/manifest.parquet")).is_file():
         raise DataValidationError(f"{dest} holds an import in the single-folder layout of earlier progattr versions "

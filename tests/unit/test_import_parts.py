@@ -43,11 +43,11 @@ def _sets(root: Path) -> list[str]:
             f"data.rejects={root}/rejects.csv", f"pipeline.outputs={root}/outputs"]
 
 
-def _import(root: Path, capsys) -> str:
+def _import(root: Path, capsys, *extra: str) -> str:
     capsys.readouterr()
     assert main(["data", "import", "wide", "--table", str(root.parent / "labels.csv"), "--images",
                  str(root.parent / "shop"), "--article", ARTICLE, "--params", str(root / "params.yaml"),
-                 "--set", *_sets(root)]) == 0
+                 "--set", *_sets(root), *extra]) == 0
     return capsys.readouterr().out
 
 
@@ -76,7 +76,7 @@ def test_a_reimport_copies_only_what_changed_into_a_new_part(project, capsys):
         project / "data/raw/labels" / second["path"]["1.png"]).read_bytes()
     assert second["sha256"]["1.png"] != first["sha256"]["1.png"]
 
-    assert "no new or changed images" in _import(project, capsys)
+    assert "no new or changed images" in _import(project, capsys, "--dest", "raw/labels/")  # the same folder
     assert _index(project).equals(second)
     assert len(list((project / "data/raw/labels/parts").iterdir())) == 2
 
