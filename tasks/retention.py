@@ -169,7 +169,10 @@ def _prune_parts(ctx: PipelineContext, article: str, dry_run: bool) -> dict[str,
         return {"skipped": "not an import folder"}
     if not dvc_store.is_repo(ctx.path(".")):
         return {"skipped": "not a DVC repository: older parts may hold the only copy of older data versions"}
-    prefix = f"{relative_inside(folder, ctx.path(ctx.params().data.root))}/"
+    inside = relative_inside(folder, ctx.path(ctx.params().data.root))
+    if inside is None:  # ingest refuses such a folder; a data root changed since is read as "cannot tell"
+        return {"skipped": f"{folder} is not under data.root"}
+    prefix = f"{inside}/"
     named = set(parts_named(pd.read_parquet(folder / INDEX / "manifest.parquet", columns=["path"])["path"]))
     named |= set(parts_named(pd.read_parquet(ctx.path(ingested["manifest"]), columns=["path"])["path"]
                              .str.removeprefix(prefix)))
