@@ -227,6 +227,10 @@ def _retention(args: argparse.Namespace) -> int:
               f"kept the files of {len(r['kept_keys'])} trainings")
     print(f"pretraining: {verb} {len(report['pretrain']['pruned'])} checkpoints, "
           f"{report['pretrain']['freed_bytes'] / 2**20:.1f} MB")
+    for article, parts in report["superseded_parts"].items():
+        if "pruned" in parts:  # an article whose source is an import folder
+            print(f"{article}: {verb} {len(parts['pruned'])} superseded import parts, "
+                  f"{parts['freed_bytes'] / 2**20:.1f} MB")
     cache = report["decode_cache"]
     print("decode cache: " + (cache["skipped"] if "skipped" in cache else
                               f"{verb} {cache['deleted']} of {cache['entries']} entries, {cache['deleted_bytes'] / 2**20:.1f} MB"))
