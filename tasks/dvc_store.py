@@ -76,13 +76,14 @@ def track_parts(root: str | Path, folder: str | Path, parts: list[str]) -> str:
     from progattr_core.data.import_files import INDEX, PARTS
 
     folder = Path(folder)
-    new = [folder / PARTS / part for part in parts if tracked_hash(folder / PARTS / part) is None]
+    hashes = {part: tracked_hash(folder / PARTS / part) for part in parts}
+    new = [folder / PARTS / part for part, md5 in hashes.items() if md5 is None]
     missing = [p.name for p in new if not p.is_dir()]
     if missing:
         raise DvcError(f"{folder}: its index names parts that are not there and not tracked: {missing[:5]}")
     if new:
         run_dvc(root, "add", "-q", *(relative_inside(p, root) for p in new))
-    hashes = {part: tracked_hash(folder / PARTS / part) for part in parts}
+        hashes.update({p.name: tracked_hash(p) for p in new})
     index = folder / INDEX / "parts.json"
     tmp = index.with_name(f".{index.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"parts": hashes}, indent=1, sort_keys=True) + "\n")
