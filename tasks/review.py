@@ -27,6 +27,7 @@ from PIL import Image
 
 from progattr_core.config import ImageParams, Params
 from progattr_core.data.images import ImageRejected, read_image_bytes
+from progattr_core.data.import_files import REVIEWS
 from progattr_core.data.importers import REJECT_COLUMNS, ImportLog, long_labels, normalise
 from progattr_core.data.manifest import read_manifest, write_manifest
 from progattr_core.errors import DataValidationError
@@ -160,7 +161,7 @@ def import_review(table: str | Path, source: str | Path, article: str, params: P
                             "imported_at": now, "table": table.name})
     if applied:
         write_manifest(manifest, path)
-        log_path = path.parent / "reviews.csv"
+        log_path = path.parent / REVIEWS
         pd.DataFrame(applied).to_csv(log_path, mode="a", header=not log_path.exists(), index=False)
     rejects = pd.DataFrame(log_.rejects, columns=list(REJECT_COLUMNS))
     return {"manifest": str(path), "applied": len(applied), **counts, "rejected": len(rejects),

@@ -86,7 +86,7 @@ def _data_synth(args: argparse.Namespace) -> int:
 
 def _data_import(args: argparse.Namespace) -> int:
     from progattr_core.data import importers, kaggle
-    from progattr_core.data.import_files import new_import_run, write_index
+    from progattr_core.data.import_files import apply_reviews, new_import_run, write_index
 
     p = load(args)
     name = Path(getattr(args, "table", None) or args.folder).stem
@@ -94,6 +94,7 @@ def _data_import(args: argparse.Namespace) -> int:
                            p.data.cache, args.recheck)
     common = {"taxonomy": p.taxonomy, "root": p.data.root, "split": p.data.split, "limits": p.data.image,
               "workers": p.data.workers, "state": run.state, "dest": run.part}
+    article = args.article
     if args.import_kind == "wide":
         result = importers.import_wide(args.table, args.images, args.article, **common)
     elif args.import_kind == "long":
@@ -106,9 +107,12 @@ def _data_import(args: argparse.Namespace) -> int:
             raise ProgattrError(f"article {article!r} has no mapping in imports.kaggle {list(p.imports.kaggle)}")
         result = kaggle.import_kaggle(args.folder, article, p.imports.kaggle[article], **common)
     rejects = result.write_rejects(args.rejects or p.data.rejects)
-    index, copied = write_index(run, result.manifest)
-    saved = _save_manifest(result.manifest, args.manifest, p.taxonomy)
+    manifest, reviewed = apply_reviews(result.manifest, run.reviews, p.attributes(article))
+    index, copied = write_index(run, manifest)
+    saved = _save_manifest(manifest, args.manifest, p.taxonomy)
     print(result.summary_text())
+    if reviewed:
+        print(f"labels people gave ({run.reviews}) kept over the table's: {reviewed}")
     print(f"{copied} new or changed images copied into {run.part}" if copied else "no new or changed images")
     print(f"rejects: {rejects} ({len(result.rejects)} lines); source manifest {index}{saved}")
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -75,6 +75,7 @@ def target_of(c: Candidate, root: Path, dirs: dict[str, str], where: str | None 
 
 STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256", "copy"]
 PARTS, INDEX = "parts", "index"  # the partitioned layout's two folders under an import folder
+REVIEWS = "reviews.csv"  # beside a source manifest: the labels people gave through `progattr review import`
 
 
 def import_state_path(cache_dir: str | Path, dest: str) -> Path:
@@ -132,6 +133,11 @@ class ImportRun:
     index: Path   # <root>/<dest>/index/manifest.parquet
     state: Path   # the import state (import_state_path)
 
+    @property
+    def reviews(self) -> Path:
+        """The labels people gave to this folder's images (tasks/review.import_review), beside the index."""
+        return self.index.parent / REVIEWS
+
 
 def new_import_run(root: str | Path, dest: str, cache_dir: str | Path, recheck: bool = False) -> ImportRun:
     """The partitioned import folder `dest` under `root` and a new part for this run (`recheck`: forget the
@@ -154,6 +160,29 @@ def write_index(run: ImportRun, manifest: pd.DataFrame) -> tuple[Path, int]:
     images this run copied into its part)."""
     copied = int(manifest["path"].str.startswith(run.part + "/").sum())
     return write_manifest(relative_to(manifest, run.dest), run.index), copied
+
+
+def apply_reviews(manifest: pd.DataFrame, reviews: Path, vocab: Mapping[str, Sequence[str]]
+                  ) -> tuple[pd.DataFrame, int]:
+    """The import's manifest with the labels people gave (`reviews`: the log `progattr review import`
+    appends to) put back over the table's: a re-import rewrites the index from the table, and a person's
+    label must outlive it. A review applies to the image content it was given for (sha256), the latest one
+    per image and attribute; one whose value is no longer in the attribute's vocabulary is left out.
+    (the manifest, how many labels the reviews changed)."""
+    if not reviews.is_file() or not len(manifest):
+        return manifest, 0
+    log = pd.read_csv(reviews, dtype=str, keep_default_na=False, usecols=["sha256", "attribute", "value"])
+    log = log.drop_duplicates(["sha256", "attribute"], keep="last")
+    manifest, changed = manifest.copy(), 0
+    for attr, given in log.groupby("attribute", sort=False):
+        if attr not in vocab or attr not in manifest:
+            continue
+        value = manifest["sha256"].map(dict(zip(given["sha256"], given["value"], strict=True)))
+        use = value.notna() & value.isin(list(vocab[attr])) & (manifest[attr].astype(object) != value)
+        if use.any():
+            manifest.loc[use, attr] = value[use]
+            changed += int(use.sum())
+    return manifest, changed
 
 
 def new_part_name() -> str:

@@ -86,6 +86,25 @@ def test_a_reimport_copies_only_what_changed_into_a_new_part(project, capsys):
         name: str(project / "data/raw/labels" / path) for name, path in second["path"].items()}
 
 
+def test_labels_people_gave_outlive_a_reimport_until_the_image_changes(project, capsys):
+    from tasks.review import import_review
+
+    _import(project, capsys)
+    sha = _index(project)["sha256"]
+    (project.parent / "review.csv").write_text(
+        f"sha256,attribute,value,annotator\n{sha['0.png']},fade,heavy-fade,ann\n{sha['2.png']},fade,light-fade,ann\n")
+    assert import_review(project.parent / "review.csv", project / "data/raw/labels", ARTICLE,
+                         params(*_sets(project)))["corrected"] == 2
+    assert "kept over the table's: 2" in _import(project, capsys)  # the table still says no-fade for both
+    assert _index(project)["fade"].astype(str).to_dict() == {"0.png": "heavy-fade", "1.png": "light-fade",
+                                                             "2.png": "light-fade"}
+    write_image(project.parent / "shop" / "2.png", seed=12)  # re-shot: the review was of the old picture
+    out = _import(project, capsys)
+    assert "kept over the table's: 1" in out and "1 new or changed images copied" in out
+    assert _index(project)["fade"].astype(str).to_dict() == {"0.png": "heavy-fade", "1.png": "light-fade",
+                                                             "2.png": "no-fade"}
+
+
 def test_ingest_tracks_the_new_parts_and_a_rebuild_pulls_the_version(project, capsys, tmp_path):
     from tasks.context import make_context
     from tasks.dvc_store import tracked_hash
