@@ -128,11 +128,9 @@ def _push(root: Path, tracked: list[Path], version: str) -> None:
     """The data version (its tracked folders) to the default DVC remote, if there is one, so that any version
     trained from it can be rebuilt elsewhere (`progattr registry rebuild` pulls it). A remote that fails does
     not stop training: the warning says what to push later."""
-    if not dvc_store.has_remote(root):
-        return
     targets = [f"{relative_inside(folder, root)}.dvc" for folder in tracked]
     try:
-        dvc_store.push(root, *targets)
+        dvc_store.push(root, *targets)  # no default remote: nothing to do
     except dvc_store.DvcError as exc:
         task_logger().warning("data version %s was not pushed (a rebuild of what trains on it needs it: "
                               "`dvc push %s` later): %s", version, " ".join(targets), exc)

@@ -10,10 +10,13 @@ so a nightly hashes and walks what changed, not the catalogue; the data version 
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -24,7 +27,14 @@ import pandas as pd
 from ..config import ImageParams
 from ..errors import DataValidationError
 from .images import ImageRejected, check_image_file
-from .manifest import relative_to, resolve_inside, resolve_inside_stat, safe_relative_path, write_manifest
+from .manifest import (
+    NORMAL_PATH,
+    relative_to,
+    resolve_inside,
+    resolve_inside_stat,
+    safe_relative_path,
+    write_manifest,
+)
 
 if TYPE_CHECKING:
     from .importers import Candidate
@@ -73,6 +83,56 @@ def target_of(c: Candidate, root: Path, dirs: dict[str, str], where: str | None 
         return exc
 
 
+def unchanged_since(chunk: Sequence[Candidate], before: Sequence[tuple | None], root: Path
+                    ) -> dict[int, tuple[Target, tuple[int, int, int, int]]]:
+    """The candidates whose image file and copy (`before[i]`: the import state's entry) both keep the size
+    and mtime recorded: i -> (their Target, those stats). The nightly's walk over a catalogue where little
+    changed: two `lstat`s a row, and each folder resolved and checked inside its root once per chunk. A
+    candidate this cannot settle (not in the state, moved or changed, a symlink, a path out of the usual) is
+    left to target_of, which checks it in full."""
+    real_root = os.path.realpath(root)
+    sources: dict[tuple[str, str], str | None] = {}  # (base, folder) -> the folder resolved; None: outside base
+    copies: dict[str, str | None] = {}  # a copy's folder (relative to root) -> resolved; None: outside root
+    lstat, is_link, normal, sep = os.lstat, stat.S_ISLNK, NORMAL_PATH.fullmatch, os.sep
+    base_obj, base = None, ""
+    out = {}
+    for i, (c, b) in enumerate(zip(chunk, before, strict=True)):
+        if b is None or c.base is None or not b[5] or not normal(b[5]):
+            continue
+        if c.base is not base_obj:
+            base_obj, base = c.base, os.fspath(c.base)
+        image = os.fspath(c.image_file)
+        src_dir, _, src_name = image.rpartition(sep)
+        copy_dir, _, copy_name = b[5].rpartition("/")
+        if not copy_dir or not image.startswith(base + sep):
+            continue
+        real_src = sources.get((base, src_dir), "")
+        if real_src == "":
+            real_src = sources[base, src_dir] = _inside(base, src_dir)
+        real_copy = copies.get(copy_dir, "")
+        if real_copy == "":
+            real_copy = copies[copy_dir] = _inside(real_root, os.path.join(real_root, copy_dir))
+        if real_src is None or real_copy is None:
+            continue
+        full = f"{real_copy}/{copy_name}"
+        try:
+            a, c_st = lstat(f"{real_src}/{src_name}"), lstat(full)
+        except OSError:
+            continue
+        if is_link(a.st_mode) or is_link(c_st.st_mode):
+            continue
+        now = (a.st_size, a.st_mtime_ns, c_st.st_size, c_st.st_mtime_ns)
+        if now == b[:4]:
+            out[i] = ((b[5], full, c_st, a), now)
+    return out
+
+
+def _inside(base: str, folder: str) -> str | None:
+    """`folder` resolved (symlinks followed) when it lies in `base` (resolved too), else None."""
+    real_base, real = os.path.realpath(base), os.path.realpath(folder)
+    return real if real == real_base or real.startswith(real_base + os.sep) else None
+
+
 STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256", "copy"]
 PARTS, INDEX = "parts", "index"  # the partitioned layout's two folders under an import folder
 REVIEWS = "reviews.csv"  # beside a source manifest: the labels people gave through `progattr review import`
@@ -116,6 +176,19 @@ def write_import_state(path: str | Path, rows: list[tuple]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pd.DataFrame(rows, columns=STATE_COLUMNS).to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Cyclic garbage collection off for a block that allocates many objects it keeps (reference counting
+    still frees the rest; the cycles left are collected after); back to how it was after, whatever happens."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:

@@ -29,7 +29,7 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9._+\-=@ ()\[\],]+$")
 # a path that is already normal and safe, in one match: parts of those characters, none empty, "." or "..",
 # none starting or ending with a space (what the checks below say one part at a time)
 _PART = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9._+\-=@()\[\],](?:[A-Za-z0-9._+\-=@ ()\[\],]*[A-Za-z0-9._+\-=@()\[\],])?"
-_NORMAL_PATH = re.compile(f"{_PART}(?:/{_PART})*")
+NORMAL_PATH = re.compile(f"{_PART}(?:/{_PART})*")
 
 
 def relative_inside(path: str | Path, root: str | Path) -> str | None:
@@ -42,7 +42,7 @@ def relative_inside(path: str | Path, root: str | Path) -> str | None:
 def safe_relative_path(path: str) -> str:
     """`path` as a normalised POSIX path that stays inside its root; DataValidationError otherwise."""
     text = str(path)
-    if _NORMAL_PATH.fullmatch(text):  # the common case, already normal: one match (100,000s per import)
+    if NORMAL_PATH.fullmatch(text):  # the common case, already normal: one match (100,000s per import)
         return text
     if not text or "\x00" in text or "\\" in text:
         raise DataValidationError(f"path {text!r}: empty, or contains a NUL or a backslash")
@@ -179,7 +179,7 @@ def _check_base_columns(df: pd.DataFrame) -> None:
         if dup.any():
             pos = int(dup.to_numpy().nonzero()[0][0])
             raise DataValidationError(f"manifest {_where(df, pos)}: duplicate {col} {df[col].iloc[pos]!r}")
-    normal = _NORMAL_PATH.fullmatch
+    normal = NORMAL_PATH.fullmatch
     for pos in [i for i, path in enumerate(df["path"].tolist()) if not normal(path)]:  # the rest, checked in full
         try:
             safe_relative_path(df["path"].iloc[pos])

@@ -231,3 +231,20 @@ def test_a_reimport_checks_only_what_changed(tmp_path, caplog):
     pd.testing.assert_frame_equal(changed.manifest, full.manifest)
     assert changed.manifest["sha256"][1] != first.manifest["sha256"][1]
     assert (tmp_path / "root" / "raw/w/b.png").read_bytes() == (imgs / "b.png").read_bytes()
+
+
+@pytest.mark.parametrize("swapped", ["images", "copies"])
+def test_a_reimport_never_reuses_through_a_folder_swapped_for_a_symlink(tmp_path, swapped):
+    """The nightly's quick path (unchanged size and mtime) resolves each folder again: a folder of the images
+    or of their copies moved out and replaced by a symlink to where it went is refused, as on a first import."""
+    imgs, root = tmp_path / "imgs", tmp_path / "root"
+    _images(imgs / "sub", ["a.png", "b.png"])
+    (tmp_path / "t.csv").write_text("image,fade\nsub/a.png,no-fade\nsub/b.png,heavy-fade\n")
+    common = {**COMMON, "root": root, "dest": "raw/w", "state": tmp_path / "state.parquet"}
+    assert len(import_wide(tmp_path / "t.csv", imgs, "jeans", **common).manifest) == 2
+    folder = imgs / "sub" if swapped == "images" else root / "raw/w/sub"
+    folder.rename(tmp_path / "away")
+    folder.symlink_to(tmp_path / "away")  # the same files, sizes and mtimes, now outside
+    again = import_wide(tmp_path / "t.csv", imgs, "jeans", **common)
+    assert len(again.manifest) == 0
+    assert again.rejects["kind"].tolist() == ["unsafe path", "unsafe path"]

@@ -107,7 +107,7 @@ def test_labels_people_gave_outlive_a_reimport_until_the_image_changes(project, 
 
 def test_ingest_tracks_the_new_parts_and_a_rebuild_pulls_the_version(project, capsys, tmp_path):
     from tasks.context import make_context
-    from tasks.dvc_store import tracked_hash
+    from tasks.dvc_store import DvcError, push, tracked_hash
     from tasks.ingest import ingest
     from tasks.rebuild import RebuildPlan, pull_data
     from tasks.retention import apply_retention
@@ -160,3 +160,9 @@ def test_ingest_tracks_the_new_parts_and_a_rebuild_pulls_the_version(project, ca
             assert hashlib.sha256((raw / row.path).read_bytes()).hexdigest() == row.sha256
         paths.append(index.set_index("image_id")["path"])
     assert paths[0]["1.png"].startswith(f"parts/{p1.name}/")  # the first version's copy, in the pruned part
+
+    # without a default remote, ingest's push is one DVC command that finds none, and says so by None
+    _dvc(project, "remote", "default", "--unset")
+    assert push(project, "data/raw/labels/index.dvc") is None
+    with pytest.raises(DvcError, match="push to remote 'nowhere'"):
+        push(project, "data/raw/labels/index.dvc", remote="nowhere")
