@@ -196,15 +196,17 @@ def _check_base_columns(df: pd.DataFrame) -> None:
 
 def _check_values(df: pd.DataFrame, taxonomy: Taxonomy, vocabs: Mapping[str, Sequence[str]]) -> None:
     article = df["article"].to_numpy()
+    of = {name: article == name for name in pd.unique(article) if name in taxonomy}  # rows of each article
     for attr in vocabs:
         if attr not in df.columns:
             continue
-        values = df[attr].astype(object)
-        for name, attrs in taxonomy.items():
-            rows = (article == name) & values.notna().to_numpy()
+        values = df[attr]
+        present = values.notna().to_numpy()
+        for name, mine in of.items():
+            rows = mine & present
             if not rows.any():
                 continue
-            allowed = list(attrs.get(attr, ()))
+            allowed = list(taxonomy[name].get(attr, ()))
             bad = rows & ~values.isin(allowed).to_numpy()
             if bad.any():
                 pos = int(bad.nonzero()[0][0])
