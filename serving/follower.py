@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from progattr_core.predict import for_inference
 from tracking.registry import Registry, VersionRef
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class ModelFollower:
     def _load(self, article: str, ref: VersionRef) -> ServedModel | None:
         start = time.perf_counter()
         try:
-            model = self.registry.load(ref)
+            model = for_inference(self.registry.load(ref))  # BatchNorm folded: never trained here
             warm_up(model)
         except Exception as exc:  # noqa: BLE001 - a bad version must not take the service down
             self._failed[article] = ref.version

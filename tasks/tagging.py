@@ -34,7 +34,7 @@ from progattr_core.errors import DataValidationError
 from progattr_core.inference import Refused, image_array
 from progattr_core.model_file import load_model
 from progattr_core.parallel import Meter, cpu_count, pmap, resolve_workers
-from progattr_core.predict import predict
+from progattr_core.predict import for_inference, predict
 from tasks import s3_images
 from tasks.cluster import dask_map
 from tasks.context import task_logger
@@ -129,7 +129,7 @@ def batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
 
 @functools.lru_cache(maxsize=2)
 def _model(path: str):
-    return load_model(path)
+    return for_inference(load_model(path))  # answers only: BatchNorm folded, channels-last from 128 px
 
 
 @functools.lru_cache(maxsize=2)

@@ -304,3 +304,28 @@ def test_a_branch_with_an_earlier_split_point_owns_the_later_layers_and_survives
     assert back(x)["pattern"].shape == (4, 2) and set(back.trunk_points()) == {"layer2", "layer3", "layer4.1"}
     with pytest.raises(ModelError, match="allowed"):
         ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, split_points={"neck": "layer4.1"})
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_a_model_for_inference_folds_batchnorm_and_answers_as_the_model(size):
+    """Tagging and serving answer with BatchNorm folded into the convolutions (channels-last from 128 px):
+    the same probabilities to ~1e-6, on running statistics far from the defaults."""
+    from progattr_core.predict import for_inference, predict_proba
+
+    m = ProgressiveResNet("resnet18", "layer3", size, [0.5] * 3, [0.25] * 3, "scratch", seed=0)
+    for a, c in CLASSES.items():
+        m.add_branch(a, c)
+    g = torch.Generator().manual_seed(1)
+    for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+    fast = for_inference(m.train())
+    assert fast is not m and not m.training  # the model itself is not changed, only put in eval mode
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in fast.modules())
+    assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
+    conv = next(mod for mod in fast.modules() if isinstance(mod, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (size >= 128)
+    images = torch.randint(0, 256, (6, 3, size, size), dtype=torch.uint8, generator=g)
+    want, got = predict_proba(m, images), predict_proba(fast, images)
+    for a in CLASSES:
+        assert abs(want[a] - got[a]).max() < 1e-5 and (want[a].argmax(1) == got[a].argmax(1)).all()
