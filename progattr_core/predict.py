@@ -53,6 +53,7 @@ def for_inference(model: nn.Module) -> nn.Module:
     if size >= CHANNELS_LAST_FROM:
         fast = fast.to(memory_format=torch.channels_last)
     probe = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    probe = probe.to(next(model.parameters()).device)
     with torch.inference_mode():
         want, got = model.probabilities(model(probe)), fast.probabilities(fast(probe))
     if all(torch.allclose(want[a], got[a], atol=1e-4) for a in want):
