@@ -248,3 +248,22 @@ def test_a_reimport_never_reuses_through_a_folder_swapped_for_a_symlink(tmp_path
     again = import_wide(tmp_path / "t.csv", imgs, "jeans", **common)
     assert len(again.manifest) == 0
     assert again.rejects["kind"].tolist() == ["unsafe path", "unsafe path"]
+
+
+def test_the_walk_pauses_cyclic_gc_and_restores_it_whatever_happens():
+    import gc
+
+    from progattr_core.data.import_files import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failed import")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # off before, off after: a caller's choice is kept
+    finally:
+        gc.enable()
