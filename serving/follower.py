@@ -104,7 +104,7 @@ class ModelFollower:
     def _load(self, article: str, ref: VersionRef) -> ServedModel | None:
         start = time.perf_counter()
         try:
-            model = for_inference(self.registry.load(ref))  # BatchNorm folded: never trained here
+            model = for_inference(self.registry.load(ref), batched=False)  # one image a request
             warm_up(model)
         except Exception as exc:  # noqa: BLE001 - a bad version must not take the service down
             self._failed[article] = ref.version

@@ -129,7 +129,7 @@ def batches(items: list[ImageItem], size: int) -> list[list[ImageItem]]:
 
 @functools.lru_cache(maxsize=2)
 def _model(path: str):
-    return for_inference(load_model(path))  # answers only: BatchNorm folded, channels-last from 128 px
+    return for_inference(load_model(path), batched=True)  # BatchNorm folded, channels-last from 128 px
 
 
 @functools.lru_cache(maxsize=2)

@@ -306,10 +306,10 @@ def test_a_branch_with_an_earlier_split_point_owns_the_later_layers_and_survives
         ProgressiveResNet("resnet18", "layer3", 32, [0.5] * 3, [0.25] * 3, split_points={"neck": "layer4.1"})
 
 
-@pytest.mark.parametrize("size", [32, 128])
-def test_a_model_for_inference_folds_batchnorm_and_answers_as_the_model(size):
-    """Tagging and serving answer with BatchNorm folded into the convolutions (channels-last from 128 px):
-    the same probabilities to ~1e-6, on running statistics far from the defaults."""
+@pytest.mark.parametrize(("size", "batched"), [(32, True), (128, True), (128, False)])
+def test_a_model_for_inference_folds_batchnorm_and_answers_as_the_model(size, batched):
+    """Tagging and serving answer with BatchNorm folded into the convolutions (channels-last from 128 px for
+    batches): the same probabilities to ~1e-6, on running statistics far from the defaults."""
     from progattr_core.predict import for_inference, predict_proba
 
     m = ProgressiveResNet("resnet18", "layer3", size, [0.5] * 3, [0.25] * 3, "scratch", seed=0)
@@ -319,12 +319,12 @@ def test_a_model_for_inference_folds_batchnorm_and_answers_as_the_model(size):
     for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
         bn.running_mean.copy_(torch.randn(bn.num_features, generator=g))
         bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
-    fast = for_inference(m.train())
+    fast = for_inference(m.train(), batched)
     assert fast is not m and not m.training  # the model itself is not changed, only put in eval mode
     assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in fast.modules())
     assert any(isinstance(mod, torch.nn.BatchNorm2d) for mod in m.modules())
     conv = next(mod for mod in fast.modules() if isinstance(mod, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (size >= 128)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (batched and size >= 128)
     images = torch.randint(0, 256, (6, 3, size, size), dtype=torch.uint8, generator=g)
     want, got = predict_proba(m, images), predict_proba(fast, images)
     for a in CLASSES:
