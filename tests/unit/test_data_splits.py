@@ -29,3 +29,12 @@ def test_salt_reshuffles():
     other = replace(SPLIT, salt="another-salt")
     assert assign_splits(ids, SPLIT) != assign_splits(ids, other)
     assert assign_split("img-1", SPLIT) == assign_split("img-1", SPLIT)
+
+
+def test_splits_are_pinned():
+    """The split of an id never changes between versions (a moved image would leak test images into training and
+    change every key): these are what every data version so far was split with."""
+    ids = [f"img-{i}" for i in range(12)] + ["é-ü", "x y", ""]
+    assert assign_splits(ids, SPLIT) == ["test", "train", "val", "train", "val", "test", "train", "train", "train",
+                                         "train", "val", "train", "test", "train", "test"]
+    assert [assign_split(i, SPLIT) for i in ids] == assign_splits(ids, SPLIT)
