@@ -329,3 +329,23 @@ def test_a_model_for_inference_folds_batchnorm_and_answers_as_the_model(size, ba
     want, got = predict_proba(m, images), predict_proba(fast, images)
     for a in CLASSES:
         assert abs(want[a] - got[a]).max() < 1e-5 and (want[a].argmax(1) == got[a].argmax(1)).all()
+
+
+def test_a_model_the_folding_gets_wrong_is_kept_as_built(monkeypatch, caplog):
+    """for_inference checks its copy against the model: where they disagree (here a folding that zeroes the
+    weights), it answers with the model as built and says so."""
+    import torch.nn.utils.fusion
+
+    from progattr_core.predict import for_inference
+
+    real = torch.nn.utils.fusion.fuse_conv_bn_eval
+
+    def wrong(conv, bn):
+        fused = real(conv, bn)
+        torch.nn.init.zeros_(fused.weight)
+        return fused
+
+    monkeypatch.setattr(torch.nn.utils.fusion, "fuse_conv_bn_eval", wrong)
+    m = _model()
+    assert for_inference(m, batched=True) is m and not m.training
+    assert "answering with it as built" in caplog.text
