@@ -23,7 +23,8 @@ With `--changed 0.01`, the largest catalogue then has 1% of its images replaced 
 names) and the data steps (import to slice) run again: the nightly's cost when little changed, against the
 first run's, with the import and without it (ingest to slice: what the nightly flow itself runs). Three pairs,
 each a first run on fresh data and the night after it (the goal is the median of the pairs' ratios: this
-machine's speed drifts within minutes); then once more with nothing changed. `--steps import ingest validate slice` runs the data steps and the nightly alone.
+machine's speed drifts within minutes); then once more with nothing changed. `--steps import ingest validate
+slice` runs the data steps and the nightly alone.
 
     .venv/bin/python -m bench.scale --profile quick     # 1,000 and 10,000 images
     .venv/bin/python -m bench.scale --profile full      # and 100,000 (about an hour on 2 cores)

@@ -111,12 +111,13 @@ NO_REMOTE = "no remote specified"  # DVC's NoRemoteError, when no -r is given an
 
 
 def push(root: str | Path, *targets: str, remote: str | None = None, timeout: float = 1800) -> str | None:
-    """`dvc push`; None when no `remote` is given and the project has no default remote (one DVC command
-    either way: asking first would be a second, ~0.5 s of start-up each night). Retries are bounded by the
+    """`dvc push`; None when no `remote` is given and the project has no default remote (asking DVC first
+    would be one more command, ~0.5 s of start-up, where a remote is set). Retries are bounded by the
     S3 stack DVC uses: botocore makes up to AWS_MAX_ATTEMPTS attempts per request (5 by default), s3fs
     repeats timed-out or dropped requests 5 times, each attempt waits at most the remote's
-    `connect_timeout`/`read_timeout` (`dvc remote modify`; 60 s by default); `timeout` bounds the whole push. A failure names the remote; what was pushed stays, the rest is
-    pushed by the next run (the local cache and .dvc files are not touched)."""
+    `connect_timeout`/`read_timeout` (`dvc remote modify`; 60 s by default); `timeout` bounds the whole push.
+    A failure names the remote; what was pushed stays, the rest is pushed by the next run (the local cache
+    and .dvc files are not touched)."""
     try:
         return run_dvc(root, "push", *(["-r", remote] if remote else []), *targets, timeout=timeout)
     except DvcError as exc:

@@ -29,6 +29,7 @@ from ..errors import DataValidationError
 from .images import ImageRejected, check_image_file
 from .manifest import (
     NORMAL_PATH,
+    is_inside,
     relative_to,
     resolve_inside,
     resolve_inside_stat,
@@ -129,8 +130,8 @@ def unchanged_since(chunk: Sequence[Candidate], before: Sequence[tuple | None], 
 
 def _inside(base: str, folder: str) -> str | None:
     """`folder` resolved (symlinks followed) when it lies in `base` (resolved too), else None."""
-    real_base, real = os.path.realpath(base), os.path.realpath(folder)
-    return real if real == real_base or real.startswith(real_base + os.sep) else None
+    real = os.path.realpath(folder)
+    return real if is_inside(real, os.path.realpath(base)) else None
 
 
 STATE_COLUMNS = ["file", "size", "mtime_ns", "copy_size", "copy_mtime_ns", "sha256", "copy"]

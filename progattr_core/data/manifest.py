@@ -93,8 +93,13 @@ def resolve_inside_stat(root: str | Path, rel: str, dirs: dict[str, str]) -> tup
     return full, st
 
 
+def is_inside(full: str, base: str) -> bool:
+    """Whether the resolved path `full` is the resolved folder `base` or lies under it."""
+    return full == base or full.startswith(base.rstrip(os.sep) + os.sep)
+
+
 def _check_inside(rel: str, full: str, base: str) -> None:
-    if full != base and not full.startswith(base.rstrip(os.sep) + os.sep):
+    if not is_inside(full, base):
         raise DataValidationError(f"path {rel!r} resolves to {full}, outside the data root {base}")
 
 
